@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian programs the interop tests and benchmarks drive as real peers.
+# Idempotent: only missing packages are installed; apt's lists are refreshed at most once per run.
+set -euo pipefail
+
+PACKAGES=(
+  clamav clamav-daemon clamdscan clamav-testfiles   # engine oracle, clamd backend, test corpus
+  curl openssl                                      # HTTPS clients
+  iptables iproute2                                 # transparent mode in a network namespace
+  mitmproxy                                         # benchmark peer (mitmdump)
+)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-peers: apt-get not found; install these packages by hand: ${PACKAGES[*]}" >&2
+  exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-peers: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-peers: all peers present"
+  exit 0
+fi
+echo "install-peers: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The clamav packages start their daemons; tests start their own clamd with a generated database.
+systemctl stop clamav-daemon clamav-freshclam 2>/dev/null || true
+echo "install-peers: done"

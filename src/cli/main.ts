@@ -1,0 +1,21 @@
+/**
+ * `scangate` command line (DESIGN 4.1). Each command lives in its own module and registers itself;
+ * this file only assembles them and maps errors to exit codes.
+ */
+import { Command } from 'commander';
+import { ScangateError } from '../errors.js';
+import { registerScan } from './scan.js';
+
+const program = new Command('scangate')
+  .description('Security gateway for encrypted traffic: intercept, scan, block or clean, re-encrypt.')
+  .showHelpAfterError();
+
+registerScan(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  const msg = e instanceof ScangateError ? `${e.code}: ${e.message}` : (e as Error).stack ?? String(e);
+  process.stderr.write(`scangate: ${msg}\n`);
+  process.exitCode = 2;
+}

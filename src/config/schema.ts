@@ -1,0 +1,230 @@
+/**
+ * The configuration contract (DESIGN 4.2). Every default lives here and nowhere else; every object is
+ * strict, so an unknown or misspelt key is an error naming its path rather than a silent no-op.
+ */
+import { z } from 'zod';
+import { parseAddress, parseDuration, parseSize } from '../util/units.js';
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const address = z.string().refine(
+  (v) => {
+    try {
+      parseAddress(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected host:port, [v6]:port or a unix socket path' },
+);
+
+export const engineLimitsSchema = z.strictObject({
+  maxFileSize: size.default(100 * 1024 ** 2),
+  maxScanSize: size.default(400 * 1024 ** 2),
+  maxRecursion: z.number().int().min(0).max(1000).default(17),
+  maxFiles: z.number().int().min(1).default(10_000),
+  timeout: duration.default(120_000),
+  /** Like clamd's AlertExceedsMax, but on by default: a limit hit is a verdict, never a silent pass. */
+  alertExceedsMax: z.boolean().default(true),
+  /** Cap on bytes a single decompressor may produce relative to its input (zip-bomb guard). */
+  maxCompressionRatio: z.number().min(1).default(1000),
+});
+
+export const engineSchema = z.strictObject({
+  signatures: z.array(z.string()).default([]),
+  backend: z.enum(['builtin', 'clamd']).default('builtin'),
+  clamd: z
+    .strictObject({
+      address: address.default('/run/clamav/clamd.ctl'),
+      timeout: duration.default(120_000),
+      connectTimeout: duration.default(5_000),
+    })
+    .prefault({}),
+  limits: engineLimitsSchema.prefault({}),
+  onError: z.enum(['block', 'allow']).default('block'),
+  cache: z
+    .strictObject({
+      entries: z.number().int().min(0).default(65_536),
+      redis: z.string().nullable().default(null),
+    })
+    .prefault({}),
+});
+
+export const tlsSchema = z.strictObject({
+  ca: z.strictObject({ cert: z.string().nullable().default(null), key: z.string().nullable().default(null) }).prefault({}),
+  upstream: z
+    .strictObject({
+      verify: z.boolean().default(true),
+      ca: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  passthrough: z.array(z.string()).default([]),
+  /** How long a host whose client rejected our certificate stays on the automatic passthrough list. */
+  autoPassthroughTtl: duration.default(3_600_000),
+  /** Validity of minted leaf certificates. */
+  leafValidity: duration.default(30 * 86_400_000),
+  contextCacheSize: z.number().int().min(1).default(1000),
+});
+
+const listenerBase = {
+  name: z.string().min(1),
+  listen: address,
+  /** Client addresses allowed to connect (CIDRs). Default loopback only: never an open proxy. */
+  allow: z.array(z.string()).optional(),
+  maxConnections: z.number().int().min(1).default(10_000),
+  idleTimeout: duration.default(300_000),
+  headerTimeout: duration.default(30_000),
+};
+
+const httpListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('http'),
+  mode: z.enum(['explicit', 'transparent', 'reverse']).default('explicit'),
+  upstream: z.string().nullable().default(null),
+  tls: z.strictObject({ cert: z.string().optional(), key: z.string().optional() }).default({}),
+  unknownProtocol: z.enum(['splice', 'block']).default('splice'),
+  /** Objects up to this size are held whole until the verdict; larger ones stream with a held-back tail. */
+  holdLimit: size.default(32 * 1024 ** 2),
+  /** Bytes held back at the end of a streamed object until its verdict (HAVP's keep-back buffer). */
+  keepBack: size.default(1024 ** 2),
+  maxHeaderSize: size.default(64 * 1024),
+});
+
+const smtpListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('smtp'),
+  upstream: z.string(),
+  tls: z
+    .strictObject({
+      client: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+      upstream: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+      cert: z.string().optional(),
+      key: z.string().optional(),
+      name: z.string().optional(),
+    })
+    .prefault({}),
+  onInfected: z.enum(['reject', 'strip', 'tag']).default('reject'),
+  unreachable: z.enum(['reset', '421']).default('reset'),
+  maxMessageSize: size.default(50 * 1024 ** 2),
+});
+
+const ftpListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('ftp'),
+  upstream: z.string(),
+  tls: z
+    .strictObject({
+      client: z.enum(['explicit', 'implicit', 'none']).default('explicit'),
+      upstream: z.enum(['explicit', 'implicit', 'none']).default('explicit'),
+      cert: z.string().optional(),
+      key: z.string().optional(),
+      name: z.string().optional(),
+    })
+    .prefault({}),
+  passivePorts: z
+    .string()
+    .regex(/^\d{1,5}-\d{1,5}$/, 'expected a port range like 50000-50100')
+    .default('50000-50100'),
+  unreachable: z.enum(['reset', '421']).default('reset'),
+});
+
+const tunnelListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('tunnel'),
+  upstream: z.string(),
+  mode: z.enum(['stream', 'message']).default('stream'),
+  tls: z.strictObject({
+    cert: z.string(),
+    key: z.string(),
+    clientCa: z.string(),
+    crl: z.string().nullable().default(null),
+  }),
+  allow: z
+    .strictObject({
+      cn: z.array(z.string()).default([]),
+      dns: z.array(z.string()).default([]),
+      uri: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  clients: z.array(z.string()).optional(),
+  proxyProtocol: z.boolean().default(false),
+  heartbeat: duration.default(15_000),
+  scan: z.boolean().default(false),
+});
+
+const clamdListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('clamd'),
+  streamMaxLength: size.default(100 * 1024 ** 2),
+});
+
+const icapListener = z.strictObject({
+  ...listenerBase,
+  protocol: z.literal('icap'),
+  previewSize: size.default(1024),
+});
+
+export const listenerSchema = z.discriminatedUnion('protocol', [
+  httpListener,
+  smtpListener,
+  ftpListener,
+  tunnelListener,
+  clamdListener,
+  icapListener,
+]);
+
+export const configSchema = z.strictObject({
+  dataDir: z.string().default('./data'),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  workers: z.union([z.literal('auto'), z.number().int().min(1)]).default(1),
+  engine: engineSchema.prefault({}),
+  tls: tlsSchema.prefault({}),
+  listeners: z
+    .array(listenerSchema)
+    .prefault([{ name: 'web', protocol: 'http', listen: '127.0.0.1:8080' }])
+    .superRefine((ls, ctx) => {
+      const seen = new Set<string>();
+      ls.forEach((l, i) => {
+        if (seen.has(l.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate listener name "${l.name}"` });
+        seen.add(l.name);
+      });
+    }),
+  registry: z
+    .strictObject({
+      listen: address.default('127.0.0.1:8025'),
+      database: z.string().default('sqlite:registry.db'),
+      publicUrl: z.string().nullable().default(null),
+      mail: z.strictObject({ smtp: z.string(), from: z.string() }).nullable().default(null),
+    })
+    .nullable()
+    .default(null),
+  admin: z
+    .strictObject({ listen: address.default('127.0.0.1:9090'), token: z.string().nullable().default(null) })
+    .nullable()
+    .prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type ListenerConfig = Config['listeners'][number];
+export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
+export type EngineConfig = Config['engine'];
+export type EngineLimits = EngineConfig['limits'];
+export type TlsConfig = Config['tls'];
