@@ -53,3 +53,22 @@ export class UpstreamError extends ScangateError {
     super(code, message, options);
   }
 }
+
+/** A container whose structure is corrupt or truncated. The scanner still matches its raw bytes. */
+export class UnpackError extends ScangateError {
+  readonly format: string;
+  constructor(format: string, code: string, message: string, options?: { cause?: unknown }) {
+    super(code, `${format}: ${message}`, options);
+    this.format = format;
+  }
+}
+
+/** A configured limit was reached while unpacking; the scanner turns it into Heuristics.Limits.Exceeded.* */
+export class UnpackLimitError extends ScangateError {
+  /** 'MaxFileSize' | 'MaxFiles' | 'MaxCompressionRatio' | 'MaxRecursion' | 'MaxScanSize' | 'MaxScanTime' */
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super('ERR_LIMIT_EXCEEDED', message);
+    this.limit = limit;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Random-access views of an object being scanned. Container parsers need random access (a zip's
+ * central directory is at the end) while protocols hand us streams, so every object is first written
+ * to a spool (memory up to a threshold, then a temp file) and read back through an ObjectSource.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ObjectSource {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position`; shorter only at the end of the object. */
+  read(position: number, length: number): Promise<Buffer>;
+  /** Streams [start, end) in chunks of at most `chunkSize` bytes (default 64 KiB). */
+  stream(start?: number, end?: number, chunkSize?: number): AsyncIterable<Buffer>;
+}
+
+export const DEFAULT_CHUNK = 64 * 1024;
+
+export class BufferSource implements ObjectSource {
+  constructor(private readonly buf: Buffer) {}
+  get size(): number {
+    return this.buf.length;
+  }
+  async read(position: number, length: number): Promise<Buffer> {
+    return this.buf.subarray(position, Math.min(this.buf.length, position + length));
+  }
+  async *stream(start = 0, end = this.buf.length, chunkSize = DEFAULT_CHUNK): AsyncIterable<Buffer> {
+    for (let p = start; p < end; p += chunkSize) yield this.buf.subarray(p, Math.min(end, p + chunkSize));
+  }
+}
+
+export class FileSource implements ObjectSource {
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+    readonly path: string,
+  ) {}
+
+  static async open(path: string): Promise<FileSource> {
+    const fh = await open(path, 'r');
+    const st = await fh.stat();
+    return new FileSource(fh, st.size, path);
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const len = Math.max(0, Math.min(length, this.size - position));
+    const buf = Buffer.allocUnsafe(len);
+    let off = 0;
+    while (off < len) {
+      const { bytesRead } = await this.fh.read(buf, off, len - off, position + off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return off === len ? buf : buf.subarray(0, off);
+  }
+
+  async *stream(start = 0, end = this.size, chunkSize = DEFAULT_CHUNK): AsyncIterable<Buffer> {
+    if (end <= start) return;
+    yield* createReadStream(this.path, { start, end: end - 1, highWaterMark: chunkSize });
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+export interface SpoolOptions {
+  /** Bytes kept in memory before the spool moves to a temp file. */
+  memoryLimit?: number;
+  /** Folder for temp files (DESIGN: dataDir/spool); default the OS temp folder. */
+  dir?: string;
+}
+
+/**
+ * Collects an object's bytes, hashing them with SHA-256 on the way (the verdict-cache key), and
+ * hands back an ObjectSource. `dispose()` removes the temp file; always call it.
+ */
+export class Spool {
+  private chunks: Buffer[] = [];
+  private memBytes = 0;
+  private fh: FileHandle | null = null;
+  private filePath: string | null = null;
+  private readonly hash = createHash('sha256');
+  private total = 0;
+  private source: ObjectSource | null = null;
+  private readonly memoryLimit: number;
+  private readonly dir: string;
+
+  constructor(options: SpoolOptions = {}) {
+    this.memoryLimit = options.memoryLimit ?? 16 * 1024 * 1024;
+    this.dir = options.dir ?? tmpdir();
+  }
+
+  get size(): number {
+    return this.total;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.source) throw new Error('spool already finished');
+    this.hash.update(chunk);
+    this.total += chunk.length;
+    if (!this.fh && this.memBytes + chunk.length <= this.memoryLimit) {
+      this.chunks.push(chunk);
+      this.memBytes += chunk.length;
+      return;
+    }
+    if (!this.fh) {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      this.filePath = join(this.dir, `spool-${process.pid}-${randomBytes(8).toString('hex')}`);
+      this.fh = await open(this.filePath, 'w+', 0o600);
+      for (const c of this.chunks) await this.fh.write(c);
+      this.chunks = [];
+      this.memBytes = 0;
+    }
+    await this.fh.write(chunk);
+  }
+
+  /** Ends writing; returns the source and the SHA-256 of everything written. */
+  async finish(): Promise<{ source: ObjectSource; sha256: string }> {
+    const sha256 = this.hash.digest('hex');
+    if (this.fh) {
+      await this.fh.close();
+      this.fh = null;
+      this.source = await FileSource.open(this.filePath!);
+    } else {
+      this.source = new BufferSource(this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks));
+      this.chunks = [];
+    }
+    return { source: this.source, sha256 };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.source instanceof FileSource) await this.source.close().catch(() => {});
+    if (this.fh) await this.fh.close().catch(() => {});
+    if (this.filePath) await rm(this.filePath, { force: true });
+    this.source = null;
+    this.chunks = [];
+  }
+}
