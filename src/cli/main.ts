@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { ScangateError } from '../errors.js';
+import { registerRun } from './run.js';
 import { registerScan } from './scan.js';
 
 const program = new Command('scangate')
@@ -11,6 +12,7 @@ const program = new Command('scangate')
   .showHelpAfterError();
 
 registerScan(program);
+registerRun(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,68 @@
+/**
+ * Engine entry points: build the configured Scanner (builtin or clamd) with its verdict cache.
+ */
+import { join } from 'node:path';
+import { type EngineConfig, type EngineLimits, engineLimitsSchema } from '../config/schema.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { MemoryVerdictCache } from './cache.js';
+import { compileMatcher } from './match/index.js';
+import { BuiltinScanner, type EngineState } from './scanner.js';
+import { loadSignatures, type SignatureDb } from './signatures/index.js';
+import type { Scanner } from './types.js';
+
+export type { Scanner, ScanInput, ScanContext, Verdict } from './types.js';
+export { BuiltinScanner } from './scanner.js';
+
+export interface LoadedEngine extends EngineState {
+  db: SignatureDb;
+  loadMs: number;
+}
+
+/** Loads the built-in signatures plus `paths` and compiles them into a matcher. */
+export async function loadEngine(paths: string[]): Promise<LoadedEngine> {
+  const t0 = performance.now();
+  const db = await loadSignatures(paths);
+  const matcher = compileMatcher(db);
+  return { db, matcher, version: db.version, signatures: db.total, loadMs: performance.now() - t0 };
+}
+
+export interface BuiltinScannerFactoryOptions {
+  signatures?: string[];
+  limits?: Partial<EngineLimits>;
+  cacheEntries?: number;
+  spoolDir?: string;
+  logger?: Logger;
+}
+
+export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = {}): Promise<BuiltinScanner> {
+  const engine = await loadEngine(opts.signatures ?? []);
+  const limits = engineLimitsSchema.parse(opts.limits ?? {});
+  const logger = opts.logger ?? silentLogger;
+  for (const u of engine.db.unsupported.slice(0, 20)) {
+    logger.warn({ file: u.file, line: u.line, reason: u.reason }, 'signature not supported');
+  }
+  if (engine.db.unsupported.length) {
+    logger.warn({ count: engine.db.unsupported.length }, 'signatures skipped as unsupported');
+  }
+  return new BuiltinScanner(engine, {
+    limits,
+    cache: new MemoryVerdictCache(opts.cacheEntries ?? 65_536),
+    spoolDir: opts.spoolDir,
+    logger,
+  });
+}
+
+/** The Scanner named by `engine.backend`. */
+export async function createScanner(cfg: EngineConfig, opts: { dataDir: string; logger?: Logger }): Promise<Scanner> {
+  if (cfg.backend === 'clamd') {
+    const { createClamdScanner } = await import('./backends/index.js');
+    return createClamdScanner(cfg.clamd);
+  }
+  return createBuiltinScanner({
+    signatures: cfg.signatures,
+    limits: cfg.limits,
+    cacheEntries: cfg.cache.entries,
+    spoolDir: join(opts.dataDir, 'spool'),
+    logger: opts.logger,
+  });
+}

@@ -1,0 +1,258 @@
+/**
+ * The builtin engine: spool the input, answer from the verdict cache when the content is known,
+ * otherwise match the raw bytes and recurse into containers within ClamAV's limits (depth, files
+ * per container, total bytes scanned, time). A limit hit is an explicit verdict
+ * (`Heuristics.Limits.Exceeded.*`) unless `alertExceedsMax` is off, never a silent pass.
+ */
+import { Readable } from 'node:stream';
+import type { EngineLimits } from '../config/schema.js';
+import { ScanError, UnpackError, UnpackLimitError } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import type { VerdictCache } from './cache.js';
+import type { Matcher } from './match/index.js';
+import { FileSource, type ObjectSource, Spool } from './source.js';
+import type { ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from './types.js';
+import { detectContainer } from './unpack/index.js';
+import type { UnpackContext, Unpacker } from './unpack/types.js';
+
+export const LIMIT_PREFIX = 'Heuristics.Limits.Exceeded.';
+const HEAD_BYTES = 4096;
+
+/** What one loaded database gives the scanner; swapped whole on reload so scans in flight keep theirs. */
+export interface EngineState {
+  matcher: Matcher;
+  version: string;
+  signatures: number;
+}
+
+export interface BuiltinScannerOptions {
+  limits: EngineLimits;
+  cache?: VerdictCache;
+  /** Folder for spooled objects larger than `spoolMemory` (DESIGN: dataDir/spool). */
+  spoolDir?: string;
+  spoolMemory?: number;
+  unpackers?: Unpacker[];
+  logger?: Logger;
+}
+
+/** Per-scan accounting shared by every level of the recursion. */
+interface ScanBudget {
+  scannedBytes: number;
+  readonly signal: AbortSignal;
+}
+
+class LimitHit extends Error {
+  constructor(readonly limit: string) {
+    super(limit);
+  }
+}
+
+export class BuiltinScanner implements Scanner {
+  private state: EngineState;
+  private readonly limits: EngineLimits;
+  private readonly logger: Logger;
+
+  constructor(
+    state: EngineState,
+    private readonly options: BuiltinScannerOptions,
+  ) {
+    this.state = state;
+    this.limits = options.limits;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  version(): ScannerVersion {
+    return { engine: 'scangate-builtin', signatures: this.state.signatures, databaseVersion: this.state.version };
+  }
+
+  /** Swaps in a new database; scans already running finish on the one they started with. */
+  async swap(state: EngineState): Promise<void> {
+    this.state = state;
+    await this.options.cache?.clear();
+  }
+
+  async scan(input: ScanInput, ctx: ScanContext = {}): Promise<Verdict> {
+    const state = this.state;
+    const rootName = ctx.name ?? ('path' in input && typeof input.path === 'string' ? input.path : 'stream');
+    const timeout = AbortSignal.timeout(this.limits.timeout);
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout]) : timeout;
+    let spool: Spool | null = null;
+    let opened: FileSource | null = null;
+    try {
+      let source: ObjectSource;
+      let sha256: string;
+      if (isPathInput(input)) {
+        opened = await FileSource.open(input.path);
+        if (opened.size > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
+        source = opened;
+        sha256 = await hashSource(opened, signal);
+      } else {
+        spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
+        const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
+        if (tooBig) return this.limitVerdict('MaxFileSize', [rootName]);
+        ({ source, sha256 } = await spool.finish());
+      }
+
+      const cache = this.options.cache;
+      const cached = await cache?.get(state.version, sha256);
+      if (cached) return withRoot(cached, rootName);
+
+      const budget: ScanBudget = { scannedBytes: 0, signal };
+      const verdict = await this.scanObject(state, source, [rootName], 0, budget);
+      if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
+        await cache.set(state.version, sha256, withoutRoot(verdict));
+      }
+      return verdict;
+    } catch (e) {
+      if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
+      if (timeout.aborted) return this.limitVerdict('MaxScanTime', [rootName]);
+      if (ctx.signal?.aborted) return { status: 'error', code: 'ERR_SCAN_ABORTED', reason: 'scan aborted by caller' };
+      const err = e as NodeJS.ErrnoException;
+      const code = err.code && typeof err.code === 'string' ? err.code : 'ERR_SCAN';
+      return { status: 'error', code, reason: err.message };
+    } finally {
+      await spool?.dispose();
+      await opened?.close();
+    }
+  }
+
+  private limitVerdict(limit: string, location: string[]): Verdict {
+    this.logger.info({ limit, location }, 'scan limit reached');
+    if (!this.limits.alertExceedsMax) return { status: 'clean' };
+    return { status: 'infected', signature: LIMIT_PREFIX + limit, location };
+  }
+
+  private async scanObject(
+    state: EngineState,
+    source: ObjectSource,
+    location: string[],
+    depth: number,
+    budget: ScanBudget,
+  ): Promise<Verdict> {
+    budget.scannedBytes += source.size;
+    if (budget.scannedBytes > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
+
+    const session = state.matcher.session({ size: source.size });
+    for await (const chunk of source.stream()) {
+      if (budget.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+      session.write(chunk);
+    }
+    const names = session.end();
+    if (names.length > 0) return { status: 'infected', signature: names[0]!, location };
+
+    const head = await source.read(0, HEAD_BYTES);
+    const unpacker = detectContainer(head, source.size, this.options.unpackers);
+    if (!unpacker) return { status: 'clean' };
+    if (depth >= this.limits.maxRecursion) throw new LimitHit('MaxRecursion');
+    return this.scanEntries(state, unpacker, source, location, depth, budget);
+  }
+
+  private async scanEntries(
+    state: EngineState,
+    unpacker: Unpacker,
+    source: ObjectSource,
+    location: string[],
+    depth: number,
+    budget: ScanBudget,
+  ): Promise<Verdict> {
+    const uctx: UnpackContext = {
+      maxFileSize: this.limits.maxFileSize,
+      maxFiles: this.limits.maxFiles,
+      maxCompressionRatio: this.limits.maxCompressionRatio,
+      signal: budget.signal,
+    };
+    let index = 0;
+    try {
+      for await (const entry of unpacker.entries(source, uctx)) {
+        index++;
+        if (index > this.limits.maxFiles) throw new LimitHit('MaxFiles');
+        const name = entry.name || `${unpacker.type}#${index}`;
+        if (entry.encrypted) {
+          this.logger.info({ location: [...location, name] }, 'encrypted entry not scanned');
+          continue;
+        }
+        const verdict = await this.scanEntry(state, entry.open(), [...location, name], depth, budget);
+        if (verdict.status !== 'clean') return verdict;
+      }
+    } catch (e) {
+      if (e instanceof UnpackLimitError) throw new LimitHit(e.limit);
+      if (e instanceof UnpackError) {
+        // A broken container was still matched as raw bytes above; what it holds cannot be reached.
+        this.logger.info({ location, code: e.code, reason: e.message }, 'container not fully unpacked');
+        return { status: 'clean' };
+      }
+      throw e;
+    }
+    return { status: 'clean' };
+  }
+
+  private async scanEntry(
+    state: EngineState,
+    data: AsyncIterable<Buffer>,
+    location: string[],
+    depth: number,
+    budget: ScanBudget,
+  ): Promise<Verdict> {
+    const spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
+    try {
+      try {
+        for await (const chunk of data) {
+          if (budget.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+          await spool.write(chunk);
+          if (spool.size > this.limits.maxFileSize) throw new LimitHit('MaxFileSize');
+        }
+      } catch (e) {
+        if (e instanceof UnpackLimitError) throw new LimitHit(e.limit);
+        if (!(e instanceof UnpackError)) throw e;
+        // Corrupt entry: scan what was recovered before the damage.
+        this.logger.info({ location, code: e.code }, 'entry truncated or corrupt; scanning what was recovered');
+      }
+      const { source } = await spool.finish();
+      return await this.scanObject(state, source, location, depth + 1, budget);
+    } finally {
+      await spool.dispose();
+    }
+  }
+}
+
+function isPathInput(input: ScanInput): input is { path: string } {
+  return !Buffer.isBuffer(input) && typeof (input as { path?: unknown }).path === 'string' && !('pipe' in input);
+}
+
+async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  const h = createHash('sha256');
+  for await (const chunk of source.stream(0, source.size, 1024 * 1024)) {
+    if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+    h.update(chunk);
+  }
+  return h.digest('hex');
+}
+
+/** Spools the input; returns true (and stops reading) once it exceeds `max` bytes. */
+async function fill(spool: Spool, input: Exclude<ScanInput, { path: string }>, max: number, signal: AbortSignal) {
+  if (Buffer.isBuffer(input)) {
+    if (input.length > max) return true;
+    await spool.write(input);
+    return false;
+  }
+  const stream = input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
+  for await (const chunk of stream) {
+    if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    await spool.write(buf);
+    if (spool.size > max) {
+      stream.destroy();
+      return true;
+    }
+  }
+  return false;
+}
+
+function withoutRoot(v: Verdict): Verdict {
+  return v.status === 'infected' ? { ...v, location: v.location.slice(1) } : v;
+}
+
+function withRoot(v: Verdict, root: string): Verdict {
+  return v.status === 'infected' ? { ...v, location: [root, ...v.location] } : v;
+}

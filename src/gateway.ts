@@ -1,0 +1,89 @@
+/**
+ * Assembles a running gateway from a Config: engine, TLS runtime, event sink, one service per
+ * listener. Owned by `scangate run` and by integration tests, which start it in-process.
+ */
+import { FanoutEventSink, LogEventSink, type EventSink } from './admin/events.js';
+import type { Config, ListenerConfig } from './config/schema.js';
+import { createScanner } from './engine/index.js';
+import { BuiltinScanner } from './engine/scanner.js';
+import type { Scanner } from './engine/types.js';
+import { ConfigError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { RunningService, ServiceDeps } from './net/service.js';
+import { createTlsRuntime, type TlsRuntime } from './tls/runtime.js';
+
+export interface Gateway {
+  readonly config: Config;
+  readonly scanner: Scanner;
+  readonly tls: TlsRuntime;
+  readonly services: RunningService[];
+  banner(): string[];
+  /** Reloads signatures; connections in flight finish on the engine they started with. */
+  reload(): Promise<void>;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export interface GatewayOptions {
+  /** Extra event sinks (tests, the dashboard). */
+  events?: EventSink[];
+}
+
+async function startService(l: ListenerConfig, deps: ServiceDeps & { tls: TlsRuntime }): Promise<RunningService> {
+  switch (l.protocol) {
+    case 'http': {
+      const { startHttpListener } = await import('./protocols/http/index.js');
+      return startHttpListener(l, deps);
+    }
+    default:
+      throw new ConfigError(`listeners.${l.name}.protocol`, `protocol "${l.protocol}" is not available in this version`);
+  }
+}
+
+export async function startGateway(config: Config, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
+  const events = new FanoutEventSink([new LogEventSink(logger), ...(options.events ?? [])]);
+  const scanner = await createScanner(config.engine, { dataDir: config.dataDir, logger });
+  const tls = await createTlsRuntime(config, logger, events);
+  const deps = { config, scanner, logger, events, tls };
+  const services: RunningService[] = [];
+  try {
+    for (const l of config.listeners) services.push(await startService(l, deps));
+  } catch (e) {
+    await Promise.allSettled(services.map((s) => s.close(0)));
+    await scanner.close?.();
+    throw e;
+  }
+  logger.info(
+    { listeners: services.map((s) => ({ name: s.name, protocol: s.protocol, address: s.address })), engine: scanner.version() },
+    'scangate running',
+  );
+
+  return {
+    config,
+    scanner,
+    tls,
+    services,
+    banner() {
+      const v = scanner.version();
+      const lines = [`scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`];
+      for (const s of services) {
+        const addr = typeof s.address === 'string' ? s.address : `${s.address.address}:${s.address.port}`;
+        lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addr}`);
+      }
+      lines.push(`scangate: interception CA ${config.dataDir}/ca.crt (SHA-256 ${tls.ca.fingerprint256})`);
+      lines.push(`scangate: trust it, e.g. curl --cacert ${config.dataDir}/ca.crt -x http://127.0.0.1:8080 https://…  (README: "Trusting the CA")`);
+      return lines;
+    },
+    async reload() {
+      if (scanner instanceof BuiltinScanner) {
+        const { loadEngine } = await import('./engine/index.js');
+        const engine = await loadEngine(config.engine.signatures);
+        await scanner.swap(engine);
+        logger.info({ version: engine.version, signatures: engine.signatures }, 'signatures reloaded');
+      }
+    },
+    async close(deadlineMs = 30_000) {
+      await Promise.allSettled(services.map((s) => s.close(deadlineMs)));
+      await scanner.close?.();
+    },
+  };
+}
