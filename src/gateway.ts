@@ -2,6 +2,7 @@
  * Assembles a running gateway from a Config: engine, TLS runtime, event sink, one service per
  * listener. Owned by `scangate run` and by integration tests, which start it in-process.
  */
+import { type AdminServer, startAdmin } from './admin/server.js';
 import { FanoutEventSink, LogEventSink, type EventSink } from './admin/events.js';
 import type { Config, ListenerConfig } from './config/schema.js';
 import { createScanner } from './engine/index.js';
@@ -17,6 +18,7 @@ export interface Gateway {
   readonly scanner: Scanner;
   readonly tls: TlsRuntime;
   readonly services: RunningService[];
+  readonly admin: AdminServer | null;
   banner(): string[];
   /** Reloads signatures; connections in flight finish on the engine they started with. */
   reload(): Promise<void>;
@@ -45,10 +47,13 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
   const tls = await createTlsRuntime(config, logger, events);
   const deps = { config, scanner, logger, events, tls };
   const services: RunningService[] = [];
+  let admin: AdminServer | null = null;
   try {
     for (const l of config.listeners) services.push(await startService(l, deps));
+    if (config.admin) admin = await startAdmin({ listen: config.admin.listen, scanner, services: () => services, logger });
   } catch (e) {
     await Promise.allSettled(services.map((s) => s.close(0)));
+    await admin?.close();
     await scanner.close?.();
     throw e;
   }
@@ -62,6 +67,7 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
     scanner,
     tls,
     services,
+    admin,
     banner() {
       const v = scanner.version();
       const lines = [`scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`];
@@ -69,6 +75,7 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
         const addr = typeof s.address === 'string' ? s.address : `${s.address.address}:${s.address.port}`;
         lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addr}`);
       }
+      if (admin) lines.push(`scangate: admin on http://${admin.address.address}:${admin.address.port}/ (/healthz /readyz /metrics)`);
       lines.push(`scangate: interception CA ${config.dataDir}/ca.crt (SHA-256 ${tls.ca.fingerprint256})`);
       lines.push(`scangate: trust it, e.g. curl --cacert ${config.dataDir}/ca.crt -x http://127.0.0.1:8080 https://…  (README: "Trusting the CA")`);
       return lines;
@@ -83,6 +90,7 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
     },
     async close(deadlineMs = 30_000) {
       await Promise.allSettled(services.map((s) => s.close(deadlineMs)));
+      await admin?.close();
       await scanner.close?.();
     },
   };
