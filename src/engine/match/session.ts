@@ -1,0 +1,326 @@
+/**
+ * One object's match state. Bytes arrive in order, in chunks of any size; nothing the verdict depends
+ * on may change with where the chunks are cut. How that holds:
+ *  - the 3-byte rolling anchor value carries over between chunks, so anchors straddling a cut are seen;
+ *  - a candidate part is verified only once every byte it covers (plus one after, for `::f`) has
+ *    arrived ("ready"), from the current chunk and a kept tail of `window` bytes (longest part + 2),
+ *    extended back to the oldest pending candidate's start;
+ *  - candidates are verified in ready order (ties: lower part first), so when part i+1 is checked,
+ *    every part i that could precede it has been; chains keep, per part, the ascending end offsets still
+ *    inside the next gap's max (only the earliest for an unbounded gap): bounded by the gap, not the file.
+ *  - offsets are absolute because the object's size is known up front (EOF-n needs it).
+ */
+import { type Hash, createHash } from 'node:crypto';
+import type { HashAlgo } from '../signatures/index.js';
+import { startWindow } from '../signatures/offset.js';
+import { evalLogicalExpr } from '../signatures/lexpr.js';
+import type { CPart, CompiledDb, KeyEntry } from './compile.js';
+import { targetMatches } from './filetype.js';
+
+const HEAD_BYTES = 4096;
+const ALGOS: HashAlgo[] = ['md5', 'sha1', 'sha256'];
+
+interface Cand {
+  ready: number;
+  start: number;
+  pat: number;
+  part: number;
+}
+
+const isAlnum = (b: number) => (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122);
+
+export interface MatchSession {
+  write(chunk: Buffer): void;
+  /** Matched signature names, the first is the primary; [] means clean. */
+  end(): string[];
+}
+
+export class BodyMatchSession implements MatchSession {
+  private readonly size: number;
+  private readonly all: boolean;
+  private pos = 0;
+  private h = 0;
+  private tail: Buffer = Buffer.alloc(0);
+  private tailStart = 0;
+  private chunk: Buffer = Buffer.alloc(0);
+  private chunkStart = 0;
+  private pending: Cand[] = [];
+  private cands: Cand[] = [];
+  private readonly chains = new Map<number, number[][]>();
+  private readonly bodyHit = new Set<number>();
+  private readonly found: string[] = [];
+  private readonly lsigCounts = new Map<number, Uint32Array>();
+  private head: Buffer | null;
+  private headLen = 0;
+  private readonly hashers: Partial<Record<HashAlgo, Hash>> = {};
+  private readonly mayAllow: boolean;
+  private stopped = false;
+  private ended = false;
+
+  constructor(
+    private readonly db: CompiledDb,
+    opts: { size: number; allMatches?: boolean },
+  ) {
+    this.size = opts.size;
+    this.all = opts.allMatches ?? false;
+    this.head = db.needHead ? Buffer.alloc(Math.min(HEAD_BYTES, Math.max(0, opts.size))) : null;
+    let allow = false;
+    for (const a of ALGOS) {
+      const needAllow = db.allow.wants(a, this.size);
+      allow ||= needAllow;
+      if (needAllow || db.hashes.wants(a, this.size)) this.hashers[a] = createHash(a);
+    }
+    this.mayAllow = allow;
+  }
+
+  write(chunk: Buffer): void {
+    if (this.ended) throw new Error('MatchSession.write after end');
+    if (chunk.length === 0) return;
+    for (const a of ALGOS) this.hashers[a]?.update(chunk);
+    if (this.head && this.headLen < this.head.length) {
+      this.headLen += chunk.copy(this.head, this.headLen, 0, Math.min(chunk.length, this.head.length - this.headLen));
+    }
+    if (this.stopped) {
+      this.pos += chunk.length;
+      return;
+    }
+    this.chunk = chunk;
+    this.chunkStart = this.pos;
+    if (this.db.has2) this.scan23(chunk, this.pos);
+    else this.scan3(chunk, this.pos);
+    this.pos += chunk.length;
+    this.settle(this.pos);
+    this.keepTail();
+  }
+
+  /** Hot loop: one table probe per byte. */
+  private scan3(buf: Buffer, base: number): void {
+    const bits = this.db.bits3;
+    let h = this.h;
+    const n = buf.length;
+    for (let i = 0; i < n; i++) {
+      h = ((h << 8) | buf[i]!) & 0xffffff;
+      if ((bits[h >>> 5]! & (1 << (h & 31))) !== 0) this.hit(this.db.keys3.get(h), base + i + 1, 3);
+    }
+    this.h = h;
+  }
+
+  private scan23(buf: Buffer, base: number): void {
+    const bits = this.db.bits3;
+    const bits2 = this.db.bits2;
+    let h = this.h;
+    const n = buf.length;
+    for (let i = 0; i < n; i++) {
+      h = ((h << 8) | buf[i]!) & 0xffffff;
+      if ((bits[h >>> 5]! & (1 << (h & 31))) !== 0) this.hit(this.db.keys3.get(h), base + i + 1, 3);
+      const h2 = h & 0xffff;
+      if ((bits2[h2 >>> 5]! & (1 << (h2 & 31))) !== 0) this.hit(this.db.keys2.get(h2), base + i + 1, 2);
+    }
+    this.h = h;
+  }
+
+  private hit(entries: KeyEntry[] | undefined, keyEnd: number, keyLen: number): void {
+    if (!entries || keyEnd < keyLen) return;
+    for (const e of entries) {
+      const pat = this.db.patterns[e.pat]!;
+      if (pat.owner < 0) continue;
+      const part = pat.parts[e.part]!;
+      const start = keyEnd - keyLen - part.keyOff;
+      if (start < 0) continue;
+      const end = start + part.len;
+      if (end > this.size) continue;
+      const last = e.part === pat.parts.length - 1;
+      const ready = last && pat.fullword && end < this.size ? end + 1 : end;
+      this.cands.push({ ready, start, pat: e.pat, part: e.part });
+    }
+  }
+
+  /** Verifies, in ready order, every queued candidate whose bytes are all here. */
+  private settle(received: number): void {
+    if (this.cands.length === 0 && this.pending.length === 0) return;
+    const all = this.pending.length ? this.pending.concat(this.cands) : this.cands;
+    this.cands = [];
+    const now: Cand[] = [];
+    const later: Cand[] = [];
+    for (const c of all) (c.ready <= received ? now : later).push(c);
+    this.pending = later;
+    now.sort((a, b) => a.ready - b.ready || a.part - b.part);
+    for (const c of now) {
+      if (this.stopped) break;
+      this.handle(c);
+    }
+  }
+
+  private byteAt(p: number): number {
+    if (p >= this.chunkStart) {
+      const i = p - this.chunkStart;
+      return i < this.chunk.length ? this.chunk[i]! : -1;
+    }
+    const i = p - this.tailStart;
+    return i >= 0 && i < this.tail.length ? this.tail[i]! : -1;
+  }
+
+  private verifyPart(part: CPart, start: number): boolean {
+    let p = start;
+    for (const e of part.elems) {
+      switch (e.t) {
+        case 'byte':
+          if (this.byteAt(p) !== e.v) return false;
+          p++;
+          break;
+        case 'mask': {
+          const b = this.byteAt(p);
+          if (b < 0 || (b & e.m) !== e.v) return false;
+          p++;
+          break;
+        }
+        case 'set': {
+          const b = this.byteAt(p);
+          if (b < 0 || !e.set[b]) return false;
+          p++;
+          break;
+        }
+        case 'alt': {
+          let any = false;
+          for (const o of e.opts) {
+            let eq = true;
+            for (let k = 0; k < e.len && eq; k++) {
+              let b = this.byteAt(p + k);
+              if (e.nocase && b >= 65 && b <= 90) b |= 0x20;
+              if (b !== o[k]) eq = false;
+            }
+            if (eq) {
+              any = true;
+              break;
+            }
+          }
+          if (any === e.neg) return false;
+          p += e.len;
+          break;
+        }
+      }
+    }
+    return true;
+  }
+
+  private handle(c: Cand): void {
+    const db = this.db;
+    const pat = db.patterns[c.pat]!;
+    if (pat.sub < 0 && this.bodyHit.has(pat.owner)) return;
+    const part = pat.parts[c.part]!;
+    const lastIdx = pat.parts.length - 1;
+    let chain: number[][] | undefined;
+    if (c.part === 0) {
+      const w = startWindow(pat.offset, this.size);
+      if (!w || c.start < w[0] || c.start > w[1]) return;
+      if (pat.fullword && c.start > 0 && isAlnum(this.byteAt(c.start - 1))) return;
+    } else {
+      chain = this.chains.get(c.pat);
+      const prev = chain?.[c.part - 1];
+      if (!prev || prev.length === 0) return;
+      const gap = pat.gaps[c.part - 1]!;
+      if (gap.max !== Number.POSITIVE_INFINITY) {
+        let drop = 0;
+        while (drop < prev.length && prev[drop]! < c.start - gap.max) drop++;
+        if (drop) prev.splice(0, drop);
+      }
+      if (prev.length === 0 || prev[0]! > c.start - gap.min) return;
+    }
+    if (!this.verifyPart(part, c.start)) return;
+    const end = c.start + part.len;
+    if (c.part < lastIdx) {
+      if (!chain) {
+        chain = pat.parts.slice(0, lastIdx).map(() => []);
+        this.chains.set(c.pat, chain);
+      }
+      const ends = chain[c.part]!;
+      const unbounded = pat.gaps[c.part]!.max === Number.POSITIVE_INFINITY;
+      if (ends.length === 0 || (!unbounded && ends[ends.length - 1]! < end)) ends.push(end);
+      return;
+    }
+    if (pat.fullword && end < this.size && isAlnum(this.byteAt(end))) return;
+    this.matched(pat.owner, pat.sub, pat.target);
+  }
+
+  private matched(owner: number, sub: number, target: number): void {
+    if (sub >= 0) {
+      const l = this.db.logicals[owner]!;
+      let counts = this.lsigCounts.get(owner);
+      if (!counts) {
+        counts = new Uint32Array(l.subsigs.length);
+        this.lsigCounts.set(owner, counts);
+      }
+      counts[sub]!++;
+      return;
+    }
+    this.bodyHit.add(owner);
+    this.found.push(this.db.bodies[owner]!.name);
+    // A type-gated hit is only decided at end (needs the head); everything else can stop early.
+    if (!this.all && target === 0 && !this.mayAllow) this.stopped = true;
+  }
+
+  private keepTail(): void {
+    let from = this.pos - this.db.window;
+    for (const c of this.pending) if (c.start - 1 < from) from = c.start - 1;
+    from = Math.max(0, from, this.tailStart);
+    if (from >= this.chunkStart) {
+      this.tail = Buffer.from(this.chunk.subarray(from - this.chunkStart));
+    } else {
+      const keepOld = this.tail.subarray(from - this.tailStart);
+      this.tail = Buffer.concat([keepOld, this.chunk]);
+    }
+    this.tailStart = from;
+    this.chunk = Buffer.alloc(0);
+    this.chunkStart = this.pos;
+  }
+
+  end(): string[] {
+    if (this.ended) throw new Error('MatchSession.end called twice');
+    this.ended = true;
+    this.chunk = Buffer.alloc(0);
+    this.chunkStart = this.pos;
+    if (!this.stopped) this.settle(this.pos);
+    const db = this.db;
+    const size = this.size;
+    const digests: Partial<Record<HashAlgo, string>> = {};
+    for (const a of ALGOS) {
+      const h = this.hashers[a];
+      if (h) digests[a] = h.digest('hex');
+    }
+    if (this.mayAllow) {
+      for (const a of ALGOS) {
+        const d = digests[a];
+        if (d && db.allow.lookup(a, size, d) !== undefined) return [];
+      }
+    }
+    const head = this.head ? this.head.subarray(0, this.headLen) : Buffer.alloc(0);
+    const names: string[] = [];
+    const seen = new Set<string>();
+    const add = (n: string) => {
+      if (!seen.has(n)) {
+        seen.add(n);
+        names.push(n);
+      }
+    };
+    for (const a of ALGOS) {
+      const d = digests[a];
+      const n = d === undefined ? undefined : db.hashes.lookup(a, size, d);
+      if (n !== undefined) add(n);
+    }
+    let bi = 0;
+    for (const owner of this.bodyHit) {
+      const b = db.bodies[owner]!;
+      if (b.target === 0 || targetMatches(b.target, head)) add(this.found[bi]!);
+      bi++;
+    }
+    const evalL = (idx: number, counts: ArrayLike<number>) => {
+      const l = db.logicals[idx]!;
+      if (l.fileSize && (size < l.fileSize[0] || size > l.fileSize[1])) return;
+      if (l.target !== 0 && !targetMatches(l.target, head)) return;
+      if (evalLogicalExpr(l.expr, counts)) add(l.name);
+    };
+    for (const [idx, counts] of this.lsigCounts) evalL(idx, counts);
+    for (const idx of db.zeroTrue) if (!this.lsigCounts.has(idx)) evalL(idx, new Uint32Array(db.logicals[idx]!.subsigs.length));
+    return this.all ? names : names.slice(0, 1);
+  }
+}
