@@ -1,10 +1,10 @@
 /**
  * Anchor choice for a fixed-length part: the best window of 3 (else 2) consecutive key-able elements
  * (exact bytes, or sets of at most 4 bytes such as nocase letters), expanded into every combination.
- * The parsers use it to report parts without one (ClamAV too wants >= 2 static bytes per subsignature);
+ * The parsers reject parts without one (ClamAV refuses them too: "too short");
  * the matcher indexes the keys.
  */
-import { type Elem, type Part, UnsupportedSignature } from './hexsig.js';
+import { type Elem, HexSigError, type Part } from './hexsig.js';
 
 const COMMON = new Set([0x00, 0xff, 0x20]);
 
@@ -66,7 +66,13 @@ export function chooseAnchor(p: Part): { off: number; len: number; keys: number[
   return null;
 }
 
-/** Throws UnsupportedSignature naming the problem when a pattern part has no anchor. */
+/** Throws HexSigError (ClamAV refuses such lines too) naming the problem when a pattern part has no anchor. */
 export function requireAnchors(parts: Part[]): void {
-  for (const p of parts) if (!chooseAnchor(p)) throw new UnsupportedSignature('a subsignature has no 2 consecutive static bytes');
+  for (const p of parts) if (!hasStaticPair(p)) throw new HexSigError('a subsignature needs 2 consecutive static bytes (ClamAV: "too short")');
+}
+
+/** ClamAV's load rule: two consecutive exact bytes (alternates do not count). */
+function hasStaticPair(p: Part): boolean {
+  for (let i = 0; i + 1 < p.elems.length; i++) if (p.elems[i]!.t === 'byte' && p.elems[i + 1]!.t === 'byte') return true;
+  return false;
 }

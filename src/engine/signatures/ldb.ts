@@ -44,8 +44,8 @@ export function parseSubsig(raw: string): SubPattern[] {
     body = body.slice(colon + 1);
   }
   let pattern = parseHexSig(body);
-  if (mods.includes('i')) pattern = applyNocase(pattern);
   requireAnchors(pattern.parts);
+  if (mods.includes('i')) pattern = applyNocase(pattern);
   const fullword = mods.includes('f');
   const out: SubPattern[] = [];
   const wide = mods.includes('w');

@@ -64,7 +64,16 @@ export function parseLogicalExpr(src: string, subsigCount: number): LogicalExpr 
   if (src.length === 0) throw new HexSigError('empty logical expression');
   const e = expr(0);
   if (i !== src.length) throw new HexSigError(`logical expression: unexpected "${src[i]}" at column ${i + 1}`);
+  // cli_loadldb refuses a line whose subsignature count differs from the highest index used + 1.
+  const highest = maxIndex(e);
+  if (highest + 1 !== subsigCount) {
+    throw new HexSigError(`${subsigCount} subsignatures but the expression uses indexes up to ${highest}`);
+  }
   return e;
+}
+
+function maxIndex(e: LogicalExpr): number {
+  return e.t === 'sub' ? e.index : Math.max(maxIndex(e.left), maxIndex(e.right));
 }
 
 interface Acc {

@@ -22,5 +22,10 @@ export function parseNdbLine(line: string): BodySig {
   const off = parseOffset(offset);
   checkFlevel(min, max);
   requireAnchors(pattern.parts);
+  const only = pattern.parts[0]!;
+  if (pattern.parts.length === 1 && only.len < 3 && only.elems.every((e) => e.t === 'byte')) {
+    // An all-static .ndb body goes to ClamAV's Boyer-Moore matcher, whose minimum is 3 bytes.
+    throw new HexSigError('a static signature needs at least 3 bytes (ClamAV: "too short")');
+  }
   return { name, target: checkTarget(target), offset: off, pattern, fullword: false };
 }
