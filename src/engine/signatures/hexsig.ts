@@ -74,13 +74,16 @@ function parseRange(body: string): Gap {
   const dash = body.indexOf('-');
   if (dash < 0) {
     const n = parseUint(body, 'gap');
-    return { min: n, max: n };
+    return n === 0 ? { min: 0, max: Number.POSITIVE_INFINITY } : { min: n, max: n };
   }
   const a = body.slice(0, dash);
   const b = body.slice(dash + 1);
   if (a === '' && b === '') throw new HexSigError('gap "{-}" needs a bound');
   const min = a === '' ? 0 : parseUint(a, 'gap');
-  const max = b === '' ? Number.POSITIVE_INFINITY : parseUint(b, 'gap');
+  // ClamAV 1.4 reads an upper bound of 0 (`{0}`, `{-0}`, `{0-0}`) as "no upper bound", i.e. `*`
+  // (measured with clamscan by the differential test); we do the same so verdicts agree.
+  let max = b === '' ? Number.POSITIVE_INFINITY : parseUint(b, 'gap');
+  if (max === 0) max = Number.POSITIVE_INFINITY;
   if (max < min) throw new HexSigError(`gap {${body}}: upper bound below lower bound`);
   return { min, max };
 }
