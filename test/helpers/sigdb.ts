@@ -126,9 +126,9 @@ export interface GenPattern {
 }
 
 /** A part: 2-4 static bytes, then 0-3 (special, 1-2 static) groups; so every part has an anchor. */
-function genPart(r: Rng, kinds: readonly ElemKind[]): GenPart {
+function genPart(r: Rng, kinds: readonly ElemKind[], lead: [number, number] = [2, 4]): GenPart {
   const elems: GenElem[] = [];
-  for (let i = r.int(2, 4); i > 0; i--) elems.push(staticElem(r));
+  for (let i = r.int(lead[0], lead[1]); i > 0; i--) elems.push(staticElem(r));
   for (let g = r.int(0, 3); g > 0; g--) {
     elems.push(specialElem(r, r.pick(kinds)));
     for (let i = r.int(1, 2); i > 0; i--) elems.push(staticElem(r));
@@ -161,7 +161,15 @@ function genGap(r: Rng, kind: GapKind): GenGap {
   }
 }
 
-export function genPattern(r: Rng, opts: { parts?: number; elemKinds?: readonly ElemKind[]; gapKinds?: readonly GapKind[] } = {}): GenPattern {
+export interface GenPatternOptions {
+  parts?: number;
+  elemKinds?: readonly ElemKind[];
+  gapKinds?: readonly GapKind[];
+  /** Static bytes each part starts with (default 2-4; real databases have longer runs). */
+  lead?: [number, number];
+}
+
+export function genPattern(r: Rng, opts: GenPatternOptions = {}): GenPattern {
   const n = opts.parts ?? r.int(1, 3);
   const kinds = opts.elemKinds ?? ELEM_KINDS;
   const parts: GenPart[] = [];
@@ -173,7 +181,7 @@ export function genPattern(r: Rng, opts: { parts?: number; elemKinds?: readonly 
       gaps.push(g);
       hexText += g.text;
     }
-    const p = genPart(r, kinds);
+    const p = genPart(r, kinds, opts.lead);
     // ClamAV's Boyer-Moore matcher takes all-static one-part signatures and wants >= 3 bytes.
     if (n === 1 && p.elems.length < 3) p.elems.push(staticElem(r));
     parts.push(p);

@@ -2,20 +2,44 @@
  * Compiles a SignatureDb into lookup structures for MatchSession.
  *
  * Body patterns (.ndb sigs and .ldb subsigs) are split into fixed-length parts (see hexsig.ts). Each
- * part gets one *anchor*: the best window of 3 (else 2) consecutive key-able elements (exact bytes, or
- * small sets such as nocase letters, expanded into every combination). A 2^24-bit table says whether
- * a 3-byte value starts any anchor — the per-byte inner loop is one shift and one table probe, which is
- * ClamAV's BM prefix-hash idea without the hash collisions. A hit looks up the anchor's parts and
- * queues them for verification around the anchor once their bytes have arrived.
+ * part gets one *anchor*: the best window of 4 (else 3, else 2) consecutive key-able elements (exact
+ * bytes, or small sets such as nocase letters, expanded into every combination), see anchors.ts for
+ * the per-byte filter. This is ClamAV's BM prefix-hash idea (matcher-bm.c) with longer keys. A hit
+ * looks up the anchor's parts and verifies them around the anchor once their bytes have arrived.
  */
-import type { BodySig, Gap, HashSig, LogicalSig, Offset, Part, SignatureDb, SubPattern } from '../signatures/index.js';
+import type { BodySig, Elem, Gap, HashSig, LogicalSig, Offset, Part, SignatureDb, SubPattern } from '../signatures/index.js';
 import { chooseAnchor } from '../signatures/anchor.js';
+import { AnchorTable } from './anchors.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
 
 export interface CPart extends Part {
   /** Position of the anchor inside the part, and its length (2 or 3). */
   keyOff: number;
   keyLen: number;
+  /** Per byte: (b & mask[i]) === value[i] must hold (mask 0 where a set/alternate decides). */
+  mask: Uint8Array;
+  value: Uint8Array;
+  /** Elements the byte masks cannot express (sets, alternates), with their byte offset. */
+  specials: { off: number; elem: Elem }[];
+}
+
+/** Flattens a part's elements into per-byte masks, leaving sets/alternates to a second pass. */
+function flatten(p: Part): Pick<CPart, 'mask' | 'value' | 'specials'> {
+  const mask = new Uint8Array(p.len);
+  const value = new Uint8Array(p.len);
+  const specials: { off: number; elem: Elem }[] = [];
+  let o = 0;
+  for (const e of p.elems) {
+    if (e.t === 'byte') {
+      mask[o] = 0xff;
+      value[o] = e.v;
+    } else if (e.t === 'mask') {
+      mask[o] = e.m;
+      value[o] = e.v;
+    } else specials.push({ off: o, elem: e });
+    o += e.t === 'alt' ? e.len : 1;
+  }
+  return { mask, value, specials };
 }
 
 export interface CPattern {
@@ -46,11 +70,10 @@ export interface CompiledDb {
   logicals: LogicalSig[];
   /** Logical sigs whose expression holds with no match at all (evaluated for every object). */
   zeroTrue: number[];
-  bits3: Uint32Array;
-  keys3: Map<number, KeyEntry[]>;
-  bits2: Uint32Array;
-  keys2: Map<number, KeyEntry[]>;
-  has2: boolean;
+  /** Anchor tables by key length; a length with no anchors has an empty table (size 0). */
+  anchors4: AnchorTable;
+  anchors3: AnchorTable;
+  anchors2: AnchorTable;
   /** Longest part + 2 (fullword needs the bytes either side): the tail a session keeps. */
   window: number;
   hashes: HashIndex;
@@ -91,11 +114,9 @@ export function compileDb(db: SignatureDb): CompiledDb {
     bodies: [],
     logicals: [],
     zeroTrue: [],
-    bits3: new Uint32Array(1 << 19),
-    keys3: new Map(),
-    bits2: new Uint32Array(1 << 11),
-    keys2: new Map(),
-    has2: false,
+    anchors4: new AnchorTable(4),
+    anchors3: new AnchorTable(3),
+    anchors2: new AnchorTable(2),
     window: 2,
     hashes: new HashIndex(),
     allow: new HashIndex(),
@@ -113,19 +134,13 @@ export function compileDb(db: SignatureDb): CompiledDb {
       const a = chooseAnchor(p);
       if (!a) return null;
       anchors.push(a);
-      parts.push({ ...p, keyOff: a.off, keyLen: a.len });
+      parts.push({ ...p, keyOff: a.off, keyLen: a.len, ...flatten(p) });
     }
     const pat: CPattern = { parts, gaps: sp.pattern.gaps, offset: sp.offset, fullword: sp.fullword, owner, sub, target };
     const id = c.patterns.push(pat) - 1;
     anchors.forEach((a, part) => {
-      const [bits, map] = a.len === 3 ? [c.bits3, c.keys3] : [c.bits2, c.keys2];
-      if (a.len === 2) c.has2 = true;
-      for (const k of a.keys) {
-        bits[k >>> 5]! |= 1 << (k & 31);
-        const list = map.get(k);
-        if (list) list.push({ pat: id, part });
-        else map.set(k, [{ pat: id, part }]);
-      }
+      const table = a.len === 4 ? c.anchors4 : a.len === 3 ? c.anchors3 : c.anchors2;
+      for (const k of a.keys) table.add(k, { pat: id, part });
       c.window = Math.max(c.window, parts[part]!.len + 2);
     });
     if (target !== 0) c.needHead = true;
@@ -157,5 +172,8 @@ export function compileDb(db: SignatureDb): CompiledDb {
     if (evalLogicalExpr(l.expr, new Uint32Array(l.subsigs.length))) c.zeroTrue.push(idx);
     if (l.target !== 0) c.needHead = true;
   }
+  c.anchors4.seal();
+  c.anchors3.seal();
+  c.anchors2.seal();
   return c;
 }

@@ -1,7 +1,7 @@
 /**
  * One object's match state. Bytes arrive in order, in chunks of any size; nothing the verdict depends
  * on may change with where the chunks are cut. How that holds:
- *  - the 3-byte rolling anchor value carries over between chunks, so anchors straddling a cut are seen;
+ *  - the rolling 4-byte anchor value carries over between chunks, so anchors straddling a cut are seen;
  *  - a candidate part is verified only once every byte it covers (plus one after, for `::f`) has
  *    arrived ("ready"), from the current chunk and a kept tail of `window` bytes (longest part + 2),
  *    extended back to the oldest pending candidate's start;
@@ -14,14 +14,20 @@ import { type Hash, createHash } from 'node:crypto';
 import type { HashAlgo } from '../signatures/index.js';
 import { startWindow } from '../signatures/offset.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
+import { type AnchorTable, FILTER_BITS } from './anchors.js';
 import type { CPart, CompiledDb, KeyEntry } from './compile.js';
+
+const SHIFT = 32 - FILTER_BITS;
 import { targetMatches } from './filetype.js';
 
 const HEAD_BYTES = 4096;
 const ALGOS: HashAlgo[] = ['md5', 'sha1', 'sha256'];
 
 interface Cand {
+  /** The position by which every byte the candidate needs has arrived. */
   ready: number;
+  /** Its bytes were already checked (they were all here when the anchor was seen). */
+  verified: boolean;
   start: number;
   pat: number;
   part: number;
@@ -86,41 +92,55 @@ export class BodyMatchSession implements MatchSession {
     }
     this.chunk = chunk;
     this.chunkStart = this.pos;
-    if (this.db.has2) this.scan23(chunk, this.pos);
-    else this.scan3(chunk, this.pos);
+    this.scan(chunk, this.pos);
     this.pos += chunk.length;
     this.settle(this.pos);
     this.keepTail();
   }
 
-  /** Hot loop: one table probe per byte. */
-  private scan3(buf: Buffer, base: number): void {
-    const bits = this.db.bits3;
+  /**
+   * Hot loop: `h` holds the last 4 bytes; one filter probe per byte and key length in use.
+   * (JS shifts count mod 32, so `>>> f` is `>>> (f & 31)`.)
+   */
+  private scan(buf: Buffer, base: number): void {
+    const db = this.db;
+    const f4 = db.anchors4.filter;
     let h = this.h;
     const n = buf.length;
-    for (let i = 0; i < n; i++) {
-      h = ((h << 8) | buf[i]!) & 0xffffff;
-      if ((bits[h >>> 5]! & (1 << (h & 31))) !== 0) this.hit(this.db.keys3.get(h), base + i + 1, 3);
+    if (db.anchors3.size === 0 && db.anchors2.size === 0) {
+      for (let i = 0; i < n; i++) {
+        h = (h << 8) | buf[i]!;
+        const f = Math.imul(h, 0x9e3779b1) >>> SHIFT;
+        if ((f4[f >>> 5]! >>> f) & 1) this.probe(db.anchors4, h, base + i + 1);
+      }
+    } else {
+      const f3 = db.anchors3.filter;
+      const f2 = db.anchors2.filter;
+      for (let i = 0; i < n; i++) {
+        h = (h << 8) | buf[i]!;
+        let f = Math.imul(h, 0x9e3779b1) >>> SHIFT;
+        if ((f4[f >>> 5]! >>> f) & 1) this.probe(db.anchors4, h, base + i + 1);
+        const h3 = h & 0xffffff;
+        f = Math.imul(h3, 0x9e3779b1) >>> SHIFT;
+        if ((f3[f >>> 5]! >>> f) & 1) this.probe(db.anchors3, h3, base + i + 1);
+        const h2 = h & 0xffff;
+        f = Math.imul(h2, 0x9e3779b1) >>> SHIFT;
+        if ((f2[f >>> 5]! >>> f) & 1) this.probe(db.anchors2, h2, base + i + 1);
+      }
     }
     this.h = h;
   }
 
-  private scan23(buf: Buffer, base: number): void {
-    const bits = this.db.bits3;
-    const bits2 = this.db.bits2;
-    let h = this.h;
-    const n = buf.length;
-    for (let i = 0; i < n; i++) {
-      h = ((h << 8) | buf[i]!) & 0xffffff;
-      if ((bits[h >>> 5]! & (1 << (h & 31))) !== 0) this.hit(this.db.keys3.get(h), base + i + 1, 3);
-      const h2 = h & 0xffff;
-      if ((bits2[h2 >>> 5]! & (1 << (h2 & 31))) !== 0) this.hit(this.db.keys2.get(h2), base + i + 1, 2);
-    }
-    this.h = h;
+  /** Filter hit: is it a real anchor? (Kept out of the hot loop so that stays small.) */
+  private probe(t: AnchorTable, key: number, keyEnd: number): void {
+    const e = t.get(key);
+    if (e !== undefined) this.hit(e, keyEnd, t.len);
   }
 
-  private hit(entries: KeyEntry[] | undefined, keyEnd: number, keyLen: number): void {
-    if (!entries || keyEnd < keyLen) return;
+  private hit(entries: KeyEntry[], keyEnd: number, keyLen: number): void {
+    // The rolling value starts at 0: the first bytes of an object are not a full key yet.
+    if (keyEnd < keyLen) return;
+    const received = this.chunkStart + this.chunk.length;
     for (const e of entries) {
       const pat = this.db.patterns[e.pat]!;
       if (pat.owner < 0) continue;
@@ -129,9 +149,20 @@ export class BodyMatchSession implements MatchSession {
       if (start < 0) continue;
       const end = start + part.len;
       if (end > this.size) continue;
+      if (e.part === 0 && pat.offset.kind !== 'any') {
+        const w = startWindow(pat.offset, this.size);
+        if (!w || start < w[0] || start > w[1]) continue;
+      }
+      // Bytes only: checking them now (when they are here) is order-independent and keeps the
+      // queue to real part matches; the chain/offset logic still runs in ready order in settle().
+      let verified = false;
+      if (end <= received) {
+        if (!this.verifyPart(part, start)) continue;
+        verified = true;
+      }
       const last = e.part === pat.parts.length - 1;
       const ready = last && pat.fullword && end < this.size ? end + 1 : end;
-      this.cands.push({ ready, start, pat: e.pat, part: e.part });
+      this.cands.push({ ready, start, pat: e.pat, part: e.part, verified });
     }
   }
 
@@ -161,43 +192,39 @@ export class BodyMatchSession implements MatchSession {
   }
 
   private verifyPart(part: CPart, start: number): boolean {
-    let p = start;
-    for (const e of part.elems) {
-      switch (e.t) {
-        case 'byte':
-          if (this.byteAt(p) !== e.v) return false;
-          p++;
-          break;
-        case 'mask': {
-          const b = this.byteAt(p);
-          if (b < 0 || (b & e.m) !== e.v) return false;
-          p++;
-          break;
-        }
-        case 'set': {
-          const b = this.byteAt(p);
-          if (b < 0 || !e.set[b]) return false;
-          p++;
-          break;
-        }
-        case 'alt': {
-          let any = false;
-          for (const o of e.opts) {
-            let eq = true;
-            for (let k = 0; k < e.len && eq; k++) {
-              let b = this.byteAt(p + k);
-              if (e.nocase && b >= 65 && b <= 90) b |= 0x20;
-              if (b !== o[k]) eq = false;
-            }
-            if (eq) {
-              any = true;
-              break;
-            }
+    const { mask, value } = part;
+    const len = mask.length;
+    const off = start - this.chunkStart;
+    if (off >= 0 && off + len <= this.chunk.length) {
+      // Common case: the whole part lies in the current chunk.
+      const c = this.chunk;
+      for (let i = 0; i < len; i++) if ((c[off + i]! & mask[i]!) !== value[i]) return false;
+    } else {
+      for (let i = 0; i < len; i++) {
+        const b = this.byteAt(start + i);
+        if (b < 0 || (b & mask[i]!) !== value[i]) return false;
+      }
+    }
+    for (const { off: so, elem: e } of part.specials) {
+      const p = start + so;
+      if (e.t === 'set') {
+        const b = this.byteAt(p);
+        if (b < 0 || !e.set[b]) return false;
+      } else if (e.t === 'alt') {
+        let any = false;
+        for (const o of e.opts) {
+          let eq = true;
+          for (let k = 0; k < e.len && eq; k++) {
+            let b = this.byteAt(p + k);
+            if (e.nocase && b >= 65 && b <= 90) b |= 0x20;
+            if (b !== o[k]) eq = false;
           }
-          if (any === e.neg) return false;
-          p += e.len;
-          break;
+          if (eq) {
+            any = true;
+            break;
+          }
         }
+        if (any === e.neg) return false;
       }
     }
     return true;
@@ -226,7 +253,7 @@ export class BodyMatchSession implements MatchSession {
       }
       if (prev.length === 0 || prev[0]! > c.start - gap.min) return;
     }
-    if (!this.verifyPart(part, c.start)) return;
+    if (!c.verified && !this.verifyPart(part, c.start)) return;
     const end = c.start + part.len;
     if (c.part < lastIdx) {
       if (!chain) {

@@ -58,9 +58,11 @@ export class SignatureDbBuilder {
   private readonly content = createHash('sha256');
   private cvdVersion: number | undefined;
   private cvdBuildTime: string | undefined;
+  private digest: string | undefined;
 
   /** Adds one database file. Throws SignatureError for malformed content. */
   addFile(file: string, data: Buffer): void {
+    if (this.digest) throw new Error('SignatureDbBuilder: addFile after build');
     const ext = extensionOf(file);
     this.content.update(`${file.slice(file.lastIndexOf('/') + 1)}\0${data.length}\0`).update(data);
     if (ext === 'cvd' || ext === 'cld' || ext === 'cud') {
@@ -152,7 +154,8 @@ export class SignatureDbBuilder {
       fp: this.allow.length,
       ign: this.ignored.size,
     };
-    const digest = this.content.digest('hex');
+    this.digest ??= this.content.digest('hex');
+    const digest = this.digest;
     return {
       counts,
       total: hashes.length + bodies.length + logicals.length,
