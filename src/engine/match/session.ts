@@ -256,6 +256,7 @@ export class BodyMatchSession implements MatchSession {
     if (!c.verified && !this.verifyPart(part, c.start)) return;
     const end = c.start + part.len;
     if (c.part < lastIdx) {
+      chain ??= this.chains.get(c.pat);
       if (!chain) {
         chain = pat.parts.slice(0, lastIdx).map(() => []);
         this.chains.set(c.pat, chain);
