@@ -2,8 +2,9 @@
  * Matcher throughput: 20,000 body signatures + 200,000 hash signatures over 20 MB of random data,
  * fed in 64 KiB chunks, allMatches on (so the whole object is scanned, no early stop). Prints DB compile time and MB/s. Run: npx tsx bench/match.ts
  */
-import { SignatureDbBuilder } from '../src/engine/signatures/index.js';
+
 import { compileMatcher } from '../src/engine/match/index.js';
+import { SignatureDbBuilder } from '../src/engine/signatures/index.js';
 import { genPattern, rng } from '../test/helpers/sigdb.js';
 
 const BODY = Number(process.env.BODY_SIGS ?? 20_000);

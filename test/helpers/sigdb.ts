@@ -198,7 +198,11 @@ export interface Instance {
  * Bytes matching `p`. `gapChoice` picks each gap length; `breakAt` = [part, elem] makes that element
  * fail (for near misses); `badGap` = index of a gap filled just outside its range.
  */
-export function instantiate(r: Rng, p: GenPattern, o: { breakAt?: [number, number]; badGap?: number; maxStar?: number } = {}): Buffer {
+export function instantiate(
+  r: Rng,
+  p: GenPattern,
+  o: { breakAt?: [number, number]; badGap?: number; maxStar?: number } = {},
+): Buffer {
   const out: Buffer[] = [];
   p.parts.forEach((part, pi) => {
     if (pi > 0) {
@@ -222,11 +226,18 @@ export function instantiate(r: Rng, p: GenPattern, o: { breakAt?: [number, numbe
 /** Elements that can be broken (static bytes, nibbles, alternates), as [part, elem] pairs. */
 export function breakable(p: GenPattern): [number, number][] {
   const out: [number, number][] = [];
-  p.parts.forEach((part, pi) => part.elems.forEach((e, ei) => e.breakIt && out.push([pi, ei])));
+  p.parts.forEach((part, pi) => {
+    part.elems.forEach((e, ei) => {
+      if (e.breakIt) out.push([pi, ei]);
+    });
+  });
   return out;
 }
 
 /** A gap whose bad length is distinguishable (bounded max, or a min above 0). */
 export function breakableGaps(p: GenPattern): number[] {
-  return p.gaps.map((g, i) => [g, i] as const).filter(([g]) => g.max !== Number.POSITIVE_INFINITY || g.min > 0).map(([, i]) => i);
+  return p.gaps
+    .map((g, i) => [g, i] as const)
+    .filter(([g]) => g.max !== Number.POSITIVE_INFINITY || g.min > 0)
+    .map(([, i]) => i);
 }

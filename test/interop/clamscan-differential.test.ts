@@ -7,16 +7,24 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { test } from 'node:test';
-import { SignatureError } from '../../src/errors.js';
 import { compileMatcher } from '../../src/engine/match/index.js';
 import { loadSignatures } from '../../src/engine/signatures/index.js';
+import { SignatureError } from '../../src/errors.js';
 import { peer } from '../helpers/peers.js';
-import { type GenPattern, type Rng, breakable, breakableGaps, genPattern, instantiate, rng } from '../helpers/sigdb.js';
+import {
+  breakable,
+  breakableGaps,
+  type GenPattern,
+  genPattern,
+  instantiate,
+  type Rng,
+  rng,
+} from '../helpers/sigdb.js';
 
 const KIB64 = 65536;
 
@@ -80,12 +88,19 @@ function genNdb(r: Rng, c: Corpus, count: number): void {
       missStart = size - n + shift + 1;
     }
     lines.push(`${name}:0:${offset}:${pat.hex}`);
-    c.files.set(`ndb-${i}-hit`, { data: place(r, size, start, inst), note: `${name} ${offset} at ${start}/${size}` });
+    c.files.set(`ndb-${i}-hit`, {
+      data: place(r, size, start, inst),
+      note: `${name} ${offset} at ${start}/${size}`,
+    });
     // Near miss: a wrong offset, a gap just out of range, or one element broken.
     const gaps = breakableGaps(pat);
-    const mode = missStart !== null && r.next() < 0.4 ? 'offset' : gaps.length && r.next() < 0.4 ? 'gap' : 'elem';
+    const mode =
+      missStart !== null && r.next() < 0.4 ? 'offset' : gaps.length && r.next() < 0.4 ? 'gap' : 'elem';
     if (mode === 'offset' && missStart !== null && missStart >= 0 && missStart + len <= size) {
-      c.files.set(`ndb-${i}-miss`, { data: place(r, size, missStart, inst), note: `${name} moved to ${missStart}` });
+      c.files.set(`ndb-${i}-miss`, {
+        data: place(r, size, missStart, inst),
+        note: `${name} moved to ${missStart}`,
+      });
     } else if (mode === 'gap') {
       const bad = instantiate(r, pat, { badGap: r.pick(gaps) });
       size = Math.max(size, start + bad.length);
@@ -93,7 +108,10 @@ function genNdb(r: Rng, c: Corpus, count: number): void {
     } else {
       const bad = instantiate(r, pat, { breakAt: r.pick(breakable(pat)) });
       const lay = layout(r, bad.length);
-      c.files.set(`ndb-${i}-miss`, { data: place(r, lay.size, lay.start, bad), note: `${name} element broken` });
+      c.files.set(`ndb-${i}-miss`, {
+        data: place(r, lay.size, lay.start, bad),
+        note: `${name} element broken`,
+      });
     }
   }
   c.db['gen.ndb'] = lines;
@@ -125,7 +143,21 @@ function textSub(r: Rng, mods: string): { text: string; make: (q: Rng) => Buffer
   };
 }
 
-const EXPRS = ['0&1', '0|1', '(0&1)|2', '0&(1|2)', '(0|1)>1', '(0|1|2)>1,2', '0=2', '0>1', '0<2&1', '(0|1)=2,2', '0&1=0', '(0&1&2)', '0>0,2&1'];
+const EXPRS = [
+  '0&1',
+  '0|1',
+  '(0&1)|2',
+  '0&(1|2)',
+  '(0|1)>1',
+  '(0|1|2)>1,2',
+  '0=2',
+  '0>1',
+  '0<2&1',
+  '(0|1)=2,2',
+  '0&1=0',
+  '(0&1&2)',
+  '0>0,2&1',
+];
 
 function genLdb(r: Rng, c: Corpus, count: number): void {
   const lines: string[] = [];
@@ -146,7 +178,9 @@ function genLdb(r: Rng, c: Corpus, count: number): void {
         subs.push(textSub(r, kind));
       }
     }
-    lines.push(`${name};Engine:${needs81 ? 81 : 51}-255,Target:0;${expr};${subs.map((s) => s.text).join(';')}`);
+    lines.push(
+      `${name};Engine:${needs81 ? 81 : 51}-255,Target:0;${expr};${subs.map((s) => s.text).join(';')}`,
+    );
     for (const variant of ['a', 'b']) {
       const pieces: Buffer[] = [];
       subs.forEach((s, idx) => {
@@ -208,7 +242,9 @@ function parseClamscan(out: string): Map<string, string | null> {
   return m;
 }
 
-test('scangate and clamscan give the same verdict on a generated database and corpus', { timeout: 120_000 }, async (t) => {
+test('scangate and clamscan give the same verdict on a generated database and corpus', {
+  timeout: 120_000,
+}, async (t) => {
   const clamscan = peer(t, 'clamscan', 'clamav');
   if (!clamscan) return;
   const root = mkdtempSync(join(tmpdir(), 'scangate-diff-'));
@@ -223,11 +259,15 @@ test('scangate and clamscan give the same verdict on a generated database and co
     const corpus = join(root, 'corpus');
     mkdirSync(dbDir);
     mkdirSync(corpus);
-    for (const [name, lines] of Object.entries(c.db)) writeFileSync(join(dbDir, name), `${lines.join('\n')}\n`);
+    for (const [name, lines] of Object.entries(c.db))
+      writeFileSync(join(dbDir, name), `${lines.join('\n')}\n`);
     for (const [name, f] of c.files) writeFileSync(join(corpus, name), f.data);
 
     const t0 = Date.now();
-    const res = spawnSync(clamscan, ['--no-summary', '-d', dbDir, corpus], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const res = spawnSync(clamscan, ['--no-summary', '-d', dbDir, corpus], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     t.diagnostic(`clamscan: ${Date.now() - t0} ms, exit ${res.status}`);
     assert.ok(res.status === 0 || res.status === 1, `clamscan failed (${res.status}): ${res.stderr}`);
     const theirs = parseClamscan(res.stdout);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { compileMatcher } from '../../src/engine/match/index.js';
-import { SignatureDbBuilder, builtinSignatures } from '../../src/engine/signatures/index.js';
+import { builtinSignatures, SignatureDbBuilder } from '../../src/engine/signatures/index.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 
 function matcher(files: Record<string, string>, builtin = false) {
@@ -33,7 +33,9 @@ test('EICAR: exact file by hash and body, with trailing newline by body, in 1-by
 });
 
 test('.ndb plain hex, ??, nibbles', () => {
-  const m = matcher({ 'a.ndb': ['Plain:0:*:414243', 'Any:0:*:6162??6465', 'Hi:0:*:7071a?7273', 'Lo:0:*:7879?27a7b'].join('\n') });
+  const m = matcher({
+    'a.ndb': ['Plain:0:*:414243', 'Any:0:*:6162??6465', 'Hi:0:*:7071a?7273', 'Lo:0:*:7879?27a7b'].join('\n'),
+  });
   assert.deepEqual(scan(m, 'xxABCxx'), ['Plain']);
   assert.deepEqual(scan(m, 'xxABxCxx'), []);
   assert.deepEqual(scan(m, '..abZde..'), ['Any']);
@@ -105,7 +107,12 @@ test('.ndb alternates: single-byte, negated, fixed multi-byte, negated multi-byt
 
 test('.ndb offsets: n, n,maxshift, EOF-n, EOF-n,maxshift', () => {
   const m = matcher({
-    'o.ndb': ['At:0:4:41424344', 'Shift:0:4,2:45464748', 'Eof:0:EOF-4:494a4b4c', 'EofShift:0:EOF-6,2:4d4e4f50'].join('\n'),
+    'o.ndb': [
+      'At:0:4:41424344',
+      'Shift:0:4,2:45464748',
+      'Eof:0:EOF-4:494a4b4c',
+      'EofShift:0:EOF-6,2:4d4e4f50',
+    ].join('\n'),
   });
   assert.deepEqual(scan(m, 'xxxxABCDxx'), ['At']);
   assert.deepEqual(scan(m, 'xxxABCDxxx'), []);
@@ -118,14 +125,18 @@ test('.ndb offsets: n, n,maxshift, EOF-n, EOF-n,maxshift', () => {
 });
 
 test('.ndb target types: 1 (PE) needs MZ+PE header, 6 ELF, 10 PDF; 0 matches anything', () => {
-  const m = matcher({ 't.ndb': ['Pe:1:*:6d616c77617265', 'Elf:6:*:6d616c77617265', 'Pdf:10:*:6d616c77617265'].join('\n') });
+  const m = matcher({
+    't.ndb': ['Pe:1:*:6d616c77617265', 'Elf:6:*:6d616c77617265', 'Pdf:10:*:6d616c77617265'].join('\n'),
+  });
   const pe = Buffer.alloc(200);
   pe.write('MZ', 0);
   pe.writeUInt32LE(0x80, 0x3c);
   pe.write('PE\0\0', 0x80, 'latin1');
   pe.write('malware', 150);
   assert.deepEqual(scan(m, pe), ['Pe']);
-  assert.deepEqual(scan(m, Buffer.concat([Buffer.from('\x7fELF', 'latin1'), Buffer.from('..malware')])), ['Elf']);
+  assert.deepEqual(scan(m, Buffer.concat([Buffer.from('\x7fELF', 'latin1'), Buffer.from('..malware')])), [
+    'Elf',
+  ]);
   assert.deepEqual(scan(m, '%PDF-1.7 malware'), ['Pdf']);
   assert.deepEqual(scan(m, 'plain malware'), []);
 });
@@ -204,7 +215,10 @@ test('.fp / .sfp allow lists make a matching file clean; .ign2 drops names at lo
   assert.deepEqual(scan(m, '..ABCDEF...'), ['Bad']);
   assert.deepEqual(scan(m, '..abcdef..'), []);
   const other = Buffer.from('QRSTUV');
-  const m2 = matcher({ 'b.ndb': 'Other:0:*:515253545556\n', 'a.sfp': `${createHash('sha256').update(other).digest('hex')}:6:C\n` });
+  const m2 = matcher({
+    'b.ndb': 'Other:0:*:515253545556\n',
+    'a.sfp': `${createHash('sha256').update(other).digest('hex')}:6:C\n`,
+  });
   assert.deepEqual(scan(m2, other), []);
 });
 

@@ -19,9 +19,7 @@ export class AnchorTable {
   private mask = 0;
   private shift = 32;
 
-  constructor(
-    readonly len: 2 | 3 | 4,
-  ) {}
+  constructor(readonly len: 2 | 3 | 4) {}
 
   get size(): number {
     return this.lists.size;

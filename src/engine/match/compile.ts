@@ -7,10 +7,21 @@
  * the per-byte filter. This is ClamAV's BM prefix-hash idea (matcher-bm.c) with longer keys. A hit
  * looks up the anchor's parts and verifies them around the anchor once their bytes have arrived.
  */
-import type { BodySig, Elem, Gap, HashSig, LogicalSig, Offset, Part, SignatureDb, SubPattern } from '../signatures/index.js';
+
 import { chooseAnchor } from '../signatures/anchor.js';
-import { AnchorTable } from './anchors.js';
+import type {
+  BodySig,
+  Elem,
+  Gap,
+  HashSig,
+  LogicalSig,
+  Offset,
+  Part,
+  SignatureDb,
+  SubPattern,
+} from '../signatures/index.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
+import { AnchorTable } from './anchors.js';
 
 export interface CPart extends Part {
   /** Position of the anchor inside the part, and its length (2 or 3). */
@@ -104,7 +115,10 @@ export class HashIndex {
   }
 
   lookup(algo: HashSig['algo'], size: number, hash: string): string | undefined {
-    return this.byKey.get(`${algo}:${size}:${hash}`) ?? (this.anySize[algo] ? this.byKey.get(`${algo}:*:${hash}`) : undefined);
+    return (
+      this.byKey.get(`${algo}:${size}:${hash}`) ??
+      (this.anySize[algo] ? this.byKey.get(`${algo}:*:${hash}`) : undefined)
+    );
   }
 }
 
@@ -136,7 +150,15 @@ export function compileDb(db: SignatureDb): CompiledDb {
       anchors.push(a);
       parts.push({ ...p, keyOff: a.off, keyLen: a.len, ...flatten(p) });
     }
-    const pat: CPattern = { parts, gaps: sp.pattern.gaps, offset: sp.offset, fullword: sp.fullword, owner, sub, target };
+    const pat: CPattern = {
+      parts,
+      gaps: sp.pattern.gaps,
+      offset: sp.offset,
+      fullword: sp.fullword,
+      owner,
+      sub,
+      target,
+    };
     const id = c.patterns.push(pat) - 1;
     anchors.forEach((a, part) => {
       const table = a.len === 4 ? c.anchors4 : a.len === 3 ? c.anchors3 : c.anchors2;

@@ -3,8 +3,8 @@ import type { SignatureDb, UnsupportedEntry } from '../signatures/index.js';
 import { type CompiledDb, compileDb } from './compile.js';
 import { BodyMatchSession, type MatchSession } from './session.js';
 
-export type { MatchSession } from './session.js';
 export { targetMatches } from './filetype.js';
+export type { MatchSession } from './session.js';
 
 export interface Matcher {
   readonly signatureCount: number;
@@ -18,10 +18,17 @@ class CompiledMatcher implements Matcher {
   readonly signatureCount: number;
   readonly dbVersion: string;
   readonly unanchored: UnsupportedEntry[];
-  constructor(private readonly c: CompiledDb, db: SignatureDb) {
+  constructor(
+    private readonly c: CompiledDb,
+    db: SignatureDb,
+  ) {
     this.signatureCount = c.hashes.count + c.bodies.length + c.logicals.length;
     this.dbVersion = db.version;
-    this.unanchored = c.unanchored.map((u) => ({ file: '(matcher)', line: 0, reason: `${u.name}: ${u.reason}` }));
+    this.unanchored = c.unanchored.map((u) => ({
+      file: '(matcher)',
+      line: 0,
+      reason: `${u.name}: ${u.reason}`,
+    }));
   }
   session(opts: { size: number; allMatches?: boolean }): MatchSession {
     return new BodyMatchSession(this.c, opts);

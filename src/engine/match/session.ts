@@ -10,14 +10,15 @@
  *    inside the next gap's max (only the earliest for an unbounded gap): bounded by the gap, not the file.
  *  - offsets are absolute because the object's size is known up front (EOF-n needs it).
  */
-import { type Hash, createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { HashAlgo } from '../signatures/index.js';
-import { startWindow } from '../signatures/offset.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
+import { startWindow } from '../signatures/offset.js';
 import { type AnchorTable, FILTER_BITS } from './anchors.js';
-import type { CPart, CompiledDb, KeyEntry } from './compile.js';
+import type { CompiledDb, CPart, KeyEntry } from './compile.js';
 
 const SHIFT = 32 - FILTER_BITS;
+
 import { targetMatches } from './filetype.js';
 
 const HEAD_BYTES = 4096;
@@ -84,7 +85,12 @@ export class BodyMatchSession implements MatchSession {
     if (chunk.length === 0) return;
     for (const a of ALGOS) this.hashers[a]?.update(chunk);
     if (this.head && this.headLen < this.head.length) {
-      this.headLen += chunk.copy(this.head, this.headLen, 0, Math.min(chunk.length, this.head.length - this.headLen));
+      this.headLen += chunk.copy(
+        this.head,
+        this.headLen,
+        0,
+        Math.min(chunk.length, this.head.length - this.headLen),
+      );
     }
     if (this.stopped) {
       this.pos += chunk.length;
@@ -348,7 +354,8 @@ export class BodyMatchSession implements MatchSession {
       if (evalLogicalExpr(l.expr, counts)) add(l.name);
     };
     for (const [idx, counts] of this.lsigCounts) evalL(idx, counts);
-    for (const idx of db.zeroTrue) if (!this.lsigCounts.has(idx)) evalL(idx, new Uint32Array(db.logicals[idx]!.subsigs.length));
+    for (const idx of db.zeroTrue)
+      if (!this.lsigCounts.has(idx)) evalL(idx, new Uint32Array(db.logicals[idx]!.subsigs.length));
     return this.all ? names : names.slice(0, 1);
   }
 }

@@ -69,11 +69,14 @@ export function chooseAnchor(p: Part): { off: number; len: number; keys: number[
 
 /** Throws HexSigError (ClamAV refuses such lines too) naming the problem when a pattern part has no anchor. */
 export function requireAnchors(parts: Part[]): void {
-  for (const p of parts) if (!hasStaticPair(p)) throw new HexSigError('a subsignature needs 2 consecutive static bytes (ClamAV: "too short")');
+  for (const p of parts)
+    if (!hasStaticPair(p))
+      throw new HexSigError('a subsignature needs 2 consecutive static bytes (ClamAV: "too short")');
 }
 
 /** ClamAV's load rule: two consecutive exact bytes (alternates do not count). */
 function hasStaticPair(p: Part): boolean {
-  for (let i = 0; i + 1 < p.elems.length; i++) if (p.elems[i]!.t === 'byte' && p.elems[i + 1]!.t === 'byte') return true;
+  for (let i = 0; i + 1 < p.elems.length; i++)
+    if (p.elems[i]!.t === 'byte' && p.elems[i + 1]!.t === 'byte') return true;
   return false;
 }

@@ -5,16 +5,35 @@
  */
 import { createHash } from 'node:crypto';
 import { SignatureError } from '../../errors.js';
+import { unpackCvd } from './cvd.js';
 import { parseHashLine } from './hash.js';
 import { HexSigError, UnsupportedSignature } from './hexsig.js';
 import { parseIgnLine } from './ign.js';
 import { parseLdbLine } from './ldb.js';
 import { parseNdbLine } from './ndb.js';
-import { unpackCvd } from './cvd.js';
-import type { BodySig, HashSig, LogicalSig, SignatureCounts, SignatureDb, UnsupportedEntry } from './types.js';
+import type {
+  BodySig,
+  HashSig,
+  LogicalSig,
+  SignatureCounts,
+  SignatureDb,
+  UnsupportedEntry,
+} from './types.js';
 
 /** Extensions we read (lowercase, without dot). */
-export const KNOWN_EXTENSIONS = ['cvd', 'cld', 'cud', 'hdb', 'hsb', 'ndb', 'ldb', 'fp', 'sfp', 'ign2', 'ign'] as const;
+export const KNOWN_EXTENSIONS = [
+  'cvd',
+  'cld',
+  'cud',
+  'hdb',
+  'hsb',
+  'ndb',
+  'ldb',
+  'fp',
+  'sfp',
+  'ign2',
+  'ign',
+] as const;
 /** Database kinds ClamAV has that we do not implement: the whole file is reported unsupported. */
 export const UNSUPPORTED_EXTENSIONS: Record<string, string> = {
   cbc: 'bytecode signatures',
@@ -104,7 +123,8 @@ export class SignatureDbBuilder {
       try {
         parse(line);
       } catch (e) {
-        if (e instanceof UnsupportedSignature) this.unsupported.push({ file, line: lineNo, reason: e.message });
+        if (e instanceof UnsupportedSignature)
+          this.unsupported.push({ file, line: lineNo, reason: e.message });
         else if (e instanceof HexSigError) throw new SignatureError(file, lineNo, e.message);
         else if (e instanceof SignatureError) throw e;
         else throw new SignatureError(file, lineNo, `cannot parse: ${(e as Error).message}`, { cause: e });
@@ -142,7 +162,8 @@ export class SignatureDbBuilder {
   }
 
   build(): SignatureDb {
-    const keep = <T extends { name: string }>(a: T[]) => (this.ignored.size ? a.filter((s) => !this.ignored.has(s.name)) : a);
+    const keep = <T extends { name: string }>(a: T[]) =>
+      this.ignored.size ? a.filter((s) => !this.ignored.has(s.name)) : a;
     const hashes = keep(this.hashes);
     const bodies = keep(this.bodies);
     const logicals = keep(this.logicals);
@@ -161,7 +182,9 @@ export class SignatureDbBuilder {
       total: hashes.length + bodies.length + logicals.length,
       unsupported: this.unsupported,
       version: this.cvdVersion !== undefined ? String(this.cvdVersion) : `local-${digest.slice(0, 12)}`,
-      ...(this.cvdVersion !== undefined ? { versionNumber: this.cvdVersion, buildTime: this.cvdBuildTime } : {}),
+      ...(this.cvdVersion !== undefined
+        ? { versionNumber: this.cvdVersion, buildTime: this.cvdBuildTime }
+        : {}),
       hashes,
       bodies,
       logicals,

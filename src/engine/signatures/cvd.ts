@@ -32,8 +32,12 @@ export interface DbFile {
 }
 
 export function parseCvdHeader(file: string, buf: Buffer): CvdHeader {
-  if (buf.length < CVD_HEADER_SIZE) throw new SignatureError(file, 0, `shorter than the ${CVD_HEADER_SIZE}-byte CVD header`);
-  const text = buf.subarray(0, CVD_HEADER_SIZE).toString('latin1').replace(/[ \0]+$/, '');
+  if (buf.length < CVD_HEADER_SIZE)
+    throw new SignatureError(file, 0, `shorter than the ${CVD_HEADER_SIZE}-byte CVD header`);
+  const text = buf
+    .subarray(0, CVD_HEADER_SIZE)
+    .toString('latin1')
+    .replace(/[ \0]+$/, '');
   const f = text.split(':');
   if (f[0] !== 'ClamAV-VDB' || f.length < 9) throw new SignatureError(file, 0, 'not a ClamAV-VDB header');
   const num = (s: string | undefined, what: string) => {
@@ -53,7 +57,10 @@ export function parseCvdHeader(file: string, buf: Buffer): CvdHeader {
 }
 
 function octal(field: Buffer): number {
-  const s = field.toString('latin1').replace(/[\0 ]+$/g, '').trim();
+  const s = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/g, '')
+    .trim();
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) return Number.NaN;
   return Number.parseInt(s, 8);
@@ -70,7 +77,8 @@ export function readTar(file: string, tar: Buffer): DbFile[] {
     const name = h.subarray(0, nameEnd < 0 || nameEnd > 100 ? 100 : nameEnd).toString('latin1');
     const size = octal(h.subarray(124, 136));
     const type = h[156];
-    if (!Number.isFinite(size) || off + 512 + size > tar.length) throw new SignatureError(file, 0, `truncated tar entry "${name}"`);
+    if (!Number.isFinite(size) || off + 512 + size > tar.length)
+      throw new SignatureError(file, 0, `truncated tar entry "${name}"`);
     if (type === 0x30 || type === 0) {
       if (name.includes('/')) throw new SignatureError(file, 0, `tar entry "${name}" has a directory part`);
       out.push({ name, data: tar.subarray(off + 512, off + 512 + size) });
@@ -83,13 +91,18 @@ export function readTar(file: string, tar: Buffer): DbFile[] {
 }
 
 /** Unpacks a .cvd/.cld/.cud; `kind` comes from the file extension. */
-export function unpackCvd(file: string, buf: Buffer, kind: 'cvd' | 'cld' | 'cud'): { header: CvdHeader; files: DbFile[] } {
+export function unpackCvd(
+  file: string,
+  buf: Buffer,
+  kind: 'cvd' | 'cld' | 'cud',
+): { header: CvdHeader; files: DbFile[] } {
   const header = parseCvdHeader(file, buf);
   const body = buf.subarray(CVD_HEADER_SIZE);
   const compressed = body.length >= 2 && body[0] === 0x1f && body[1] === 0x8b;
   if (kind === 'cvd' || (kind === 'cud' && /^[0-9a-f]{32}$/i.test(header.md5))) {
     const md5 = createHash('md5').update(body).digest('hex');
-    if (md5 !== header.md5.toLowerCase()) throw new SignatureError(file, 0, `MD5 of the body is ${md5}, header says ${header.md5}`);
+    if (md5 !== header.md5.toLowerCase())
+      throw new SignatureError(file, 0, `MD5 of the body is ${md5}, header says ${header.md5}`);
   }
   let tar: Buffer;
   try {
@@ -130,7 +143,9 @@ export function buildTar(files: DbFile[], mtime = 0): Buffer {
 }
 
 function clamTime(d: Date): string {
-  const mon = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][d.getUTCMonth()];
+  const mon = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][
+    d.getUTCMonth()
+  ];
   const p = (n: number) => String(n).padStart(2, '0');
   return `${p(d.getUTCDate())} ${mon} ${d.getUTCFullYear()} ${p(d.getUTCHours())}-${p(d.getUTCMinutes())} +0000`;
 }
@@ -141,7 +156,7 @@ export interface BuildCvdOptions {
   buildTime?: Date;
   flevel?: number;
   builder?: string;
-  /** Signature count written in the header; default: non-empty, non-comment lines of the files. */
+  /** Signature count written in the header; default: non-empty, non-comment lines of signature files. */
   signatures?: number;
 }
 
@@ -153,9 +168,29 @@ export function buildCvd(files: DbFile[], version: number, opts: BuildCvdOptions
   const body = opts.kind === 'cld' ? tar : gzipSync(tar);
   const sigs =
     opts.signatures ??
-    files.reduce((n, f) => n + f.data.toString('latin1').split('\n').filter((l) => l.trim() && !l.startsWith('#')).length, 0);
+    files
+      .filter((f) => /\.(hdb|hsb|ndb|ldb|mdb|msb|cdb|idb)$/i.test(f.name))
+      .reduce(
+        (n, f) =>
+          n +
+          f.data
+            .toString('latin1')
+            .split('\n')
+            .filter((l) => l.trim() && !l.startsWith('#')).length,
+        0,
+      );
   const md5 = createHash('md5').update(body).digest('hex');
-  const text = ['ClamAV-VDB', clamTime(when), version, sigs, opts.flevel ?? 90, md5, 'X'.repeat(64), opts.builder ?? 'scangate', stime].join(':');
+  const text = [
+    'ClamAV-VDB',
+    clamTime(when),
+    version,
+    sigs,
+    opts.flevel ?? 90,
+    md5,
+    'X'.repeat(64),
+    opts.builder ?? 'scangate',
+    stime,
+  ].join(':');
   if (text.length > CVD_HEADER_SIZE) throw new Error('CVD header too long');
   const header = Buffer.alloc(CVD_HEADER_SIZE, 0x20);
   header.write(text, 0, 'latin1');

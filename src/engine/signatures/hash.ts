@@ -11,7 +11,8 @@ const ALGO_BY_LEN: Record<number, HashAlgo> = { 32: 'md5', 40: 'sha1', 64: 'sha2
 /** `md5Only`: .hdb/.fp accept MD5 only; .hsb/.sfp accept SHA1/SHA256 (and MD5, as ClamAV does). */
 export function parseHashLine(line: string, md5Only: boolean): HashSig {
   const f = line.split(':');
-  if (f.length < 3 || f.length > 5) throw new HexSigError(`expected Hash:Size:Name[:flevel[:flevel]], got ${f.length} fields`);
+  if (f.length < 3 || f.length > 5)
+    throw new HexSigError(`expected Hash:Size:Name[:flevel[:flevel]], got ${f.length} fields`);
   const [hashRaw, sizeRaw, nameRaw, min, max] = f as [string, string, string, string?, string?];
   const hash = hashRaw.toLowerCase();
   if (!/^[0-9a-f]+$/.test(hash)) throw new HexSigError(`hash "${hashRaw}" is not hex`);

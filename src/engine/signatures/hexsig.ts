@@ -89,7 +89,8 @@ function parseRange(body: string): Gap {
 }
 
 function parseAlternates(inner: string, neg: boolean): Elem {
-  if (inner === 'B' || inner === 'L' || inner === 'W') throw new UnsupportedSignature(`character class (${inner})`);
+  if (inner === 'B' || inner === 'L' || inner === 'W')
+    throw new UnsupportedSignature(`character class (${inner})`);
   const opts = inner.split('|').map((o) => parseHexBytes(o, 'alternate'));
   if (opts.length < 2) throw new HexSigError('alternates need at least two options');
   const len = opts[0]!.length;

@@ -6,8 +6,8 @@
  * w gives both), f (fullword). PCRE (`/`), byte-compare (`#`) and macro (`${`) subsigs are unsupported.
  */
 import { requireAnchors } from './anchor.js';
-import { FLEVEL, checkName, parseNumber } from './common.js';
-import { HexSigError, UnsupportedSignature, applyNocase, applyWide, parseHexSig } from './hexsig.js';
+import { checkName, FLEVEL, parseNumber } from './common.js';
+import { applyNocase, applyWide, HexSigError, parseHexSig, UnsupportedSignature } from './hexsig.js';
 import { parseLogicalExpr } from './lexpr.js';
 import { checkTarget } from './ndb.js';
 import { type Offset, parseOffset } from './offset.js';
@@ -60,7 +60,8 @@ export function parseLdbLine(line: string): LogicalSig {
   const [name, tdb, exprSrc] = f as [string, string, string];
   checkName(name);
   const subsRaw = f.slice(3);
-  if (subsRaw.length > MAX_SUBSIGS) throw new HexSigError(`${subsRaw.length} subsignatures (at most ${MAX_SUBSIGS})`);
+  if (subsRaw.length > MAX_SUBSIGS)
+    throw new HexSigError(`${subsRaw.length} subsignatures (at most ${MAX_SUBSIGS})`);
   const expr = parseLogicalExpr(exprSrc, subsRaw.length);
   let target = 0;
   let fileSize: [number, number] | null = null;
@@ -74,9 +75,11 @@ export function parseLdbLine(line: string): LogicalSig {
       const [lo, hi] = parseRange(v, 'Engine');
       if (lo > FLEVEL) unsupported ??= `requires functionality level ${lo} (we are ${FLEVEL})`;
       else if (hi < FLEVEL) unsupported ??= `retired at functionality level ${hi}`;
-    } else if (k === 'Target') target = parseNumber(v, 'Target') ;
+    } else if (k === 'Target') target = parseNumber(v, 'Target');
     else if (k === 'FileSize') fileSize = parseRange(v, 'FileSize');
-    else if (/^(EntryPoint|NumberOfSections|Container|Intermediates|IconGroup1|IconGroup2|HandlerType)$/.test(k)) {
+    else if (
+      /^(EntryPoint|NumberOfSections|Container|Intermediates|IconGroup1|IconGroup2|HandlerType)$/.test(k)
+    ) {
       unsupported ??= `target description key ${k}`;
     } else throw new HexSigError(`unknown target description key "${k}"`);
   }

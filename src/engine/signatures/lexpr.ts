@@ -42,7 +42,8 @@ export function parseLogicalExpr(src: string, subsigCount: number): LogicalExpr 
       i++;
     } else {
       const index = num('a subsignature index');
-      if (index >= subsigCount) throw new HexSigError(`logical expression names subsignature ${index}, only ${subsigCount} given`);
+      if (index >= subsigCount)
+        throw new HexSigError(`logical expression names subsignature ${index}, only ${subsigCount} given`);
       e = { t: 'sub', index };
     }
     const m = mod();
@@ -63,7 +64,8 @@ export function parseLogicalExpr(src: string, subsigCount: number): LogicalExpr 
   };
   if (src.length === 0) throw new HexSigError('empty logical expression');
   const e = expr(0);
-  if (i !== src.length) throw new HexSigError(`logical expression: unexpected "${src[i]}" at column ${i + 1}`);
+  if (i !== src.length)
+    throw new HexSigError(`logical expression: unexpected "${src[i]}" at column ${i + 1}`);
   // cli_loadldb refuses a line whose subsignature count differs from the highest index used + 1.
   const highest = maxIndex(e);
   if (highest + 1 !== subsigCount) {

@@ -1,8 +1,8 @@
 /** The I/O shell around SignatureDbBuilder: files or folders → SignatureDb. */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignatureError } from '../../errors.js';
-import { KNOWN_EXTENSIONS, SignatureDbBuilder, UNSUPPORTED_EXTENSIONS, extensionOf } from './builder.js';
+import { extensionOf, KNOWN_EXTENSIONS, SignatureDbBuilder, UNSUPPORTED_EXTENSIONS } from './builder.js';
 import { builtinSignatures } from './builtin.js';
 import type { SignatureDb } from './types.js';
 

@@ -1,7 +1,7 @@
 /** `.ndb` extended signatures: `Name:TargetType:Offset:HexSig[:min_flevel[:max_flevel]]` (ExtendedSignatures.md). */
 import { requireAnchors } from './anchor.js';
 import { checkFlevel, checkName, parseNumber } from './common.js';
-import { HexSigError, UnsupportedSignature, parseHexSig } from './hexsig.js';
+import { HexSigError, parseHexSig, UnsupportedSignature } from './hexsig.js';
 import { parseOffset } from './offset.js';
 import { type BodySig, GATED_TARGETS } from './types.js';
 
@@ -14,7 +14,8 @@ export function checkTarget(raw: string): number {
 
 export function parseNdbLine(line: string): BodySig {
   const f = line.split(':');
-  if (f.length < 4 || f.length > 6) throw new HexSigError(`expected Name:Target:Offset:HexSig[:flevel[:flevel]], got ${f.length} fields`);
+  if (f.length < 4 || f.length > 6)
+    throw new HexSigError(`expected Name:Target:Offset:HexSig[:flevel[:flevel]], got ${f.length} fields`);
   const [name, target, offset, hex, min, max] = f as [string, string, string, string, string?, string?];
   checkName(name);
   // Validate every field before deciding "unsupported", so malformed lines are always errors.

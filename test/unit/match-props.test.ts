@@ -1,0 +1,98 @@
+/**
+ * Property tests for the matcher: (b) where the chunks are cut never changes the result;
+ * (c) a generated pattern placed at a random offset is found, and with one element broken it is not.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { compileMatcher } from '../../src/engine/match/index.js';
+import { SignatureDbBuilder } from '../../src/engine/signatures/index.js';
+import { breakable, genPattern, instantiate, rng } from '../helpers/sigdb.js';
+
+function compile(lines: string[], ext = 'ndb') {
+  const b = new SignatureDbBuilder();
+  b.addFile(`p.${ext}`, Buffer.from(lines.join('\n')));
+  return compileMatcher(b.build());
+}
+
+function scanCuts(m: ReturnType<typeof compile>, data: Buffer, cuts: number[]): string[] {
+  const s = m.session({ size: data.length, allMatches: true });
+  let prev = 0;
+  for (const c of [...new Set(cuts.map((x) => x % (data.length + 1)))].sort((a, b) => a - b)) {
+    s.write(data.subarray(prev, c));
+    prev = c;
+  }
+  s.write(data.subarray(prev));
+  return s.end().sort();
+}
+
+test('chunking invariance: random cuts give the same names as one chunk', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      (seed, cuts) => {
+        const r = rng(seed);
+        // Several patterns with every form, a few planted (some twice), in random filler.
+        const pats = Array.from({ length: 6 }, () => genPattern(r));
+        const lines = pats.map((p, i) => `P${i}:0:${r.pick(['*', '*', 'EOF-' + r.int(50, 3000)])}:${p.hex}`);
+        const lsig = `L;Engine:81-255,Target:0;(0|1)>1,2;${genPattern(r, { parts: 1 }).hex};6162636465::i`;
+        const m = compile(lines.concat());
+        const ml = compile([lsig], 'ldb');
+        const pieces: Buffer[] = [r.bytes(r.int(0, 500))];
+        for (const p of pats)
+          if (r.next() < 0.6) pieces.push(instantiate(r, p, { maxStar: 100 }), r.bytes(r.int(0, 300)));
+        pieces.push(Buffer.from('xABCDEx abcde'));
+        const data = Buffer.concat(pieces);
+        const whole = scanCuts(m, data, []);
+        assert.deepEqual(scanCuts(m, data, cuts), whole);
+        assert.deepEqual(
+          scanCuts(
+            m,
+            data,
+            Array.from({ length: data.length }, (_, i) => i),
+          ),
+          whole,
+          '1-byte chunks',
+        );
+        assert.deepEqual(scanCuts(ml, data, cuts), scanCuts(ml, data, []));
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test('a generated pattern at a random offset is found; with one element broken it is not', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (seed, cuts) => {
+        const r = rng(seed);
+        const p = genPattern(r);
+        const m = compile([`G:0:*:${p.hex}`]);
+        const inst = instantiate(r, p, { maxStar: 200 });
+        const before = r.int(0, 2000);
+        // Filler that cannot contain the pattern's bytes by accident: a byte the pattern never uses is
+        // not guaranteed, so compare against a reference scan of the filler alone.
+        const pre = r.bytes(before);
+        const post = r.bytes(r.int(0, 2000));
+        const filler = Buffer.concat([pre, post]);
+        const fillerHit = scanCuts(m, filler, []).length > 0;
+        const hit = Buffer.concat([pre, inst, post]);
+        assert.deepEqual(scanCuts(m, hit, cuts), ['G']);
+        const broken = instantiate(r, p, { breakAt: r.pick(breakable(p)), maxStar: 200 });
+        const miss = Buffer.concat([pre, broken, post]);
+        if (!fillerHit) {
+          // A broken element can still match elsewhere only by coincidence; check the verdict is
+          // exactly what a direct (single-chunk) scan says and, in the common case, clean.
+          const res = scanCuts(m, miss, cuts);
+          assert.deepEqual(res, scanCuts(m, miss, []));
+          return res.length === 0 || p.parts.length > 1 || p.hex.includes('??');
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
