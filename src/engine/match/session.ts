@@ -6,8 +6,8 @@
  *    arrived ("ready"), from the current chunk and a kept tail of `window` bytes (longest part + 2),
  *    extended back to the oldest pending candidate's start;
  *  - candidates are verified in ready order (ties: lower part first), so when part i+1 is checked,
- *    every part i that could precede it has been; chains keep, per part, the ascending end offsets still
- *    inside the next gap's max (only the earliest for an unbounded gap): bounded by the gap, not the file.
+ *    every part i that could precede it has been; chains keep, per part, the merged windows where the
+ *    next part may start ([end+min, end+max] of each occurrence): bounded by the gap, not the file.
  *  - offsets are absolute because the object's size is known up front (EOF-n needs it).
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -248,16 +248,14 @@ export class BodyMatchSession implements MatchSession {
       if (!w || c.start < w[0] || c.start > w[1]) return;
       if (pat.fullword && c.start > 0 && isAlnum(this.byteAt(c.start - 1))) return;
     } else {
+      // prev = flat [lo0, hi0, lo1, hi1, …]: ascending, disjoint windows of allowed starts for this part.
       chain = this.chains.get(c.pat);
       const prev = chain?.[c.part - 1];
       if (!prev || prev.length === 0) return;
-      const gap = pat.gaps[c.part - 1]!;
-      if (gap.max !== Number.POSITIVE_INFINITY) {
-        let drop = 0;
-        while (drop < prev.length && prev[drop]! < c.start - gap.max) drop++;
-        if (drop) prev.splice(0, drop);
-      }
-      if (prev.length === 0 || prev[0]! > c.start - gap.min) return;
+      let drop = 0;
+      while (drop < prev.length && prev[drop + 1]! < c.start) drop += 2;
+      if (drop) prev.splice(0, drop);
+      if (prev.length === 0 || prev[0]! > c.start) return;
     }
     if (!c.verified && !this.verifyPart(part, c.start)) return;
     const end = c.start + part.len;
@@ -267,9 +265,15 @@ export class BodyMatchSession implements MatchSession {
         chain = pat.parts.slice(0, lastIdx).map(() => []);
         this.chains.set(c.pat, chain);
       }
-      const ends = chain[c.part]!;
-      const unbounded = pat.gaps[c.part]!.max === Number.POSITIVE_INFINITY;
-      if (ends.length === 0 || (!unbounded && ends[ends.length - 1]! < end)) ends.push(end);
+      // The next part may start anywhere in [end+min, end+max]; merge with the previous window when
+      // they touch, so memory is bounded by the gap, not by how often this part occurs.
+      const gap = pat.gaps[c.part]!;
+      const w = chain[c.part]!;
+      const lo = end + gap.min;
+      const hi = end + gap.max;
+      const n = w.length;
+      if (n && lo <= w[n - 1]! + 1) w[n - 1] = Math.max(w[n - 1]!, hi);
+      else w.push(lo, hi);
       return;
     }
     if (pat.fullword && end < this.size && isAlnum(this.byteAt(end))) return;
