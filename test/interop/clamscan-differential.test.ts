@@ -231,6 +231,38 @@ function genAllow(c: Corpus): void {
   c.db['gen.ign2'] = ['Gen.Ndb.1', 'Gen.Ndb.4', 'Gen.Ldb.2'];
 }
 
+/**
+ * Target types we gate by magic (1 MZ, 6 ELF, 9 Mach-O, 10 PDF): a typed signature planted in a file of
+ * that type, in a file of another type, and in plain binary data.
+ */
+function genTargets(r: Rng, c: Corpus): void {
+  const heads: Record<number, Buffer> = {
+    1: Buffer.from('MZ\x90\x00', 'latin1'),
+    6: Buffer.from('\x7fELF\x02\x01\x01\x00', 'latin1'),
+    9: Buffer.from('cffaedfe07000001', 'hex'),
+    10: Buffer.from('%PDF-1.4\n', 'latin1'),
+  };
+  const lines: string[] = [];
+  for (const [target, head] of Object.entries(heads)) {
+    for (let i = 0; i < 3; i++) {
+      const name = `Gen.Target${target}.${i}`;
+      const payload = r.bytes(12);
+      lines.push(`${name}:${target}:*:${payload.toString('hex')}`);
+      const other = heads[Number(target) === 6 ? 10 : 6]!;
+      for (const [kind, prefix] of [
+        ['own', head],
+        ['other', other],
+        ['plain', Buffer.alloc(0)],
+      ] as const) {
+        const body = randomBinary(r, r.int(100, 5000));
+        const data = Buffer.concat([prefix, Buffer.alloc(16), body, payload, randomBinary(r, 50)]);
+        c.files.set(`target-${target}-${i}-${kind}`, { data, note: `${name} in ${kind}` });
+      }
+    }
+  }
+  c.db['gen-targets.ndb'] = lines;
+}
+
 function parseClamscan(out: string): Map<string, string | null> {
   const m = new Map<string, string | null>();
   for (const line of out.split('\n')) {
@@ -255,6 +287,7 @@ test('scangate and clamscan give the same verdict on a generated database and co
     genLdb(r, c, 60);
     genHashes(r, c, 40);
     genAllow(c);
+    genTargets(r, c);
     const dbDir = join(root, 'db');
     const corpus = join(root, 'corpus');
     mkdirSync(dbDir);

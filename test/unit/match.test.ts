@@ -124,7 +124,7 @@ test('.ndb offsets: n, n,maxshift, EOF-n, EOF-n,maxshift', () => {
   assert.deepEqual(scan(m, 'xxxxxMNOPxxx'), []);
 });
 
-test('.ndb target types: 1 (PE) needs MZ+PE header, 6 ELF, 10 PDF; 0 matches anything', () => {
+test('.ndb target types: 1 (PE, MZ magic as ClamAV), 6 ELF, 10 PDF; 0 matches anything', () => {
   const m = matcher({
     't.ndb': ['Pe:1:*:6d616c77617265', 'Elf:6:*:6d616c77617265', 'Pdf:10:*:6d616c77617265'].join('\n'),
   });
