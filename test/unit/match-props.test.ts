@@ -88,11 +88,12 @@ test('a generated pattern at a random offset is found; with one element broken i
           // exactly what a direct (single-chunk) scan says and, in the common case, clean.
           const res = scanCuts(m, miss, cuts);
           assert.deepEqual(res, scanCuts(m, miss, []));
-          return res.length === 0 || p.parts.length > 1 || p.hex.includes('??');
+          // One part: the broken placement cannot match; several: a later part may recur by chance.
+        return res.length === 0 || p.parts.length > 1;
         }
         return true;
       },
     ),
-    { numRuns: 300 },
+    { numRuns: 1000 },
   );
 });

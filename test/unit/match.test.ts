@@ -236,3 +236,19 @@ test('matches straddling chunk boundaries of every size are found', () => {
   const data = Buffer.from(`${'z'.repeat(100)}ABCDxyzEFGH${'q'.repeat(50)}IJKL${'z'.repeat(10)}`);
   for (let step = 1; step <= 40; step++) assert.deepEqual(scan(m, data, step), ['S'], `step ${step}`);
 });
+
+test('bounded state: a repeating part and a long object keep only a small tail and one chain window', () => {
+  const m = matcher({ 'b.ndb': 'B:0:*:41414141{1-100}42424242\n' });
+  const chunk = Buffer.alloc(65536, 0x41);
+  const s = m.session({ size: chunk.length * 64 + 4, allMatches: true });
+  const t0 = performance.now();
+  for (let i = 0; i < 64; i++) s.write(chunk);
+  // An anchor at every byte is the worst case; it must stay linear (measured ~14 MB/s here).
+  assert.ok(performance.now() - t0 < 5000, 'repeated anchors must not make the scan quadratic');
+  const inner = s as unknown as { tail: Buffer; chains: Map<number, number[][]>; pending: unknown[] };
+  assert.ok(inner.tail.length < 1024, `tail ${inner.tail.length}`);
+  assert.equal(inner.pending.length, 0);
+  for (const windows of inner.chains.values()) for (const w of windows) assert.ok(w.length <= 2, `windows ${w.length}`);
+  s.write(Buffer.from('BBBB'));
+  assert.deepEqual(s.end(), ['B'], 'the AAAA ending one byte before BBBB satisfies {1-100}');
+});

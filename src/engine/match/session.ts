@@ -149,7 +149,7 @@ export class BodyMatchSession implements MatchSession {
     const received = this.chunkStart + this.chunk.length;
     for (const e of entries) {
       const pat = this.db.patterns[e.pat]!;
-      if (pat.owner < 0) continue;
+      if (pat.owner < 0 || (pat.sub < 0 && this.bodyHit.has(pat.owner))) continue;
       const part = pat.parts[e.part]!;
       const start = keyEnd - keyLen - part.keyOff;
       if (start < 0) continue;
@@ -165,6 +165,21 @@ export class BodyMatchSession implements MatchSession {
       if (end <= received) {
         if (!this.verifyPart(part, start)) continue;
         verified = true;
+        // Shortcuts that cannot depend on ordering (so chunking cannot change them), which keeps a
+        // file of endlessly repeated anchors from queueing a candidate per byte:
+        //  - the first part of a multi-part pattern only opens a window for the next part, which a
+        //    candidate could use only if it starts after this end, i.e. comes later in ready order;
+        //  - a logical subsignature only counts, and counts are read at end().
+        if (pat.fullword && start > 0 && isAlnum(this.byteAt(start - 1))) {
+          if (e.part === 0) continue;
+        } else if (e.part === 0 && pat.parts.length > 1) {
+          this.openWindow(e.pat, 0, end);
+          continue;
+        } else if (pat.parts.length === 1 && pat.sub >= 0 && (!pat.fullword || end === this.size || end < received)) {
+          if (pat.fullword && end < this.size && isAlnum(this.byteAt(end))) continue;
+          this.matched(pat.owner, pat.sub, pat.target);
+          continue;
+        }
       }
       const last = e.part === pat.parts.length - 1;
       const ready = last && pat.fullword && end < this.size ? end + 1 : end;
@@ -181,7 +196,13 @@ export class BodyMatchSession implements MatchSession {
     const later: Cand[] = [];
     for (const c of all) (c.ready <= received ? now : later).push(c);
     this.pending = later;
-    now.sort((a, b) => a.ready - b.ready || a.part - b.part);
+    let sorted = true;
+    for (let i = 1; i < now.length && sorted; i++) {
+      const a = now[i - 1]!;
+      const b = now[i]!;
+      if (a.ready > b.ready || (a.ready === b.ready && a.part > b.part)) sorted = false;
+    }
+    if (!sorted) now.sort((a, b) => a.ready - b.ready || a.part - b.part);
     for (const c of now) {
       if (this.stopped) break;
       this.handle(c);
@@ -242,15 +263,12 @@ export class BodyMatchSession implements MatchSession {
     if (pat.sub < 0 && this.bodyHit.has(pat.owner)) return;
     const part = pat.parts[c.part]!;
     const lastIdx = pat.parts.length - 1;
-    let chain: number[][] | undefined;
     if (c.part === 0) {
-      const w = startWindow(pat.offset, this.size);
-      if (!w || c.start < w[0] || c.start > w[1]) return;
+      // (The offset window was checked when the candidate was queued.)
       if (pat.fullword && c.start > 0 && isAlnum(this.byteAt(c.start - 1))) return;
     } else {
       // prev = flat [lo0, hi0, lo1, hi1, …]: ascending, disjoint windows of allowed starts for this part.
-      chain = this.chains.get(c.pat);
-      const prev = chain?.[c.part - 1];
+      const prev = this.chains.get(c.pat)?.[c.part - 1];
       if (!prev || prev.length === 0) return;
       let drop = 0;
       while (drop < prev.length && prev[drop + 1]! < c.start) drop += 2;
@@ -260,24 +278,32 @@ export class BodyMatchSession implements MatchSession {
     if (!c.verified && !this.verifyPart(part, c.start)) return;
     const end = c.start + part.len;
     if (c.part < lastIdx) {
-      chain ??= this.chains.get(c.pat);
-      if (!chain) {
-        chain = pat.parts.slice(0, lastIdx).map(() => []);
-        this.chains.set(c.pat, chain);
-      }
-      // The next part may start anywhere in [end+min, end+max]; merge with the previous window when
-      // they touch, so memory is bounded by the gap, not by how often this part occurs.
-      const gap = pat.gaps[c.part]!;
-      const w = chain[c.part]!;
-      const lo = end + gap.min;
-      const hi = end + gap.max;
-      const n = w.length;
-      if (n && lo <= w[n - 1]! + 1) w[n - 1] = Math.max(w[n - 1]!, hi);
-      else w.push(lo, hi);
+      this.openWindow(c.pat, c.part, end);
       return;
     }
     if (pat.fullword && end < this.size && isAlnum(this.byteAt(end))) return;
     this.matched(pat.owner, pat.sub, pat.target);
+  }
+
+  /**
+   * Part `part` of pattern `pat` ended at `end`: the next part may start anywhere in
+   * [end+min, end+max]. Merged with the previous window when they touch, so memory is bounded by the
+   * gap, not by how often the part occurs.
+   */
+  private openWindow(pat: number, part: number, end: number): void {
+    const p = this.db.patterns[pat]!;
+    let chain = this.chains.get(pat);
+    if (!chain) {
+      chain = p.parts.slice(0, p.parts.length - 1).map(() => []);
+      this.chains.set(pat, chain);
+    }
+    const gap = p.gaps[part]!;
+    const w = chain[part]!;
+    const lo = end + gap.min;
+    const hi = end + gap.max;
+    const n = w.length;
+    if (n && lo <= w[n - 1]! + 1) w[n - 1] = Math.max(w[n - 1]!, hi);
+    else w.push(lo, hi);
   }
 
   private matched(owner: number, sub: number, target: number): void {
