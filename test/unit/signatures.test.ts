@@ -1,5 +1,6 @@
 /** Signature database readers: every format, malformed lines, unsupported lines, CVD/CLD, the loader. */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -264,6 +265,21 @@ test('CVD: real header, gzip tar body, MD5 verified; CLD plain tar; version and 
   const badMember = buildCvd([{ name: 'm.ndb', data: Buffer.from('ok:0:*:41424344\nbad') }], 2);
   throwsAt(() => build({ 'e.cvd': badMember }), 'e.cvd/m.ndb', 2);
   assert.ok(gzipSync(buildTar(files)).length > 0);
+  // A .info member's name:size:sha256 lines are checked like cli_tgzload does.
+  const ndb = Buffer.from('I:0:*:41424344\n');
+  const sha = createHash('sha256').update(ndb).digest('hex');
+  const info = (h: string) => ({
+    name: 'x.info',
+    data: Buffer.from(`ClamAV-VDB:hdr\nx.ndb:${ndb.length}:${h}\nDSIG:abc\n`),
+  });
+  assert.equal(build({ 'i.cvd': buildCvd([info(sha), { name: 'x.ndb', data: ndb }], 3) }).counts.ndb, 1);
+  throwsAt(
+    () => build({ 'j.cvd': buildCvd([info('0'.repeat(64)), { name: 'x.ndb', data: ndb }], 3) }),
+    'j.cvd/x.ndb',
+    0,
+    /SHA-256/,
+  );
+  throwsAt(() => build({ 'k.cvd': buildCvd([info(sha)], 3) }), 'k.cvd/x.info', 0, /lacks/);
 });
 
 test('loader: files and folders (sorted, known extensions), builtin EICAR, local- version', async () => {

@@ -110,7 +110,34 @@ export function unpackCvd(
   } catch (e) {
     throw new SignatureError(file, 0, `body does not decompress: ${(e as Error).message}`);
   }
-  return { header, files: readTar(file, tar) };
+  const files = readTar(file, tar);
+  verifyInfo(file, files);
+  return { header, files };
+}
+
+/**
+ * `.info` members (DatabaseInfo.md) list `name:size:sha256` for every other member; like cli_tgzload
+ * we refuse a container whose members do not match ("Invalid checksum"). Other lines (the header copy,
+ * `DSIG:`) are skipped.
+ */
+function verifyInfo(file: string, files: DbFile[]): void {
+  const byName = new Map(files.map((f) => [f.name, f.data]));
+  for (const info of files.filter((f) => f.name.endsWith('.info'))) {
+    for (const line of info.data.toString('latin1').split('\n')) {
+      const m = /^([^:/]+):([0-9]+):([0-9a-fA-F]{64})\s*$/.exec(line);
+      if (!m) continue;
+      const [, name, size, sha] = m as unknown as [string, string, string, string];
+      const data = byName.get(name);
+      if (!data)
+        throw new SignatureError(`${file}/${info.name}`, 0, `lists "${name}", which the container lacks`);
+      if (
+        data.length !== Number(size) ||
+        createHash('sha256').update(data).digest('hex') !== sha.toLowerCase()
+      ) {
+        throw new SignatureError(`${file}/${name}`, 0, `size or SHA-256 differs from ${info.name}`);
+      }
+    }
+  }
 }
 
 function tarHeader(name: string, size: number, mtime: number): Buffer {
