@@ -168,9 +168,25 @@ function genLdb(r: Rng, c: Corpus, count: number): void {
     const nsub = Math.max(...[...expr.matchAll(/(?<![=<>,0-9])[0-9]+/g)].map((m) => Number(m[0]))) + 1;
     const subs: { text: string; make: (q: Rng) => Buffer }[] = [];
     let needs81 = false;
+    // Subsig 0 may carry an offset: `L:` / `L-s,s:` (right after the lead-in) or `EOF-n:` (at the end).
+    const lead = r.int(16, 2000);
+    const anchor = r.pick(['none', 'none', 'abs', 'abs-shift', 'eof'] as const);
+    const tail = r.int(0, 60);
     for (let s = 0; s < nsub; s++) {
-      const kind = r.pick(['hex', 'hex', 'i', 'w', 'wa', 'f', 'iw', 'if']);
-      if (kind === 'hex') {
+      const kind =
+        s === 0 && anchor !== 'none' ? 'offset' : r.pick(['hex', 'hex', 'i', 'w', 'wa', 'f', 'iw', 'if']);
+      if (kind === 'offset') {
+        const pat = genPattern(r, { parts: 1 });
+        const len = instantiate(r, pat).length;
+        const shift = r.int(1, 8);
+        const off =
+          anchor === 'abs'
+            ? `${lead}`
+            : anchor === 'abs-shift'
+              ? `${lead - shift},${shift}`
+              : `EOF-${len + tail}`;
+        subs.push({ text: `${off}:${pat.hex}`, make: (q) => instantiate(q, pat) });
+      } else if (kind === 'hex') {
         const pat = genPattern(r, { parts: r.int(1, 2) });
         subs.push({ text: pat.hex, make: (q) => instantiate(q, pat) });
       } else {
@@ -184,13 +200,18 @@ function genLdb(r: Rng, c: Corpus, count: number): void {
     for (const variant of ['a', 'b']) {
       const pieces: Buffer[] = [];
       subs.forEach((s, idx) => {
+        if (idx === 0 && anchor !== 'none') return;
         const k = variant === 'a' ? r.pick([1, 1, 2, 3]) : r.pick([0, 0, 1, 2]);
         for (let n = 0; n < k; n++) pieces.push(s.make(r));
-        void idx;
       });
-      const parts: Buffer[] = [randomBinary(r, r.int(16, 2000))];
+      const parts: Buffer[] = [randomBinary(r, lead)];
+      // The offset subsig: in place for 'a'; for 'b' one byte off half the time.
+      const off0 = anchor !== 'none' ? subs[0]!.make(r) : null;
+      const slip = variant === 'b' && r.next() < 0.5 ? r.bytes(1) : Buffer.alloc(0);
+      if (off0 && anchor !== 'eof') parts.push(slip, off0, r.bytes(r.int(1, 500)));
       for (const p of pieces.sort(() => r.next() - 0.5)) parts.push(p, r.bytes(r.int(1, 3000)));
-      c.files.set(`ldb-${i}-${variant}`, { data: Buffer.concat(parts), note: `${name} ${expr}` });
+      if (off0 && anchor === 'eof') parts.push(off0, slip, r.bytes(tail));
+      c.files.set(`ldb-${i}-${variant}`, { data: Buffer.concat(parts), note: `${name} ${expr} ${anchor}` });
     }
   }
   c.db['gen.ldb'] = lines;
@@ -283,8 +304,8 @@ test('scangate and clamscan give the same verdict on a generated database and co
   try {
     const r = rng(Number(process.env.SCANGATE_DIFF_SEED ?? 20261123));
     const c: Corpus = { db: {}, files: new Map() };
-    genNdb(r, c, 220);
-    genLdb(r, c, 60);
+    genNdb(r, c, 400);
+    genLdb(r, c, 100);
     genHashes(r, c, 40);
     genAllow(c);
     genTargets(r, c);
