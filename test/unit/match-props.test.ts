@@ -89,7 +89,7 @@ test('a generated pattern at a random offset is found; with one element broken i
           const res = scanCuts(m, miss, cuts);
           assert.deepEqual(res, scanCuts(m, miss, []));
           // One part: the broken placement cannot match; several: a later part may recur by chance.
-        return res.length === 0 || p.parts.length > 1;
+          return res.length === 0 || p.parts.length > 1;
         }
         return true;
       },

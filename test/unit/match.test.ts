@@ -248,7 +248,8 @@ test('bounded state: a repeating part and a long object keep only a small tail a
   const inner = s as unknown as { tail: Buffer; chains: Map<number, number[][]>; pending: unknown[] };
   assert.ok(inner.tail.length < 1024, `tail ${inner.tail.length}`);
   assert.equal(inner.pending.length, 0);
-  for (const windows of inner.chains.values()) for (const w of windows) assert.ok(w.length <= 2, `windows ${w.length}`);
+  for (const windows of inner.chains.values())
+    for (const w of windows) assert.ok(w.length <= 2, `windows ${w.length}`);
   s.write(Buffer.from('BBBB'));
   assert.deepEqual(s.end(), ['B'], 'the AAAA ending one byte before BBBB satisfies {1-100}');
 });

@@ -175,7 +175,11 @@ export class BodyMatchSession implements MatchSession {
         } else if (e.part === 0 && pat.parts.length > 1) {
           this.openWindow(e.pat, 0, end);
           continue;
-        } else if (pat.parts.length === 1 && pat.sub >= 0 && (!pat.fullword || end === this.size || end < received)) {
+        } else if (
+          pat.parts.length === 1 &&
+          pat.sub >= 0 &&
+          (!pat.fullword || end === this.size || end < received)
+        ) {
           if (pat.fullword && end < this.size && isAlnum(this.byteAt(end))) continue;
           this.matched(pat.owner, pat.sub, pat.target);
           continue;
