@@ -13,7 +13,6 @@ import type {
   BodySig,
   Elem,
   Gap,
-  HashSig,
   LogicalSig,
   Offset,
   Part,
@@ -22,6 +21,7 @@ import type {
 } from '../signatures/index.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
 import { AnchorTable } from './anchors.js';
+import { HashIndex } from './hashindex.js';
 
 export interface CPart extends Part {
   /** Position of the anchor inside the part, and its length (2 or 3). */
@@ -94,34 +94,6 @@ export interface CompiledDb {
   unanchored: Unanchored[];
 }
 
-/** (algo, size, hash) → name, plus which sizes/algos are worth hashing at all. */
-export class HashIndex {
-  readonly byKey = new Map<string, string>();
-  readonly sizes = { md5: new Set<number>(), sha1: new Set<number>(), sha256: new Set<number>() };
-  readonly anySize = { md5: false, sha1: false, sha256: false };
-  count = 0;
-
-  add(h: HashSig): void {
-    const key = `${h.algo}:${h.size ?? '*'}:${h.hash}`;
-    if (this.byKey.has(key)) return;
-    this.byKey.set(key, h.name);
-    this.count++;
-    if (h.size === null) this.anySize[h.algo] = true;
-    else this.sizes[h.algo].add(h.size);
-  }
-
-  wants(algo: HashSig['algo'], size: number): boolean {
-    return this.anySize[algo] || this.sizes[algo].has(size);
-  }
-
-  lookup(algo: HashSig['algo'], size: number, hash: string): string | undefined {
-    return (
-      this.byKey.get(`${algo}:${size}:${hash}`) ??
-      (this.anySize[algo] ? this.byKey.get(`${algo}:*:${hash}`) : undefined)
-    );
-  }
-}
-
 export function compileDb(db: SignatureDb): CompiledDb {
   const c: CompiledDb = {
     patterns: [],
@@ -139,6 +111,8 @@ export function compileDb(db: SignatureDb): CompiledDb {
   };
   for (const h of db.hashes) c.hashes.add(h);
   for (const h of db.allow) c.allow.add(h);
+  c.hashes.seal();
+  c.allow.seal();
 
   /** Compiles one pattern; returns null (nothing added) if some part has no anchor. */
   const addPattern = (sp: SubPattern, owner: number, sub: number, target: number): CPattern | null => {
