@@ -25,7 +25,7 @@ for (let i = 0; i < BODY; i++) {
   const p =
     process.env.BENCH_STATIC === '1'
       ? genPattern(r, { lead: [8, 24], parts: 1, elemKinds: ['byte'] })
-      : genPattern(r, { lead: [4, 12] });
+      : genPattern(r, { lead: process.env.BENCH_SHORT === '1' && i % 100 === 0 ? [2, 3] : [4, 12] });
   const off = i % 10 === 0 ? `EOF-${r.int(100, 5000)}` : '*';
   ndb.push(`Bench.Body.${i}:0:${off}:${p.hex}`);
 }

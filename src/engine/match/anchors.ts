@@ -30,7 +30,8 @@ export class AnchorTable {
     const l = this.lists.get(k);
     if (l) l.push(entry);
     else this.lists.set(k, [entry]);
-    const f = Math.imul(k, GOLDEN) >>> (32 - FILTER_BITS);
+    // 2-byte keys index the filter directly (exact, and the first 8 KiB stay in L1).
+    const f = this.len === 2 ? k : Math.imul(k, GOLDEN) >>> (32 - FILTER_BITS);
     this.filter[f >>> 5]! |= 1 << f;
   }
 

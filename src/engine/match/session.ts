@@ -122,16 +122,21 @@ export class BodyMatchSession implements MatchSession {
     } else {
       const f3 = db.anchors3.filter;
       const f2 = db.anchors2.filter;
+      const has3 = db.anchors3.size > 0;
+      const has2 = db.anchors2.size > 0;
       for (let i = 0; i < n; i++) {
         h = (h << 8) | buf[i]!;
         let f = Math.imul(h, 0x9e3779b1) >>> SHIFT;
         if ((f4[f >>> 5]! >>> f) & 1) this.probe(db.anchors4, h, base + i + 1);
-        const h3 = h & 0xffffff;
-        f = Math.imul(h3, 0x9e3779b1) >>> SHIFT;
-        if ((f3[f >>> 5]! >>> f) & 1) this.probe(db.anchors3, h3, base + i + 1);
-        const h2 = h & 0xffff;
-        f = Math.imul(h2, 0x9e3779b1) >>> SHIFT;
-        if ((f2[f >>> 5]! >>> f) & 1) this.probe(db.anchors2, h2, base + i + 1);
+        if (has3) {
+          const h3 = h & 0xffffff;
+          f = Math.imul(h3, 0x9e3779b1) >>> SHIFT;
+          if ((f3[f >>> 5]! >>> f) & 1) this.probe(db.anchors3, h3, base + i + 1);
+        }
+        if (has2) {
+          const h2 = h & 0xffff;
+          if ((f2[h2 >>> 5]! >>> h2) & 1) this.probe(db.anchors2, h2, base + i + 1);
+        }
       }
     }
     this.h = h;
