@@ -1,7 +1,8 @@
 /**
  * Matcher throughput: 20,000 body signatures + 200,000 hash signatures over 20 MB of random data,
  * fed in 64 KiB chunks, allMatches on (so the whole object is scanned, no early stop). When clamscan is
- * installed it scans the same data with the same database, for a ratio measured in the same run. Prints DB compile time and MB/s. Run: npx tsx bench/match.ts
+ * installed it scans the same data with the same database, for a ratio measured in the same run.
+ * Results also go to bench/results/match.json. Prints DB compile time and MB/s. Run: npx tsx bench/match.ts
  */
 
 import { spawnSync } from 'node:child_process';
@@ -97,22 +98,19 @@ function clamscanMBps(): { loadMs: number; scanMs: number; MBps: number } | null
 }
 const clam = clamscanMBps();
 
-console.log(
-  JSON.stringify(
-    {
-      bodySignatures: db.counts.ndb,
-      hashSignatures: db.counts.hdb + db.counts.hsb,
-      parseMs: Math.round(t1 - t0),
-      compileMs: Math.round(t2 - t1),
-      dataMB: MB,
-      bestScanMs: Math.round(best),
-      MBps: Math.round(mbps),
-      matchesOnRandomData: runs[0]!.names.length,
-      rssMB: Math.round(mem.rss / 1048576),
-      clamscan: clam ?? 'not measured (clamscan missing or SKIP_CLAMSCAN=1)',
-      ratioVsClamscan: clam ? Math.round((mbps / clam.MBps) * 10) / 10 : null,
-    },
-    null,
-    2,
-  ),
-);
+const results = {
+  bodySignatures: db.counts.ndb,
+  hashSignatures: db.counts.hdb + db.counts.hsb,
+  parseMs: Math.round(t1 - t0),
+  compileMs: Math.round(t2 - t1),
+  dataMB: MB,
+  bestScanMs: Math.round(best),
+  MBps: Math.round(mbps),
+  matchesOnRandomData: runs[0]!.names.length,
+  rssMB: Math.round(mem.rss / 1048576),
+  clamscan: clam ?? 'not measured (clamscan missing or SKIP_CLAMSCAN=1)',
+  ratioVsClamscan: clam ? Math.round((mbps / clam.MBps) * 10) / 10 : null,
+};
+console.log(JSON.stringify(results, null, 2));
+mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+writeFileSync(join(import.meta.dirname, 'results/match.json'), `${JSON.stringify(results, null, 2)}\n`);
