@@ -1,0 +1,13 @@
+/**
+ * Archive and compression unpackers, in detection order: formats with strong magic first, tar (which
+ * may be recognised by header checksum alone) last.
+ */
+import { bzip2Unpacker } from './bzip2.js';
+import { cpioUnpacker } from './cpio.js';
+import { gzipUnpacker } from './gzip.js';
+import { tarUnpacker } from './tar.js';
+import type { Unpacker } from './types.js';
+import { zipUnpacker } from './zip.js';
+
+export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, tarUnpacker];
+export { bzip2Unpacker, cpioUnpacker, gzipUnpacker, tarUnpacker, zipUnpacker };
