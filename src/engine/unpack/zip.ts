@@ -11,7 +11,7 @@ import type { ObjectSource } from '../source.js';
 import { InputBuffer, runDecoder } from './bitreader.js';
 import { bunzip2 } from './bzip2dec.js';
 import { inflate64 } from './inflate64.js';
-import { EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
+import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 import { throughZlib } from './zlibstream.js';
 
@@ -178,8 +178,7 @@ async function* localRecords(src: ObjectSource, ctx: UnpackContext): AsyncGenera
   }
 }
 
-function methodStream(r: ZipRecord, src: ObjectSource, start: number, end: number): AsyncIterable<Buffer> {
-  const raw = src.stream(start, end);
+function methodStream(r: ZipRecord, raw: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   switch (r.method) {
     case 0:
       return raw;
@@ -216,7 +215,10 @@ function makeEntry(r: ZipRecord, src: ObjectSource, ctx: UnpackContext): Entry {
       }
       const end = Math.min(src.size, start + r.csize);
       try {
-        yield* limitOutput('zip', methodStream(r, src, start, end), ctx, Math.max(1, end - start));
+        // Ratio against the compressed bytes read so far, not the declared total: a 10 GB bomb in 10 MB
+        // is caught after a few MB of output instead of after ratio x 10 MB.
+        const counter = new Counter();
+        yield* limitOutput('zip', methodStream(r, counter.count(src.stream(start, end))), ctx, () => counter.bytes);
       } catch (e) {
         throw asUnpackError('zip', 'ERR_ZIP_CORRUPT', e);
       }
