@@ -39,6 +39,7 @@ describe('clamav-testfiles: every archive yields clam.exe byte for byte', () => 
     ['clam.zip', 'zip'],
     ['clam.bz2.zip', 'zip'],
     ['clam.d64.zip', 'zip'],
+    ['clam.impl.zip', 'zip'],
     ['clam.tar.gz', 'gzip'],
     ['clam.exe.bz2', 'bzip2'],
     ['clam.bin-le.cpio', 'cpio'],

@@ -2,7 +2,7 @@
  * ZIP (PKWARE APPNOTE 6.3.x). The central directory is authoritative when present (section 4.3.12);
  * without one (truncated download, streamed zip) local headers are walked from the front, finding the
  * end of data-descriptor entries by the descriptor whose size field matches the distance (4.3.9).
- * Methods: 0 stored, 8 deflate (node:zlib), 9 deflate64, 12 bzip2. Zip64 sizes/offsets (4.5.3).
+ * Methods: 0 stored, 6 implode, 8 deflate (node:zlib), 9 deflate64, 12 bzip2. Zip64 sizes/offsets (4.5.3).
  * Entries with the encryption flag (bit 0) are yielded with `encrypted: true`.
  */
 import { createInflateRaw } from 'node:zlib';
@@ -10,6 +10,7 @@ import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { InputBuffer, runDecoder } from './bitreader.js';
 import { bunzip2 } from './bzip2dec.js';
+import { explode } from './explode.js';
 import { inflate64 } from './inflate64.js';
 import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
@@ -187,6 +188,10 @@ function methodStream(r: ZipRecord, raw: AsyncIterable<Buffer>): AsyncIterable<B
     case 9: {
       const inbuf = new InputBuffer();
       return runDecoder(inflate64(inbuf), inbuf, raw);
+    }
+    case 6: {
+      const inbuf = new InputBuffer();
+      return runDecoder(explode(inbuf, r.flags, r.usize), inbuf, raw);
     }
     case 12: {
       const inbuf = new InputBuffer();
