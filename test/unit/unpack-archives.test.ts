@@ -47,6 +47,7 @@ describe('clamav-testfiles: every archive yields clam.exe byte for byte', () => 
     ['clam.odc.cpio', 'cpio'],
     ['clam.newc.cpio', 'cpio'],
     ['clam_cache_emax.tgz', 'gzip'],
+    ['clam.exe.szdd', 'szdd'],
   ];
   for (const [file, type] of files) {
     it(file, async (t) => {

@@ -5,9 +5,10 @@
 import { bzip2Unpacker } from './bzip2.js';
 import { cpioUnpacker } from './cpio.js';
 import { gzipUnpacker } from './gzip.js';
+import { szddUnpacker } from './szdd.js';
 import { tarUnpacker } from './tar.js';
 import type { Unpacker } from './types.js';
 import { zipUnpacker } from './zip.js';
 
-export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, tarUnpacker];
-export { bzip2Unpacker, cpioUnpacker, gzipUnpacker, tarUnpacker, zipUnpacker };
+export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, szddUnpacker, tarUnpacker];
+export { bzip2Unpacker, cpioUnpacker, gzipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };
