@@ -8,7 +8,7 @@ PACKAGES=(
   curl openssl                                      # HTTPS clients
   iptables iproute2                                 # transparent mode in a network namespace
   mitmproxy                                         # benchmark peer (mitmdump)
-  zip unzip bzip2 cpio p7zip-full                   # archive fixtures built by real tools (unpack tests)
+  zip unzip bzip2 cpio p7zip-full gcab mscompress arj   # archive fixtures built by real tools (unpack tests)
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { gzipSync } from 'node:zlib';
@@ -42,6 +44,8 @@ function seeds(): Record<string, Buffer[]> {
     bzip2: [],
     tar: [],
     cpio: [],
+    cab: [],
+    szdd: [],
   };
   const run = (cmd: string, args: string[], input: Buffer): Buffer | null => {
     const p = which(cmd);
@@ -53,9 +57,26 @@ function seeds(): Record<string, Buffer[]> {
   if (z9 && z9.length > 0) out.zip!.push(z9); // deflate64, zip64 sizes, data descriptor
   const zb = run('zip', ['-q', '-Z', 'bzip2', '-', '-'], text);
   if (zb) out.zip!.push(zb); // bzip2 method
-  for (const f of ['clam.impl.zip', 'clam.d64.zip']) {
+  const testfiles: [string, string][] = [
+    ['zip', 'clam.impl.zip'], // implode
+    ['zip', 'clam.d64.zip'], // deflate64 from another writer
+    ['cab', 'clam.cab'],
+    ['szdd', 'clam.exe.szdd'],
+  ];
+  for (const [type, f] of testfiles) {
     const path = `/usr/share/clamav-testfiles/${f}`;
-    if (existsSync(path)) out.zip!.push(readFileSync(path)); // implode; deflate64 from another writer
+    if (existsSync(path)) out[type]!.push(readFileSync(path));
+  }
+  const gcab = which('gcab');
+  if (gcab) {
+    const dir = mkdtempSync(join(tmpdir(), 'scangate-props-'));
+    try {
+      writeFileSync(join(dir, 'a.txt'), text);
+      execFileSync(gcab, ['-cz', 'm.cab', 'a.txt'], { cwd: dir, stdio: 'ignore' });
+      out.cab!.push(readFileSync(join(dir, 'm.cab'))); // MSZIP
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
   // tar and cpio headers written by hand (the layouts are tested against real tools elsewhere)
   const h = Buffer.alloc(512);

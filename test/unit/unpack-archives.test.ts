@@ -8,6 +8,8 @@ import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { BufferSource, FileSource } from '../../src/engine/source.js';
 import { archiveUnpackers } from '../../src/engine/unpack/archives.js';
 import { bzip2Unpacker } from '../../src/engine/unpack/bzip2.js';
+import { cabUnpacker } from '../../src/engine/unpack/cab.js';
+import { szddUnpacker } from '../../src/engine/unpack/szdd.js';
 import { cpioUnpacker } from '../../src/engine/unpack/cpio.js';
 import { gzipUnpacker } from '../../src/engine/unpack/gzip.js';
 import { tarUnpacker } from '../../src/engine/unpack/tar.js';
@@ -48,6 +50,7 @@ describe('clamav-testfiles: every archive yields clam.exe byte for byte', () => 
     ['clam.newc.cpio', 'cpio'],
     ['clam_cache_emax.tgz', 'gzip'],
     ['clam.exe.szdd', 'szdd'],
+    ['clam.cab', 'cab'],
   ];
   for (const [file, type] of files) {
     it(file, async (t) => {
@@ -236,6 +239,49 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
         assert.ok(got[0]!.data.equals(payload.subarray(0, 12_345)), format);
         assert.equal(got[1]!.data.toString(), 'bee', format);
       }
+    });
+  });
+});
+
+describe('cab and SZDD built by real tools', () => {
+  it('gcab: stored and MSZIP folders (files spanning many 32 KiB blocks)', async (t) => {
+    const gcab = peer(t, 'gcab');
+    if (!gcab) return;
+    await inTemp(async (dir) => {
+      const r = randomBytes(100_000);
+      const txt = Buffer.alloc(300_000, 'hello\n');
+      writeFileSync(join(dir, 'r.bin'), r);
+      writeFileSync(join(dir, 't.txt'), txt);
+      sh(dir, gcab, ['-c', 'stored.cab', 'r.bin', 't.txt']);
+      sh(dir, gcab, ['-cz', 'mszip.cab', 'r.bin', 't.txt']);
+      for (const f of ['stored.cab', 'mszip.cab']) {
+        const buf = read(dir, f);
+        assert.equal(detect(buf)?.type, 'cab');
+        const got = await drain(cabUnpacker, buf);
+        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], f);
+        assert.ok(got[0]!.data.equals(r), f);
+        assert.ok(got[1]!.data.equals(txt), f);
+      }
+      // reading only the second file skips the first one's blocks
+      const entries: Entry[] = [];
+      for await (const e of cabUnpacker.entries(new BufferSource(read(dir, 'mszip.cab')), ctx())) entries.push(e);
+      const parts: Buffer[] = [];
+      for await (const c of entries[1]!.open()) parts.push(c);
+      assert.ok(Buffer.concat(parts).equals(txt));
+    });
+  });
+  it('mscompress (SZDD) round trip', async (t) => {
+    const msc = peer(t, 'mscompress');
+    if (!msc) return;
+    await inTemp(async (dir) => {
+      const data = Buffer.concat([randomBytes(5000), Buffer.alloc(100_000, 'abcabc'), randomBytes(70_000)]);
+      writeFileSync(join(dir, 'f.exe'), data);
+      sh(dir, msc, ['f.exe']);
+      const buf = read(dir, 'f.exe_'); // mscompress appends '_'
+      assert.equal(detect(buf)?.type, 'szdd');
+      const got = await drain(szddUnpacker, buf);
+      assert.ok(got[0]!.data.equals(data));
+      await assert.rejects(drain(szddUnpacker, buf.subarray(0, 2000)), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_SZDD_TRUNCATED');
     });
   });
 });

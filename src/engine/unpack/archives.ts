@@ -3,6 +3,7 @@
  * may be recognised by header checksum alone) last.
  */
 import { bzip2Unpacker } from './bzip2.js';
+import { cabUnpacker } from './cab.js';
 import { cpioUnpacker } from './cpio.js';
 import { gzipUnpacker } from './gzip.js';
 import { szddUnpacker } from './szdd.js';
@@ -10,5 +11,5 @@ import { tarUnpacker } from './tar.js';
 import type { Unpacker } from './types.js';
 import { zipUnpacker } from './zip.js';
 
-export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, szddUnpacker, tarUnpacker];
-export { bzip2Unpacker, cpioUnpacker, gzipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };
+export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, cabUnpacker, szddUnpacker, tarUnpacker];
+export { bzip2Unpacker, cabUnpacker, cpioUnpacker, gzipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };
