@@ -46,6 +46,7 @@ function seeds(): Record<string, Buffer[]> {
     cpio: [],
     cab: [],
     szdd: [],
+    '7z': [],
   };
   const run = (cmd: string, args: string[], input: Buffer): Buffer | null => {
     const p = which(cmd);
@@ -62,6 +63,7 @@ function seeds(): Record<string, Buffer[]> {
     ['zip', 'clam.d64.zip'], // deflate64 from another writer
     ['cab', 'clam.cab'],
     ['szdd', 'clam.exe.szdd'],
+    ['7z', 'clam.7z'],
   ];
   for (const [type, f] of testfiles) {
     const path = `/usr/share/clamav-testfiles/${f}`;
@@ -74,6 +76,11 @@ function seeds(): Record<string, Buffer[]> {
       writeFileSync(join(dir, 'a.txt'), text);
       execFileSync(gcab, ['-cz', 'm.cab', 'a.txt'], { cwd: dir, stdio: 'ignore' });
       out.cab!.push(readFileSync(join(dir, 'm.cab'))); // MSZIP
+      const sz = which('7z');
+      if (sz) {
+        execFileSync(sz, ['a', '-bd', '-mhc=off', 'p.7z', 'a.txt'], { cwd: dir, stdio: 'ignore' });
+        out['7z']!.push(readFileSync(join(dir, 'p.7z'))); // plain header, LZMA2
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

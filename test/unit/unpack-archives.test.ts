@@ -10,6 +10,7 @@ import { archiveUnpackers } from '../../src/engine/unpack/archives.js';
 import { bzip2Unpacker } from '../../src/engine/unpack/bzip2.js';
 import { cabUnpacker } from '../../src/engine/unpack/cab.js';
 import { szddUnpacker } from '../../src/engine/unpack/szdd.js';
+import { sevenZipUnpacker } from '../../src/engine/unpack/sevenzip.js';
 import { cpioUnpacker } from '../../src/engine/unpack/cpio.js';
 import { gzipUnpacker } from '../../src/engine/unpack/gzip.js';
 import { tarUnpacker } from '../../src/engine/unpack/tar.js';
@@ -51,6 +52,7 @@ describe('clamav-testfiles: every archive yields clam.exe byte for byte', () => 
     ['clam_cache_emax.tgz', 'gzip'],
     ['clam.exe.szdd', 'szdd'],
     ['clam.cab', 'cab'],
+    ['clam.7z', '7z'],
   ];
   for (const [file, type] of files) {
     it(file, async (t) => {
@@ -239,6 +241,67 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
         assert.ok(got[0]!.data.equals(payload.subarray(0, 12_345)), format);
         assert.equal(got[1]!.data.toString(), 'bee', format);
       }
+    });
+  });
+});
+
+describe('7z built by 7-Zip', () => {
+  it('LZMA, LZMA2, copy; solid and non-solid; encrypted files and headers', async (t) => {
+    const sz = peer(t, '7z', 'p7zip-full');
+    if (!sz) return;
+    await inTemp(async (dir) => {
+      const r = randomBytes(100_000);
+      // ~3 MB that compresses well but stays under the default 1000:1 ratio; spans many LZMA2 chunks
+      const txt = Buffer.from(Array.from({ length: 100_000 }, (_, i) => `line ${i} ${randomBytes(4).toString('hex')}\n`).join(''));
+      writeFileSync(join(dir, 'r.bin'), r);
+      writeFileSync(join(dir, 't.txt'), txt);
+      writeFileSync(join(dir, 'empty'), '');
+      const variants: [string, string[]][] = [
+        ['lzma2.7z', ['-m0=LZMA2']],
+        ['lzma.7z', ['-m0=LZMA']],
+        ['copy.7z', ['-mx0']],
+        ['nonsolid.7z', ['-ms=off']],
+        ['plainhdr.7z', ['-mhc=off']],
+      ];
+      for (const [f, opts] of variants) {
+        sh(dir, sz, ['a', '-bd', ...opts, f, 'r.bin', 't.txt', 'empty']);
+        const buf = read(dir, f);
+        assert.equal(detect(buf)?.type, '7z');
+        const got = await drain(sevenZipUnpacker, buf);
+        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], f);
+        assert.ok(got[0]!.data.equals(r), f);
+        assert.ok(got[1]!.data.equals(txt), f);
+      }
+      // the second file of a solid folder alone (decoder skips the first)
+      const entries: Entry[] = [];
+      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'lzma2.7z')), ctx())) entries.push(e);
+      const parts: Buffer[] = [];
+      for await (const c of entries[1]!.open()) parts.push(c);
+      assert.ok(Buffer.concat(parts).equals(txt));
+
+      sh(dir, sz, ['a', '-bd', '-pabc', 'enc.7z', 'r.bin']);
+      const enc: Entry[] = [];
+      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'enc.7z')), ctx())) enc.push(e);
+      assert.equal(enc[0]!.encrypted, true);
+      sh(dir, sz, ['a', '-bd', '-pabc', '-mhe=on', 'enchdr.7z', 'r.bin']);
+      await assert.rejects(drain(sevenZipUnpacker, read(dir, 'enchdr.7z')), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_ENCRYPTED');
+      // truncated: UnpackError, not a crash
+      const lz = read(dir, 'lzma2.7z');
+      for (const cut of [10, 100, 50_000, lz.length - 10]) {
+        await assert.rejects(drain(sevenZipUnpacker, lz.subarray(0, cut)), UnpackError, `cut ${cut}`);
+      }
+    });
+  });
+  it('an LZMA2 7z bomb stops at MaxCompressionRatio', async (t) => {
+    const sz = peer(t, '7z', 'p7zip-full');
+    if (!sz) return;
+    await inTemp(async (dir) => {
+      writeFileSync(join(dir, 'zeros'), Buffer.alloc(64 << 20));
+      sh(dir, sz, ['a', '-bd', 'bomb.7z', 'zeros']);
+      await assert.rejects(
+        drain(sevenZipUnpacker, read(dir, 'bomb.7z'), ctx({ maxCompressionRatio: 100 })),
+        (e: unknown) => e instanceof UnpackLimitError && e.limit === 'MaxCompressionRatio',
+      );
     });
   });
 });

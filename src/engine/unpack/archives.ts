@@ -6,10 +6,11 @@ import { bzip2Unpacker } from './bzip2.js';
 import { cabUnpacker } from './cab.js';
 import { cpioUnpacker } from './cpio.js';
 import { gzipUnpacker } from './gzip.js';
+import { sevenZipUnpacker } from './sevenzip.js';
 import { szddUnpacker } from './szdd.js';
 import { tarUnpacker } from './tar.js';
 import type { Unpacker } from './types.js';
 import { zipUnpacker } from './zip.js';
 
-export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, cabUnpacker, szddUnpacker, tarUnpacker];
-export { bzip2Unpacker, cabUnpacker, cpioUnpacker, gzipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };
+export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, sevenZipUnpacker, cabUnpacker, szddUnpacker, tarUnpacker];
+export { bzip2Unpacker, cabUnpacker, cpioUnpacker, gzipUnpacker, sevenZipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };

@@ -155,7 +155,6 @@ export const cabUnpacker: Unpacker = {
             pending = Buffer.alloc(0);
           }
           const r: FolderReader = reader;
-          const startConsumed = r.consumed;
           const body = async function* (): AsyncGenerator<Buffer> {
             let at = r.pos - pending.length; // stream offset of pending[0]
             let left = file.size;
@@ -180,7 +179,8 @@ export const cabUnpacker: Unpacker = {
             }
             if (left > 0) throw cerr('ERR_CAB_TRUNCATED', `${file.name}: folder ends ${left} bytes early`);
           };
-          yield* limitOutput('cab', body(), ctx, () => r.consumed - startConsumed + 32768);
+          // Compressed bytes of the folder read so far (a file's own share of a block is not knowable).
+          yield* limitOutput('cab', body(), ctx, () => r.consumed);
         },
       };
     }
