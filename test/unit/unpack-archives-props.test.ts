@@ -47,6 +47,7 @@ function seeds(): Record<string, Buffer[]> {
     cab: [],
     szdd: [],
     '7z': [],
+    arj: [],
   };
   const run = (cmd: string, args: string[], input: Buffer): Buffer | null => {
     const p = which(cmd);
@@ -64,6 +65,7 @@ function seeds(): Record<string, Buffer[]> {
     ['cab', 'clam.cab'],
     ['szdd', 'clam.exe.szdd'],
     ['7z', 'clam.7z'],
+    ['arj', 'clam.arj'],
   ];
   for (const [type, f] of testfiles) {
     const path = `/usr/share/clamav-testfiles/${f}`;
@@ -76,6 +78,13 @@ function seeds(): Record<string, Buffer[]> {
       writeFileSync(join(dir, 'a.txt'), text);
       execFileSync(gcab, ['-cz', 'm.cab', 'a.txt'], { cwd: dir, stdio: 'ignore' });
       out.cab!.push(readFileSync(join(dir, 'm.cab'))); // MSZIP
+      const arj = which('arj');
+      if (arj) {
+        for (const m of ['1', '4']) {
+          execFileSync(arj, ['a', `-m${m}`, '-y', `m${m}.arj`, 'a.txt'], { cwd: dir, stdio: 'ignore' });
+          out.arj!.push(readFileSync(join(dir, `m${m}.arj`)));
+        }
+      }
       const sz = which('7z');
       if (sz) {
         execFileSync(sz, ['a', '-bd', '-mhc=off', 'p.7z', 'a.txt'], { cwd: dir, stdio: 'ignore' });

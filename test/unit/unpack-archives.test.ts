@@ -11,6 +11,7 @@ import { bzip2Unpacker } from '../../src/engine/unpack/bzip2.js';
 import { cabUnpacker } from '../../src/engine/unpack/cab.js';
 import { szddUnpacker } from '../../src/engine/unpack/szdd.js';
 import { sevenZipUnpacker } from '../../src/engine/unpack/sevenzip.js';
+import { arjUnpacker } from '../../src/engine/unpack/arj.js';
 import { cpioUnpacker } from '../../src/engine/unpack/cpio.js';
 import { gzipUnpacker } from '../../src/engine/unpack/gzip.js';
 import { tarUnpacker } from '../../src/engine/unpack/tar.js';
@@ -53,6 +54,7 @@ describe('clamav-testfiles: every archive yields clam.exe byte for byte', () => 
     ['clam.exe.szdd', 'szdd'],
     ['clam.cab', 'cab'],
     ['clam.7z', '7z'],
+    ['clam.arj', 'arj'],
   ];
   for (const [file, type] of files) {
     it(file, async (t) => {
@@ -302,6 +304,32 @@ describe('7z built by 7-Zip', () => {
         drain(sevenZipUnpacker, read(dir, 'bomb.7z'), ctx({ maxCompressionRatio: 100 })),
         (e: unknown) => e instanceof UnpackLimitError && e.limit === 'MaxCompressionRatio',
       );
+    });
+  });
+});
+
+describe('arj built by arj', () => {
+  it('methods 0 (stored), 1-3 (Huffman blocks), 4 (fastest); garbled entries flagged; truncation', async (t) => {
+    const arj = peer(t, 'arj');
+    if (!arj) return;
+    await inTemp(async (dir) => {
+      const r = randomBytes(100_000);
+      const txt = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `row ${i} ${i % 7}\n`).join(''));
+      writeFileSync(join(dir, 'r.bin'), r);
+      writeFileSync(join(dir, 't.txt'), txt);
+      for (const m of ['0', '1', '2', '3', '4']) {
+        sh(dir, arj, ['a', `-m${m}`, '-y', `m${m}.arj`, 'r.bin', 't.txt']);
+        const buf = read(dir, `m${m}.arj`);
+        assert.equal(detect(buf)?.type, 'arj', m);
+        const got = await drain(arjUnpacker, buf);
+        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], `method ${m}`);
+        assert.ok(got[0]!.data.equals(r), `method ${m}`);
+        assert.ok(got[1]!.data.equals(txt), `method ${m}`);
+        await assert.rejects(drain(arjUnpacker, buf.subarray(0, buf.length - 2000)), UnpackError, `method ${m} truncated`);
+      }
+      sh(dir, arj, ['a', '-gsecret', '-y', 'g.arj', 't.txt']);
+      const got = await drain(arjUnpacker, read(dir, 'g.arj'));
+      assert.equal(got[0]!.encrypted, true);
     });
   });
 });
