@@ -294,6 +294,19 @@ describe('7z built by 7-Zip', () => {
       }
     });
   });
+  it('executables get the x86 BCJ filter chained before LZMA2 (7-Zip default): decoded byte-exact', async (t) => {
+    const sz = peer(t, '7z', 'p7zip-full');
+    if (!sz) return;
+    await inTemp(async (dir) => {
+      const exe = readFileSync(process.execPath).subarray(0, 3_000_000); // real x86-64 code, many E8/E9
+      writeFileSync(join(dir, 'prog.exe'), exe);
+      sh(dir, sz, ['a', '-bd', 'bcj.7z', 'prog.exe']);
+      const listing = sh(dir, sz, ['l', '-slt', 'bcj.7z']).toString();
+      assert.match(listing, /BCJ/);
+      const got = await drain(sevenZipUnpacker, read(dir, 'bcj.7z'));
+      assert.ok(got[0]!.data.equals(exe));
+    });
+  });
   it('an LZMA2 7z bomb stops at MaxCompressionRatio', async (t) => {
     const sz = peer(t, '7z', 'p7zip-full');
     if (!sz) return;

@@ -1,11 +1,12 @@
 /**
- * 7z archives (7-Zip's DOC/7zFormat.txt). Supported: plain and LZMA-encoded headers, folders of one
- * coder (Copy, LZMA, LZMA2), solid folders with several files (substreams), empty files skipped.
- * Folders using other coders or chains (BCJ, Delta, PPMd, AES) are listed; open() throws
- * ERR_7Z_METHOD, or ERR_ENCRYPTED for AES (entries flagged `encrypted`).
+ * 7z archives (7-Zip's DOC/7zFormat.txt). Supported: plain and LZMA-encoded headers, coders Copy,
+ * LZMA, LZMA2 and the x86 BCJ filter in linear chains, solid folders with several files (substreams),
+ * empty files skipped. Folders using other coders (BCJ2, Delta, PPMd, ARM filters) are listed and
+ * open() throws ERR_7Z_METHOD; AES folders are flagged `encrypted` and open() throws ERR_ENCRYPTED.
  */
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
+import { bcjX86Decode } from './bcj.js';
 import { InputBuffer, runDecoder } from './bitreader.js';
 import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
 import { lzma2Decode, lzmaDecode } from './lzma.js';
@@ -29,6 +30,10 @@ interface Folder {
   unpackSizes: number[];
   packIndex: number; // first pack stream of this folder
   numPacked: number;
+  /** [in stream index, out stream index]: the coder input fed by another coder's output. */
+  bindPairs: [number, number][];
+  /** Folder in-stream index of each packed stream. */
+  packedStreams: number[];
 }
 interface Streams {
   packPos: number;
@@ -134,14 +139,14 @@ function readStreams(r: Reader): Streams {
           totalOut += numOut;
         }
         if (totalOut > 64 || totalIn > 64) throw zerr('ERR_7Z_CORRUPT', 'too many coder streams');
-        for (let b = 0; b < totalOut - 1; b++) {
-          r.num();
-          r.num();
-        }
+        const bindPairs: [number, number][] = [];
+        for (let b = 0; b < totalOut - 1; b++) bindPairs.push([r.num(), r.num()]);
         const numPacked = totalIn - (totalOut - 1);
         if (numPacked < 1) throw zerr('ERR_7Z_CORRUPT', 'folder without packed stream');
-        if (numPacked > 1) for (let i = 0; i < numPacked; i++) r.num();
-        s.folders.push({ coders, unpackSizes: new Array<number>(totalOut).fill(0), packIndex, numPacked });
+        const packedStreams: number[] = [];
+        if (numPacked > 1) for (let i = 0; i < numPacked; i++) packedStreams.push(r.num());
+        else for (let i = 0; i < totalIn; i++) if (!bindPairs.some(([inIdx]) => inIdx === i)) packedStreams.push(i);
+        s.folders.push({ coders, unpackSizes: new Array<number>(totalOut).fill(0), packIndex, numPacked, bindPairs, packedStreams });
         packIndex += numPacked;
       }
       if (r.byte() !== 0x0c) throw zerr('ERR_7Z_CORRUPT', 'expected CodersUnpackSize');
@@ -194,9 +199,14 @@ function readStreams(r: Reader): Streams {
   return s;
 }
 
-/** A folder's final output: the out stream no bind pair consumes; for single coders, its only size. */
+/** Index of a folder's final output: the out stream no bind pair consumes. */
+function finalOut(f: Folder): number {
+  for (let i = 0; i < f.unpackSizes.length; i++) if (!f.bindPairs.some(([, o]) => o === i)) return i;
+  return 0;
+}
+
 function folderSize(f: Folder): number {
-  return f.unpackSizes[0] ?? 0;
+  return f.unpackSizes[finalOut(f)] ?? 0;
 }
 
 function packStart(s: Streams, f: Folder): number {
@@ -209,28 +219,50 @@ function isAes(f: Folder): boolean {
   return f.coders.some((c) => c.id === '06f10701');
 }
 
-/** Decoded bytes of a folder (one-coder folders only). */
+/**
+ * Decoded bytes of a folder: a linear chain of one-in/one-out coders (e.g. BCJ <- LZMA), followed from
+ * the final output back to the packed stream. Coders with several streams (BCJ2) are not supported.
+ */
 function folderStream(src: ObjectSource, s: Streams, f: Folder): { out: AsyncIterable<Buffer>; counter: Counter } {
   if (isAes(f)) throw zerr('ERR_ENCRYPTED', 'folder is AES-encrypted');
-  if (f.coders.length !== 1) throw zerr('ERR_7Z_METHOD', `coder chain ${f.coders.map((c) => c.id).join('+')} not supported`);
-  const c = f.coders[0]!;
-  const start = packStart(s, f);
-  const size = s.packSizes[f.packIndex] ?? 0;
-  const counter = new Counter();
-  const raw = counter.count(src.stream(start, Math.min(src.size, start + size)));
-  const unpack = folderSize(f);
-  const inbuf = new InputBuffer();
-  switch (c.id) {
-    case '00':
-      return { out: raw, counter };
-    case '030101':
-      return { out: runDecoder(lzmaDecode(inbuf, c.props, unpack), inbuf, raw), counter };
-    case '21':
-      if (c.props.length < 1) throw zerr('ERR_7Z_CORRUPT', 'LZMA2 without properties');
-      return { out: runDecoder(lzma2Decode(inbuf, c.props[0]!, unpack), inbuf, raw), counter };
-    default:
-      throw zerr('ERR_7Z_METHOD', `coder ${c.id} not supported`);
+  if (f.coders.some((c) => c.numIn !== 1 || c.numOut !== 1) || f.numPacked !== 1) {
+    throw zerr('ERR_7Z_METHOD', `coder graph ${f.coders.map((c) => c.id).join('+')} not supported`);
   }
+  const counter = new Counter();
+  const visited = new Set<number>();
+  // With 1-in/1-out coders, coder k owns in stream k and out stream k.
+  const build = (k: number): AsyncIterable<Buffer> => {
+    if (visited.has(k) || k >= f.coders.length) throw zerr('ERR_7Z_CORRUPT', 'cyclic coder graph');
+    visited.add(k);
+    const c = f.coders[k]!;
+    const bound = f.bindPairs.find(([inIdx]) => inIdx === k);
+    let input: AsyncIterable<Buffer>;
+    if (bound) input = build(bound[1]);
+    else {
+      const pi = f.packedStreams.indexOf(k);
+      if (pi < 0) throw zerr('ERR_7Z_CORRUPT', 'coder input not bound');
+      const start = packStart(s, f);
+      const size = s.packSizes[f.packIndex + pi] ?? 0;
+      input = counter.count(src.stream(start, Math.min(src.size, start + size)));
+    }
+    const unpack = f.unpackSizes[k] ?? 0;
+    const inbuf = new InputBuffer();
+    switch (c.id) {
+      case '00':
+        return input;
+      case '030101':
+        return runDecoder(lzmaDecode(inbuf, c.props, unpack), inbuf, input);
+      case '21':
+        if (c.props.length < 1) throw zerr('ERR_7Z_CORRUPT', 'LZMA2 without properties');
+        return runDecoder(lzma2Decode(inbuf, c.props[0]!, unpack), inbuf, input);
+      case '03030103':
+      case '04':
+        return bcjX86Decode(input);
+      default:
+        throw zerr('ERR_7Z_METHOD', `coder ${c.id} not supported`);
+    }
+  };
+  return { out: build(finalOut(f)), counter };
 }
 
 async function readHeader(src: ObjectSource, ctx: UnpackContext): Promise<Buffer> {
