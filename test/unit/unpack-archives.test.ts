@@ -174,6 +174,9 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
       const got = await drain(gzipUnpacker, read(dir, 'file.bin.gz'));
       assert.equal(got[0]!.name, 'file.bin');
       assert.ok(got[0]!.data.equals(payload));
+      // trailing garbage after the last member is ignored (gzip(1) warns and keeps the data)
+      const junk = Buffer.concat([gzipSync(Buffer.from('payload')), Buffer.from('garbage after the member')]);
+      assert.equal((await drain(gzipUnpacker, junk))[0]!.data.toString(), 'payload');
       const two = Buffer.concat([gzipSync(Buffer.from('one ')), gzipSync(Buffer.from('two'))]);
       const multi = await drain(gzipUnpacker, two);
       assert.equal(multi[0]!.name, '');

@@ -8,8 +8,12 @@ import { type DecoderStep, type InputBuffer, NEED_INPUT } from './bitreader.js';
 
 export class LzmaDataError extends Error {}
 
-/** Largest dictionary we allocate (7-Zip's -mx9 uses 64 MiB). */
-export const MAX_DICT = 128 * 1024 * 1024;
+/**
+ * Largest declared dictionary accepted. Refusing big dictionaries would let an archive dodge scanning
+ * (7-Zip allows up to 1.5 GiB; xz up to 4 GiB), and the window only grows with the output (doubling
+ * from 1 MiB), which limitOutput stops at maxFileSize, so memory stays near min(dictionary, output).
+ */
+export const MAX_DICT = 0xffffffff;
 const OUT = 64 * 1024;
 const PROB_INIT = 1024;
 

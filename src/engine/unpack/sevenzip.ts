@@ -161,7 +161,12 @@ function readStreams(r: Reader): Streams {
       const counts = s.folders.map(() => 1);
       let t = r.byte();
       if (t === 0x0d) {
-        for (let i = 0; i < counts.length; i++) counts[i] = r.count();
+        let sum = 0;
+        for (let i = 0; i < counts.length; i++) {
+          counts[i] = r.count();
+          sum += counts[i]!;
+          if (sum > MAX_ITEMS) throw zerr('ERR_7Z_CORRUPT', 'too many substreams');
+        }
         t = r.byte();
       }
       s.substreams = s.folders.map((f, i) => {
