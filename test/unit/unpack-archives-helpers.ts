@@ -26,7 +26,11 @@ export interface Drained {
 }
 
 /** Reads every entry fully (encrypted ones are listed with empty data). */
-export async function drain(u: Unpacker, src: ObjectSource | Buffer, c: UnpackContext = ctx()): Promise<Drained[]> {
+export async function drain(
+  u: Unpacker,
+  src: ObjectSource | Buffer,
+  c: UnpackContext = ctx(),
+): Promise<Drained[]> {
   const source = Buffer.isBuffer(src) ? new BufferSource(src) : src;
   const out: Drained[] = [];
   for await (const e of u.entries(source, c)) {
@@ -54,7 +58,12 @@ export function inTemp<T>(fn: (dir: string) => T): T {
 }
 
 export function sh(dir: string, cmd: string, args: string[], input?: Buffer): Buffer {
-  return execFileSync(cmd, args, { cwd: dir, input, maxBuffer: 64 * 1024 * 1024, stdio: ['pipe', 'pipe', 'pipe'] });
+  return execFileSync(cmd, args, {
+    cwd: dir,
+    input,
+    maxBuffer: 64 * 1024 * 1024,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 export function read(dir: string, name: string): Buffer {

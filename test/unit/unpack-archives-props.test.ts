@@ -9,11 +9,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import fc from 'fast-check';
 import { gzipSync } from 'node:zlib';
-import { UnpackError, UnpackLimitError } from '../../src/errors.js';
+import fc from 'fast-check';
 import { archiveUnpackers } from '../../src/engine/unpack/archives.js';
 import type { Unpacker } from '../../src/engine/unpack/types.js';
+import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { which } from '../helpers/peers.js';
 import { buildZip } from '../helpers/zipwriter.js';
 import { ctx, drain } from './unpack-archives-helpers.js';
@@ -114,7 +114,12 @@ function seeds(): Record<string, Buffer[]> {
       `070701${hex(1)}${hex(mode)}${hex(0)}${hex(0)}${hex(1)}${hex(0)}${hex(data.length)}${hex(0)}${hex(0)}${hex(0)}${hex(0)}${hex(nm.length)}${hex(0)}`,
     );
     const a = Buffer.concat([head, nm]);
-    return Buffer.concat([a, Buffer.alloc((4 - (a.length % 4)) % 4), data, Buffer.alloc((4 - (data.length % 4)) % 4)]);
+    return Buffer.concat([
+      a,
+      Buffer.alloc((4 - (a.length % 4)) % 4),
+      data,
+      Buffer.alloc((4 - (data.length % 4)) % 4),
+    ]);
   };
   out.cpio!.push(Buffer.concat([newc('f.txt', text, 0o100644), newc('TRAILER!!!', Buffer.alloc(0), 0)]));
   return out;
@@ -136,9 +141,13 @@ describe('archive unpackers survive hostile input', { timeout: 120_000 }, () => 
       const seed = SEEDS[u.type]?.[0];
       if (!seed) return;
       await fc.assert(
-        fc.asyncProperty(fc.integer({ min: 0, max: 600 }), fc.uint8Array({ maxLength: 2048 }), async (keep, bytes) => {
-          await survives(u, Buffer.concat([seed.subarray(0, keep), Buffer.from(bytes)]));
-        }),
+        fc.asyncProperty(
+          fc.integer({ min: 0, max: 600 }),
+          fc.uint8Array({ maxLength: 2048 }),
+          async (keep, bytes) => {
+            await survives(u, Buffer.concat([seed.subarray(0, keep), Buffer.from(bytes)]));
+          },
+        ),
         { numRuns: 300 },
       );
     });
@@ -151,7 +160,10 @@ describe('archive unpackers survive hostile input', { timeout: 120_000 }, () => 
         assert.ok(got.length > 0, `${u.type} seed yields entries`);
         await fc.assert(
           fc.asyncProperty(
-            fc.array(fc.tuple(fc.nat({ max: seed.length - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+            fc.array(fc.tuple(fc.nat({ max: seed.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+              minLength: 1,
+              maxLength: 8,
+            }),
             fc.nat({ max: seed.length }),
             async (flips, cut) => {
               const m = Buffer.from(seed);

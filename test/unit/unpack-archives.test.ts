@@ -3,23 +3,23 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createDeflateRaw, crc32, gzipSync, constants as zconst } from 'node:zlib';
-import { UnpackError, UnpackLimitError } from '../../src/errors.js';
+import { crc32, createDeflateRaw, gzipSync, constants as zconst } from 'node:zlib';
 import { BufferSource, FileSource } from '../../src/engine/source.js';
 import { archiveUnpackers } from '../../src/engine/unpack/archives.js';
+import { arjUnpacker } from '../../src/engine/unpack/arj.js';
 import { bzip2Unpacker } from '../../src/engine/unpack/bzip2.js';
 import { cabUnpacker } from '../../src/engine/unpack/cab.js';
-import { szddUnpacker } from '../../src/engine/unpack/szdd.js';
-import { sevenZipUnpacker } from '../../src/engine/unpack/sevenzip.js';
-import { arjUnpacker } from '../../src/engine/unpack/arj.js';
 import { cpioUnpacker } from '../../src/engine/unpack/cpio.js';
 import { gzipUnpacker } from '../../src/engine/unpack/gzip.js';
+import { sevenZipUnpacker } from '../../src/engine/unpack/sevenzip.js';
+import { szddUnpacker } from '../../src/engine/unpack/szdd.js';
 import { tarUnpacker } from '../../src/engine/unpack/tar.js';
-import { zipUnpacker } from '../../src/engine/unpack/zip.js';
 import type { Entry, Unpacker } from '../../src/engine/unpack/types.js';
+import { zipUnpacker } from '../../src/engine/unpack/zip.js';
+import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { peer } from '../helpers/peers.js';
 import { buildZip } from '../helpers/zipwriter.js';
-import { TESTFILES, ctx, drain, inTemp, read, sh } from './unpack-archives-helpers.js';
+import { ctx, drain, inTemp, read, sh, TESTFILES } from './unpack-archives-helpers.js';
 
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 const CLAM = join(TESTFILES, 'clam.exe');
@@ -145,7 +145,8 @@ describe('zip built by real tools', () => {
       writeFileSync(join(dir, 'a.txt'), 'secret');
       sh(dir, zip, ['-q', '-P', 'pw', 'enc.zip', 'a.txt']);
       const entries: Entry[] = [];
-      for await (const e of zipUnpacker.entries(new BufferSource(read(dir, 'enc.zip')), ctx())) entries.push(e);
+      for await (const e of zipUnpacker.entries(new BufferSource(read(dir, 'enc.zip')), ctx()))
+        entries.push(e);
       assert.equal(entries.length, 1);
       assert.equal(entries[0]!.encrypted, true);
       await assert.rejects(
@@ -203,7 +204,8 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
     const bzip2 = peer(t, 'bzip2');
     if (!bzip2) return;
     const chunks: Buffer[] = [];
-    for (let i = 0; i < 40; i++) chunks.push(randomBytes(100_000), Buffer.alloc(400_000, `line ${i} of text\n`));
+    for (let i = 0; i < 40; i++)
+      chunks.push(randomBytes(100_000), Buffer.alloc(400_000, `line ${i} of text\n`));
     const data = Buffer.concat(chunks);
     const bz = inTemp((dir) => sh(dir, bzip2, ['-c', '-9'], data));
     const t0 = process.hrtime.bigint();
@@ -226,7 +228,11 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
         const buf = read(dir, `${format}.tar`);
         assert.equal(detect(buf)?.type, 'tar', format);
         const got = await drain(tarUnpacker, buf);
-        assert.deepEqual(got.map((e) => e.name), names, format);
+        assert.deepEqual(
+          got.map((e) => e.name),
+          names,
+          format,
+        );
         if (names.length === 2) assert.ok(got[0]!.data.equals(payload), format);
         assert.equal(got.at(-1)!.data.toString(), 'short');
       }
@@ -242,7 +248,11 @@ describe('gzip, bzip2, tar, cpio built by real tools', () => {
         const buf = sh(dir, cpio, ['-o', '--quiet', '-H', format], Buffer.from('odd.bin\nb.txt\n'));
         assert.equal(detect(buf)?.type, 'cpio', format);
         const got = await drain(cpioUnpacker, buf);
-        assert.deepEqual(got.map((e) => e.name), ['odd.bin', 'b.txt'], format);
+        assert.deepEqual(
+          got.map((e) => e.name),
+          ['odd.bin', 'b.txt'],
+          format,
+        );
         assert.ok(got[0]!.data.equals(payload.subarray(0, 12_345)), format);
         assert.equal(got[1]!.data.toString(), 'bee', format);
       }
@@ -257,7 +267,9 @@ describe('7z built by 7-Zip', () => {
     await inTemp(async (dir) => {
       const r = randomBytes(100_000);
       // ~3 MB that compresses well but stays under the default 1000:1 ratio; spans many LZMA2 chunks
-      const txt = Buffer.from(Array.from({ length: 100_000 }, (_, i) => `line ${i} ${randomBytes(4).toString('hex')}\n`).join(''));
+      const txt = Buffer.from(
+        Array.from({ length: 100_000 }, (_, i) => `line ${i} ${randomBytes(4).toString('hex')}\n`).join(''),
+      );
       writeFileSync(join(dir, 'r.bin'), r);
       writeFileSync(join(dir, 't.txt'), txt);
       writeFileSync(join(dir, 'empty'), '');
@@ -273,23 +285,32 @@ describe('7z built by 7-Zip', () => {
         const buf = read(dir, f);
         assert.equal(detect(buf)?.type, '7z');
         const got = await drain(sevenZipUnpacker, buf);
-        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], f);
+        assert.deepEqual(
+          got.map((e) => e.name),
+          ['r.bin', 't.txt'],
+          f,
+        );
         assert.ok(got[0]!.data.equals(r), f);
         assert.ok(got[1]!.data.equals(txt), f);
       }
       // the second file of a solid folder alone (decoder skips the first)
       const entries: Entry[] = [];
-      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'lzma2.7z')), ctx())) entries.push(e);
+      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'lzma2.7z')), ctx()))
+        entries.push(e);
       const parts: Buffer[] = [];
       for await (const c of entries[1]!.open()) parts.push(c);
       assert.ok(Buffer.concat(parts).equals(txt));
 
       sh(dir, sz, ['a', '-bd', '-pabc', 'enc.7z', 'r.bin']);
       const enc: Entry[] = [];
-      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'enc.7z')), ctx())) enc.push(e);
+      for await (const e of sevenZipUnpacker.entries(new BufferSource(read(dir, 'enc.7z')), ctx()))
+        enc.push(e);
       assert.equal(enc[0]!.encrypted, true);
       sh(dir, sz, ['a', '-bd', '-pabc', '-mhe=on', 'enchdr.7z', 'r.bin']);
-      await assert.rejects(drain(sevenZipUnpacker, read(dir, 'enchdr.7z')), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_ENCRYPTED');
+      await assert.rejects(
+        drain(sevenZipUnpacker, read(dir, 'enchdr.7z')),
+        (e: unknown) => e instanceof UnpackError && e.code === 'ERR_ENCRYPTED',
+      );
       // truncated: UnpackError, not a crash
       const lz = read(dir, 'lzma2.7z');
       for (const cut of [10, 100, 50_000, lz.length - 10]) {
@@ -338,10 +359,18 @@ describe('arj built by arj', () => {
         const buf = read(dir, `m${m}.arj`);
         assert.equal(detect(buf)?.type, 'arj', m);
         const got = await drain(arjUnpacker, buf);
-        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], `method ${m}`);
+        assert.deepEqual(
+          got.map((e) => e.name),
+          ['r.bin', 't.txt'],
+          `method ${m}`,
+        );
         assert.ok(got[0]!.data.equals(r), `method ${m}`);
         assert.ok(got[1]!.data.equals(txt), `method ${m}`);
-        await assert.rejects(drain(arjUnpacker, buf.subarray(0, buf.length - 2000)), UnpackError, `method ${m} truncated`);
+        await assert.rejects(
+          drain(arjUnpacker, buf.subarray(0, buf.length - 2000)),
+          UnpackError,
+          `method ${m} truncated`,
+        );
       }
       sh(dir, arj, ['a', '-gsecret', '-y', 'g.arj', 't.txt']);
       const got = await drain(arjUnpacker, read(dir, 'g.arj'));
@@ -365,13 +394,18 @@ describe('cab and SZDD built by real tools', () => {
         const buf = read(dir, f);
         assert.equal(detect(buf)?.type, 'cab');
         const got = await drain(cabUnpacker, buf);
-        assert.deepEqual(got.map((e) => e.name), ['r.bin', 't.txt'], f);
+        assert.deepEqual(
+          got.map((e) => e.name),
+          ['r.bin', 't.txt'],
+          f,
+        );
         assert.ok(got[0]!.data.equals(r), f);
         assert.ok(got[1]!.data.equals(txt), f);
       }
       // reading only the second file skips the first one's blocks
       const entries: Entry[] = [];
-      for await (const e of cabUnpacker.entries(new BufferSource(read(dir, 'mszip.cab')), ctx())) entries.push(e);
+      for await (const e of cabUnpacker.entries(new BufferSource(read(dir, 'mszip.cab')), ctx()))
+        entries.push(e);
       const parts: Buffer[] = [];
       for await (const c of entries[1]!.open()) parts.push(c);
       assert.ok(Buffer.concat(parts).equals(txt));
@@ -388,7 +422,10 @@ describe('cab and SZDD built by real tools', () => {
       assert.equal(detect(buf)?.type, 'szdd');
       const got = await drain(szddUnpacker, buf);
       assert.ok(got[0]!.data.equals(data));
-      await assert.rejects(drain(szddUnpacker, buf.subarray(0, 2000)), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_SZDD_TRUNCATED');
+      await assert.rejects(
+        drain(szddUnpacker, buf.subarray(0, 2000)),
+        (e: unknown) => e instanceof UnpackError && e.code === 'ERR_SZDD_TRUNCATED',
+      );
     });
   });
 });
@@ -423,7 +460,11 @@ async function zeroBomb(mib: number): Promise<{ data: Buffer; size: number; crc:
 describe('hostile input', () => {
   it('the zero-bomb builder produces a valid stream (checked small)', async () => {
     const b = await zeroBomb(3);
-    const got = await drain(zipUnpacker, buildZip([{ name: 'z', deflated: { ...b, crc: crc32(Buffer.alloc(b.size)) } }]), ctx({ maxCompressionRatio: 1e6 }));
+    const got = await drain(
+      zipUnpacker,
+      buildZip([{ name: 'z', deflated: { ...b, crc: crc32(Buffer.alloc(b.size)) } }]),
+      ctx({ maxCompressionRatio: 1e6 }),
+    );
     assert.equal(got[0]!.data.length, 3 << 20);
     assert.ok(got[0]!.data.every((x) => x === 0));
   });
@@ -445,7 +486,10 @@ describe('hostile input', () => {
     let maxChunk = 0;
     await assert.rejects(
       (async () => {
-        for await (const e of zipUnpacker.entries(new BufferSource(z), ctx({ maxFileSize: 64 << 20, maxCompressionRatio: 1e9 }))) {
+        for await (const e of zipUnpacker.entries(
+          new BufferSource(z),
+          ctx({ maxFileSize: 64 << 20, maxCompressionRatio: 1e9 }),
+        )) {
           for await (const c of e.open()) {
             seen += c.length;
             maxChunk = Math.max(maxChunk, c.length);
@@ -473,7 +517,10 @@ describe('hostile input', () => {
   });
   it('MaxFiles: one entry past the limit throws', async () => {
     const z = buildZip(Array.from({ length: 6 }, (_, i) => ({ name: `f${i}`, data: Buffer.from(`${i}`) })));
-    await assert.rejects(drain(zipUnpacker, z, ctx({ maxFiles: 5 })), (e: unknown) => e instanceof UnpackLimitError && e.limit === 'MaxFiles');
+    await assert.rejects(
+      drain(zipUnpacker, z, ctx({ maxFiles: 5 })),
+      (e: unknown) => e instanceof UnpackLimitError && e.limit === 'MaxFiles',
+    );
     assert.equal((await drain(zipUnpacker, z, ctx({ maxFiles: 6 }))).length, 6);
   });
   it('an aborted signal stops unpacking', async () => {
@@ -486,15 +533,25 @@ describe('hostile input', () => {
     const data = randomBytes(100_000);
     const z = buildZip([{ name: 'a.bin', data }]);
     for (const cut of [40, 5000, 60_000]) {
-      await assert.rejects(drain(zipUnpacker, z.subarray(0, cut)), (e: unknown) => e instanceof UnpackError && /^ERR_ZIP_/.test(e.code), `cut ${cut}`);
+      await assert.rejects(
+        drain(zipUnpacker, z.subarray(0, cut)),
+        (e: unknown) => e instanceof UnpackError && /^ERR_ZIP_/.test(e.code),
+        `cut ${cut}`,
+      );
     }
   });
   it('corrupted gzip → UnpackError ERR_GZIP_CORRUPT', async () => {
     const gz = gzipSync(randomBytes(100_000));
     const bad = Buffer.from(gz);
     for (let i = 20; i < 200; i++) bad[i] = 0xff;
-    await assert.rejects(drain(gzipUnpacker, bad), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_GZIP_CORRUPT');
-    await assert.rejects(drain(gzipUnpacker, gz.subarray(0, gz.length - 50_000)), (e: unknown) => e instanceof UnpackError);
+    await assert.rejects(
+      drain(gzipUnpacker, bad),
+      (e: unknown) => e instanceof UnpackError && e.code === 'ERR_GZIP_CORRUPT',
+    );
+    await assert.rejects(
+      drain(gzipUnpacker, gz.subarray(0, gz.length - 50_000)),
+      (e: unknown) => e instanceof UnpackError,
+    );
   });
   it('corrupted and truncated bzip2 → UnpackError', async (t) => {
     const bzip2 = peer(t, 'bzip2');
@@ -516,7 +573,10 @@ describe('hostile input', () => {
     let sum = 0;
     for (const b of h) sum += b;
     h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    await assert.rejects(drain(tarUnpacker, Buffer.concat([h, Buffer.alloc(1024, 1)])), (e: unknown) => e instanceof UnpackError && e.code === 'ERR_TAR_TRUNCATED');
+    await assert.rejects(
+      drain(tarUnpacker, Buffer.concat([h, Buffer.alloc(1024, 1)])),
+      (e: unknown) => e instanceof UnpackError && e.code === 'ERR_TAR_TRUNCATED',
+    );
     const bad = Buffer.from(h);
     bad[0] ^= 1;
     assert.equal(tarUnpacker.detect(bad, 512), false);

@@ -13,5 +13,25 @@ import { tarUnpacker } from './tar.js';
 import type { Unpacker } from './types.js';
 import { zipUnpacker } from './zip.js';
 
-export const archiveUnpackers: Unpacker[] = [zipUnpacker, gzipUnpacker, bzip2Unpacker, cpioUnpacker, sevenZipUnpacker, cabUnpacker, arjUnpacker, szddUnpacker, tarUnpacker];
-export { arjUnpacker, bzip2Unpacker, cabUnpacker, cpioUnpacker, gzipUnpacker, sevenZipUnpacker, szddUnpacker, tarUnpacker, zipUnpacker };
+export const archiveUnpackers: Unpacker[] = [
+  zipUnpacker,
+  gzipUnpacker,
+  bzip2Unpacker,
+  cpioUnpacker,
+  sevenZipUnpacker,
+  cabUnpacker,
+  arjUnpacker,
+  szddUnpacker,
+  tarUnpacker,
+];
+export {
+  arjUnpacker,
+  bzip2Unpacker,
+  cabUnpacker,
+  cpioUnpacker,
+  gzipUnpacker,
+  sevenZipUnpacker,
+  szddUnpacker,
+  tarUnpacker,
+  zipUnpacker,
+};

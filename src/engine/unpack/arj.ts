@@ -8,7 +8,7 @@
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { type DecoderStep, InputBuffer, MsbBits, NEED_INPUT, runDecoder } from './bitreader.js';
-import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
+import { asUnpackError, Counter, checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 const aerr = (code: string, msg: string): UnpackError => new UnpackError('arj', code, msg);
@@ -220,7 +220,8 @@ async function readHeader(src: ObjectSource, p: number): Promise<ArjHeader> {
   if (h.length < 4) throw aerr('ERR_ARJ_TRUNCATED', 'header cut short');
   if (h[0] !== 0x60 || h[1] !== 0xea) throw aerr('ERR_ARJ_CORRUPT', `no header at offset ${p}`);
   const size = h.readUInt16LE(2);
-  if (size === 0) return { next: p + 4, end: true, flags: 0, method: 0, fileType: 0, csize: 0, usize: 0, name: '' };
+  if (size === 0)
+    return { next: p + 4, end: true, flags: 0, method: 0, fileType: 0, csize: 0, usize: 0, name: '' };
   if (size > 2600 || size < 30) throw aerr('ERR_ARJ_CORRUPT', `basic header of ${size} bytes`);
   const b = await src.read(p + 4, size);
   if (b.length < size) throw aerr('ERR_ARJ_TRUNCATED', 'header cut short');

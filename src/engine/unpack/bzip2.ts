@@ -3,7 +3,7 @@ import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { InputBuffer, runDecoder } from './bitreader.js';
 import { bunzip2 } from './bzip2dec.js';
-import { Counter, EntryCounter, asUnpackError, limitOutput } from './limits.js';
+import { asUnpackError, Counter, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 export const bzip2Unpacker: Unpacker = {
@@ -21,7 +21,8 @@ export const bzip2Unpacker: Unpacker = {
   },
   async *entries(src: ObjectSource, ctx: UnpackContext): AsyncGenerator<Entry> {
     const head = await src.read(0, 10);
-    if (!bzip2Unpacker.detect(head, src.size)) throw new UnpackError('bzip2', 'ERR_BZIP2_CORRUPT', 'bad bzip2 header');
+    if (!bzip2Unpacker.detect(head, src.size))
+      throw new UnpackError('bzip2', 'ERR_BZIP2_CORRUPT', 'bad bzip2 header');
     new EntryCounter('bzip2', ctx).next();
     yield {
       name: '',
@@ -29,8 +30,11 @@ export const bzip2Unpacker: Unpacker = {
         const counter = new Counter();
         const inbuf = new InputBuffer();
         try {
-          yield* limitOutput('bzip2', runDecoder(bunzip2(inbuf), inbuf, counter.count(src.stream(0, src.size))), ctx, () =>
-            Math.max(1, counter.bytes - inbuf.available),
+          yield* limitOutput(
+            'bzip2',
+            runDecoder(bunzip2(inbuf), inbuf, counter.count(src.stream(0, src.size))),
+            ctx,
+            () => Math.max(1, counter.bytes - inbuf.available),
           );
         } catch (e) {
           throw asUnpackError('bzip2', 'ERR_BZIP2_CORRUPT', e);

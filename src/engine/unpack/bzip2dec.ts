@@ -47,7 +47,8 @@ function buildGroup(lens: Uint8Array, alphaSize: number): Group {
   }
   const perm = new Uint16Array(alphaSize);
   let pp = 0;
-  for (let l = minLen; l <= maxLen; l++) for (let s = 0; s < alphaSize; s++) if (lens[s] === l) perm[pp++] = s;
+  for (let l = minLen; l <= maxLen; l++)
+    for (let s = 0; s < alphaSize; s++) if (lens[s] === l) perm[pp++] = s;
   const limit = new Int32Array(22);
   const offset = new Int32Array(22);
   let code = 0;

@@ -9,7 +9,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
-import { EntryCounter, checkAbort, limitOutput } from './limits.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 const MAX_RESTARTS = 16;
@@ -66,7 +66,8 @@ class FolderReader {
     let out: Buffer;
     if ((this.f.type & 0xf) === 0) out = data;
     else {
-      if (data.length < 2 || data[0] !== 0x43 || data[1] !== 0x4b) throw cerr('ERR_CAB_CORRUPT', 'MSZIP block without CK');
+      if (data.length < 2 || data[0] !== 0x43 || data[1] !== 0x4b)
+        throw cerr('ERR_CAB_CORRUPT', 'MSZIP block without CK');
       try {
         out = inflateRawSync(data.subarray(2), {
           ...(this.history.length ? { dictionary: this.history } : {}),
@@ -145,7 +146,8 @@ export const cabUnpacker: Unpacker = {
         name: file.name,
         size: file.size,
         async *open() {
-          if (method !== 0 && method !== 1) throw cerr('ERR_CAB_METHOD', `${file.name}: compression type ${method} not supported`);
+          if (method !== 0 && method !== 1)
+            throw cerr('ERR_CAB_METHOD', `${file.name}: compression type ${method} not supported`);
           if (!reader || readerFolder !== file.folder || reader.pos - pending.length > file.offset) {
             if (reader && readerFolder === file.folder && ++restarts > MAX_RESTARTS) {
               throw cerr('ERR_CAB_CORRUPT', 'overlapping files force too many re-reads');

@@ -8,7 +8,7 @@
  */
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
-import { EntryCounter, checkAbort, limitOutput } from './limits.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 type Kind = 'bin-le' | 'bin-be' | 'odc' | 'newc';
@@ -53,7 +53,13 @@ function parseHeader(kind: Kind, h: Buffer): Header {
       return { headerLen: 26, mode: w(3), nameSize: w(10), fileSize: w(11) * 65536 + w(12), align: 2 };
     }
     case 'odc':
-      return { headerLen: 76, mode: num(h, 18, 6, 8), nameSize: num(h, 59, 6, 8), fileSize: num(h, 65, 11, 8), align: 1 };
+      return {
+        headerLen: 76,
+        mode: num(h, 18, 6, 8),
+        nameSize: num(h, 59, 6, 8),
+        fileSize: num(h, 65, 11, 8),
+        align: 1,
+      };
     case 'newc':
       return {
         headerLen: 110,

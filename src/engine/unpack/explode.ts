@@ -52,7 +52,11 @@ function decode(br: LsbBits, t: SfTree): number {
   throw new ExplodeDataError('invalid Shannon-Fano code');
 }
 
-export function* explode(input: InputBuffer, flags: number, size: number): Generator<DecoderStep, void, void> {
+export function* explode(
+  input: InputBuffer,
+  flags: number,
+  size: number,
+): Generator<DecoderStep, void, void> {
   const br = new LsbBits(input);
   const bigDict = (flags & 2) !== 0;
   const litTree = (flags & 4) !== 0;

@@ -7,7 +7,7 @@
 import { crc32, createInflateRaw } from 'node:zlib';
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
-import { Counter, EntryCounter, checkAbort, limitOutput } from './limits.js';
+import { Counter, checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 import { throughZlib } from './zlibstream.js';
 
@@ -79,7 +79,12 @@ export const gzipUnpacker: Unpacker = {
             const z = createInflateRaw();
             let crc = 0;
             let isize = 0;
-            for await (const chunk of throughZlib('gzip', 'ERR_GZIP_CORRUPT', counter.count(src.stream(body, src.size)), z)) {
+            for await (const chunk of throughZlib(
+              'gzip',
+              'ERR_GZIP_CORRUPT',
+              counter.count(src.stream(body, src.size)),
+              z,
+            )) {
               crc = crc32(chunk, crc);
               isize = (isize + chunk.length) >>> 0;
               yield chunk;

@@ -120,7 +120,8 @@ export class LzmaState {
   opos = 0;
 
   constructor(readonly dictSize: number) {
-    if (dictSize > MAX_DICT) throw new LzmaDataError(`dictionary of ${dictSize} bytes is above the ${MAX_DICT} limit`);
+    if (dictSize > MAX_DICT)
+      throw new LzmaDataError(`dictionary of ${dictSize} bytes is above the ${MAX_DICT} limit`);
     this.win = new Uint8Array(Math.min(Math.max(dictSize, 4096), 1 << 20));
   }
   setProps(b: number): void {
@@ -203,7 +204,12 @@ export class LzmaState {
    * Decodes up to `limit` bytes (stops early at an end marker: returns true). At most 273 bytes past a
    * 64 KiB boundary are buffered in `out`; callers drain with takeOut() between calls.
    */
-  *decode(rc: RangeDecoder, input: InputBuffer, limit: number, allowEnd: boolean): Generator<DecoderStep, boolean, void> {
+  *decode(
+    rc: RangeDecoder,
+    input: InputBuffer,
+    limit: number,
+    allowEnd: boolean,
+  ): Generator<DecoderStep, boolean, void> {
     const p = this.probs;
     const pbMask = (1 << this.pb) - 1;
     const lpMask = (1 << this.lp) - 1;
@@ -284,7 +290,8 @@ export class LzmaState {
       }
       len += 2;
       const d = r[0]!;
-      if (d >= this.total || d >= this.dictSize) throw new LzmaDataError('match distance beyond the dictionary');
+      if (d >= this.total || d >= this.dictSize)
+        throw new LzmaDataError('match distance beyond the dictionary');
       for (let k = 0; k < len && produced < limit; k++) {
         this.put(this.back(d));
         produced++;
@@ -295,7 +302,11 @@ export class LzmaState {
 }
 
 /** Dictionary size from the 5-byte LZMA coder properties (lc/lp/pb byte + u32 LE dictionary). */
-export function* lzmaDecode(input: InputBuffer, props: Buffer, size: number): Generator<DecoderStep, void, void> {
+export function* lzmaDecode(
+  input: InputBuffer,
+  props: Buffer,
+  size: number,
+): Generator<DecoderStep, void, void> {
   if (props.length < 5) throw new LzmaDataError('short LZMA properties');
   const dict = props.readUInt32LE(1);
   const s = new LzmaState(Math.max(4096, Math.min(dict, Math.max(size, 4096))));
@@ -314,7 +325,11 @@ export function lzma2DictSize(b: number): number {
   return b === 40 ? 0xffffffff : (2 | (b & 1)) * 2 ** (Math.floor(b / 2) + 11);
 }
 
-export function* lzma2Decode(input: InputBuffer, propByte: number, size: number): Generator<DecoderStep, void, void> {
+export function* lzma2Decode(
+  input: InputBuffer,
+  propByte: number,
+  size: number,
+): Generator<DecoderStep, void, void> {
   const s = new LzmaState(Math.max(4096, Math.min(lzma2DictSize(propByte), Math.max(size, 4096))));
   const rc = new RangeDecoder(input);
   let needProps = true;

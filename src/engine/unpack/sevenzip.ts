@@ -8,7 +8,7 @@ import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { bcjX86Decode } from './bcj.js';
 import { InputBuffer, runDecoder } from './bitreader.js';
-import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
+import { asUnpackError, Counter, checkAbort, EntryCounter, limitOutput } from './limits.js';
 import { lzma2Decode, lzmaDecode } from './lzma.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
@@ -145,8 +145,17 @@ function readStreams(r: Reader): Streams {
         if (numPacked < 1) throw zerr('ERR_7Z_CORRUPT', 'folder without packed stream');
         const packedStreams: number[] = [];
         if (numPacked > 1) for (let i = 0; i < numPacked; i++) packedStreams.push(r.num());
-        else for (let i = 0; i < totalIn; i++) if (!bindPairs.some(([inIdx]) => inIdx === i)) packedStreams.push(i);
-        s.folders.push({ coders, unpackSizes: new Array<number>(totalOut).fill(0), packIndex, numPacked, bindPairs, packedStreams });
+        else
+          for (let i = 0; i < totalIn; i++)
+            if (!bindPairs.some(([inIdx]) => inIdx === i)) packedStreams.push(i);
+        s.folders.push({
+          coders,
+          unpackSizes: new Array<number>(totalOut).fill(0),
+          packIndex,
+          numPacked,
+          bindPairs,
+          packedStreams,
+        });
         packIndex += numPacked;
       }
       if (r.byte() !== 0x0c) throw zerr('ERR_7Z_CORRUPT', 'expected CodersUnpackSize');
@@ -189,7 +198,9 @@ function readStreams(r: Reader): Streams {
         });
         t = r.byte();
       } else {
-        s.substreams = s.folders.map((f, i) => (counts[i] === 0 ? [] : counts[i] === 1 ? [folderSize(f)] : new Array<number>(counts[i]!).fill(0)));
+        s.substreams = s.folders.map((f, i) =>
+          counts[i] === 0 ? [] : counts[i] === 1 ? [folderSize(f)] : new Array<number>(counts[i]!).fill(0),
+        );
       }
       while (t !== 0) {
         if (t === 0x0a) {
@@ -228,7 +239,11 @@ function isAes(f: Folder): boolean {
  * Decoded bytes of a folder: a linear chain of one-in/one-out coders (e.g. BCJ <- LZMA), followed from
  * the final output back to the packed stream. Coders with several streams (BCJ2) are not supported.
  */
-function folderStream(src: ObjectSource, s: Streams, f: Folder): { out: AsyncIterable<Buffer>; counter: Counter } {
+function folderStream(
+  src: ObjectSource,
+  s: Streams,
+  f: Folder,
+): { out: AsyncIterable<Buffer>; counter: Counter } {
   if (isAes(f)) throw zerr('ERR_ENCRYPTED', 'folder is AES-encrypted');
   if (f.coders.some((c) => c.numIn !== 1 || c.numOut !== 1) || f.numPacked !== 1) {
     throw zerr('ERR_7Z_METHOD', `coder graph ${f.coders.map((c) => c.id).join('+')} not supported`);
@@ -317,14 +332,13 @@ function readFiles(r: Reader): FileItem[] {
     if (t === 0) break;
     const size = r.num();
     const body = new Reader(r.bytes(size));
-    if (t === 0x0e) body.bits(n).forEach((empty, i) => (files[i]!.hasStream = !empty));
-    else if (t === 0x11) {
+    if (t === 0x0e) {
+      const empty = body.bits(n);
+      for (let i = 0; i < n; i++) files[i]!.hasStream = !empty[i];
+    } else if (t === 0x11) {
       if (body.byte() !== 0) throw zerr('ERR_7Z_CORRUPT', 'external names not supported');
-      const text = body.b.subarray(1).toString('utf16le');
-      text
-        .split('\0')
-        .slice(0, n)
-        .forEach((name, i) => (files[i]!.name = name));
+      const names = body.b.subarray(1).toString('utf16le').split('\0');
+      for (let i = 0; i < n && i < names.length; i++) files[i]!.name = names[i]!;
     }
   }
   return files;
@@ -345,7 +359,8 @@ export const sevenZipUnpacker: Unpacker = {
     for (;;) {
       const id = r.byte();
       if (id === 0) break;
-      if (id === 0x02 || id === 0x03) throw zerr('ERR_7Z_METHOD', 'archive properties / additional streams not supported');
+      if (id === 0x02 || id === 0x03)
+        throw zerr('ERR_7Z_METHOD', 'archive properties / additional streams not supported');
       if (id === 0x04) streams = readStreams(r);
       else if (id === 0x05) files = readFiles(r);
       else throw zerr('ERR_7Z_CORRUPT', `unexpected property ${id} in Header`);
@@ -372,10 +387,16 @@ export const sevenZipUnpacker: Unpacker = {
           encrypted: isAes(folder),
           async *open() {
             if (!state || state.pos > start) {
-              if (state && ++restarts > MAX_RESTARTS) throw zerr('ERR_7Z_CORRUPT', 'too many folder re-reads');
+              if (state && ++restarts > MAX_RESTARTS)
+                throw zerr('ERR_7Z_CORRUPT', 'too many folder re-reads');
               await state?.it.return?.();
               const fs = folderStream(src, streams, folder);
-              state = { it: fs.out[Symbol.asyncIterator](), pending: Buffer.alloc(0), pos: 0, counter: fs.counter };
+              state = {
+                it: fs.out[Symbol.asyncIterator](),
+                pending: Buffer.alloc(0),
+                pos: 0,
+                counter: fs.counter,
+              };
             }
             const st = state;
             const body = async function* (): AsyncGenerator<Buffer> {

@@ -8,7 +8,7 @@
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { type DecoderStep, InputBuffer, NEED_INPUT, runDecoder } from './bitreader.js';
-import { Counter, EntryCounter, asUnpackError, limitOutput } from './limits.js';
+import { asUnpackError, Counter, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 const MAGIC = Buffer.from([0x53, 0x5a, 0x44, 0x44, 0x88, 0xf0, 0x27, 0x33]);
@@ -67,7 +67,8 @@ export const szddUnpacker: Unpacker = {
   },
   async *entries(src: ObjectSource, ctx: UnpackContext): AsyncGenerator<Entry> {
     const head = await src.read(0, 14);
-    if (!szddUnpacker.detect(head, src.size)) throw new UnpackError('szdd', 'ERR_SZDD_CORRUPT', 'bad SZDD header');
+    if (!szddUnpacker.detect(head, src.size))
+      throw new UnpackError('szdd', 'ERR_SZDD_CORRUPT', 'bad SZDD header');
     new EntryCounter('szdd', ctx).next();
     const size = head.readUInt32LE(10);
     yield {
@@ -77,8 +78,11 @@ export const szddUnpacker: Unpacker = {
         const counter = new Counter();
         const inbuf = new InputBuffer();
         try {
-          yield* limitOutput('szdd', runDecoder(szddDecode(inbuf, size), inbuf, counter.count(src.stream(14, src.size))), ctx, () =>
-            Math.max(1, counter.bytes - inbuf.available),
+          yield* limitOutput(
+            'szdd',
+            runDecoder(szddDecode(inbuf, size), inbuf, counter.count(src.stream(14, src.size))),
+            ctx,
+            () => Math.max(1, counter.bytes - inbuf.available),
           );
         } catch (e) {
           throw asUnpackError('szdd', 'ERR_SZDD_CORRUPT', e);

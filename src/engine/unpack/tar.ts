@@ -6,7 +6,7 @@
  */
 import { UnpackError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
-import { EntryCounter, checkAbort, limitOutput } from './limits.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 const BLOCK = 512;

@@ -12,7 +12,7 @@ import { InputBuffer, runDecoder } from './bitreader.js';
 import { bunzip2 } from './bzip2dec.js';
 import { explode } from './explode.js';
 import { inflate64 } from './inflate64.js';
-import { Counter, EntryCounter, asUnpackError, checkAbort, limitOutput } from './limits.js';
+import { asUnpackError, Counter, checkAbort, EntryCounter, limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 import { throughZlib } from './zlibstream.js';
 
@@ -39,7 +39,11 @@ function zerr(code: string, msg: string): UnpackError {
 }
 
 /** Zip64 extended information extra field (0x0001): only the fields whose 32-bit value is all-ones. */
-function applyZip64(extra: Buffer, r: { usize: number; csize: number; localOffset: number }, rawOffset: boolean) {
+function applyZip64(
+  extra: Buffer,
+  r: { usize: number; csize: number; localOffset: number },
+  rawOffset: boolean,
+) {
   for (let p = 0; p + 4 <= extra.length; ) {
     const id = extra.readUInt16LE(p);
     const len = extra.readUInt16LE(p + 2);
@@ -59,7 +63,9 @@ function applyZip64(extra: Buffer, r: { usize: number; csize: number; localOffse
   }
 }
 
-async function findEocd(src: ObjectSource): Promise<{ cdOffset: number; cdSize: number; count: number; at: number } | null> {
+async function findEocd(
+  src: ObjectSource,
+): Promise<{ cdOffset: number; cdSize: number; count: number; at: number } | null> {
   const tailLen = Math.min(src.size, 22 + 65535 + 20);
   const tailStart = src.size - tailLen;
   const tail = await src.read(tailStart, tailLen);
@@ -86,7 +92,12 @@ async function findEocd(src: ObjectSource): Promise<{ cdOffset: number; cdSize: 
 }
 
 /** Reads central directory records; bounded by the directory size, never by the declared count alone. */
-async function* centralRecords(src: ObjectSource, cdStart: number, cdEnd: number, ctx: UnpackContext): AsyncGenerator<ZipRecord> {
+async function* centralRecords(
+  src: ObjectSource,
+  cdStart: number,
+  cdEnd: number,
+  ctx: UnpackContext,
+): AsyncGenerator<ZipRecord> {
   let p = cdStart;
   while (p + 46 <= cdEnd) {
     checkAbort(ctx);
@@ -111,7 +122,10 @@ async function* centralRecords(src: ObjectSource, cdStart: number, cdEnd: number
 }
 
 /** Finds where a data-descriptor entry's data ends: a descriptor whose compressed size equals the distance. */
-async function findDescriptor(src: ObjectSource, dataStart: number): Promise<{ csize: number; usize: number; next: number } | null> {
+async function findDescriptor(
+  src: ObjectSource,
+  dataStart: number,
+): Promise<{ csize: number; usize: number; next: number } | null> {
   let carry = Buffer.alloc(0);
   let base = dataStart;
   for await (const chunk of src.stream(dataStart, src.size)) {
@@ -214,7 +228,10 @@ function makeEntry(r: ZipRecord, src: ObjectSource, ctx: UnpackContext): Entry {
       if (start === undefined) {
         const h = await src.read(r.localOffset, 30);
         if (h.length < 30 || h.readUInt32LE(0) !== SIG_LOCAL) {
-          throw zerr(h.length < 30 ? 'ERR_ZIP_TRUNCATED' : 'ERR_ZIP_CORRUPT', `${r.name}: no local header at ${r.localOffset}`);
+          throw zerr(
+            h.length < 30 ? 'ERR_ZIP_TRUNCATED' : 'ERR_ZIP_CORRUPT',
+            `${r.name}: no local header at ${r.localOffset}`,
+          );
         }
         start = r.localOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
       }
@@ -223,11 +240,17 @@ function makeEntry(r: ZipRecord, src: ObjectSource, ctx: UnpackContext): Entry {
         // Ratio against the compressed bytes read so far, not the declared total: a 10 GB bomb in 10 MB
         // is caught after a few MB of output instead of after ratio x 10 MB.
         const counter = new Counter();
-        yield* limitOutput('zip', methodStream(r, counter.count(src.stream(start, end))), ctx, () => counter.bytes);
+        yield* limitOutput(
+          'zip',
+          methodStream(r, counter.count(src.stream(start, end))),
+          ctx,
+          () => counter.bytes,
+        );
       } catch (e) {
         throw asUnpackError('zip', 'ERR_ZIP_CORRUPT', e);
       }
-      if (start + r.csize > src.size) throw zerr('ERR_ZIP_TRUNCATED', `${r.name}: data runs past the end of the archive`);
+      if (start + r.csize > src.size)
+        throw zerr('ERR_ZIP_TRUNCATED', `${r.name}: data runs past the end of the archive`);
     },
   };
 }
@@ -237,7 +260,11 @@ export const zipUnpacker: Unpacker = {
   detect(head: Buffer): boolean {
     if (head.length < 4) return false;
     const sig = head.readUInt32LE(0);
-    return sig === SIG_LOCAL || sig === SIG_EOCD || (sig === 0x30304b50 && head.length >= 8 && head.readUInt32LE(4) === SIG_LOCAL);
+    return (
+      sig === SIG_LOCAL ||
+      sig === SIG_EOCD ||
+      (sig === 0x30304b50 && head.length >= 8 && head.readUInt32LE(4) === SIG_LOCAL)
+    );
   },
   async *entries(src: ObjectSource, ctx: UnpackContext): AsyncGenerator<Entry> {
     const counter = new EntryCounter('zip', ctx);
