@@ -117,7 +117,9 @@ describe('zip built by real tools', () => {
     const sz = peer(t, '7z', 'p7zip-full');
     if (!sz) return;
     await inTemp(async (dir) => {
-      const big = Buffer.concat([payload, randomBytes(40_000), payload]); // matches beyond 32 KiB
+      const r50 = randomBytes(50_000);
+      // a random block repeated at distance 50 000: only a 64 KiB window can match it
+      const big = Buffer.concat([payload, r50, r50, r50]);
       writeFileSync(join(dir, 'a.bin'), big);
       sh(dir, sz, ['a', '-bd', '-tzip', '-mm=Deflate64', 'd64.zip', 'a.bin']);
       const got = await drain(zipUnpacker, read(dir, 'd64.zip'));
