@@ -36,7 +36,8 @@ export interface BuiltinScannerFactoryOptions {
 
 export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = {}): Promise<BuiltinScanner> {
   const engine = await loadEngine(opts.signatures ?? []);
-  const limits = engineLimitsSchema.parse(opts.limits ?? {});
+  // opts.limits are resolved values (milliseconds, bytes): merge over the defaults, never re-parse them.
+  const limits: EngineLimits = { ...engineLimitsSchema.parse({}), ...opts.limits };
   const logger = opts.logger ?? silentLogger;
   for (const u of engine.db.unsupported.slice(0, 20)) {
     logger.warn({ file: u.file, line: u.line, reason: u.reason }, 'signature not supported');

@@ -39,6 +39,8 @@ export interface BuiltinScannerOptions {
 interface ScanBudget {
   scannedBytes: number;
   readonly signal: AbortSignal;
+  /** performance.now() past which the scan stops; checked by clock because in-memory sources never yield to timers. */
+  readonly deadline: number;
 }
 
 class LimitHit extends Error {
@@ -97,7 +99,7 @@ export class BuiltinScanner implements Scanner {
       const cached = await cache?.get(state.version, sha256);
       if (cached) return withRoot(cached, rootName);
 
-      const budget: ScanBudget = { scannedBytes: 0, signal };
+      const budget: ScanBudget = { scannedBytes: 0, signal, deadline: performance.now() + this.limits.timeout };
       const verdict = await this.scanObject(state, source, [rootName], 0, budget);
       if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
         await cache.set(state.version, sha256, withoutRoot(verdict));
@@ -135,6 +137,7 @@ export class BuiltinScanner implements Scanner {
     const session = state.matcher.session({ size: source.size });
     for await (const chunk of source.stream()) {
       if (budget.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+      if (performance.now() > budget.deadline) throw new LimitHit('MaxScanTime');
       session.write(chunk);
     }
     const names = session.end();

@@ -46,7 +46,8 @@ test('with alertExceedsMax off a limit hit is reported clean, as clamd does by d
 
 test('a container nested 10,000 deep stops at maxRecursion with a clear verdict', async () => {
   let data = EICAR;
-  for (let i = 0; i < 10_000; i++) data = gzipSync(data, { level: 1 });
+  // Stored (level 0) layers keep building 10,000 of them cheap; the scanner sees real gzip members.
+  for (let i = 0; i < 10_000; i++) data = gzipSync(data, { level: 0 });
   const scanner = await createBuiltinScanner();
   const v = await scanner.scan(data, { name: 'deep.gz' });
   assert.equal(v.status, 'infected');

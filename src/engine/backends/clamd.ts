@@ -84,8 +84,15 @@ export class ClamdScanner implements Scanner {
             finish(new ClamdFailure('ERR_CLAMD_PROTOCOL', (e as Error).message));
           }
         });
-        socket.once('error', (e) => finish(new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd connection failed: ${e.message}`)));
-        socket.once('close', () => finish(new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)));
+        // clamd replies and closes as soon as a stream exceeds its limit, while we may still be writing:
+        // a write error (EPIPE/ECONNRESET) must not hide the reply, so failures are judged at close.
+        let failure: Error | null = null;
+        socket.on('error', (e) => {
+          failure ??= new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd connection failed: ${e.message}`);
+        });
+        socket.once('close', () =>
+          finish(failure ?? new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)),
+        );
         socket.write(command(name));
         if (data) this.send(socket, data).catch((e) => finish(e as Error));
       });
