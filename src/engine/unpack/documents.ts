@@ -1,6 +1,10 @@
 /** Mail and document containers, tried after the archive formats (their detection reads text). */
+import { binhexUnpacker } from './binhex.js';
 import { dataUriUnpacker } from './datauri.js';
 import { mimeUnpacker } from './mime.js';
+import { pdfUnpacker } from './pdf.js';
+import { ole1Unpacker, rtfUnpacker } from './rtf.js';
+import { tnefUnpacker } from './tnef.js';
 import type { Unpacker } from './types.js';
 
-export const documentUnpackers: Unpacker[] = [mimeUnpacker, dataUriUnpacker];
+export const documentUnpackers: Unpacker[] = [tnefUnpacker, ole1Unpacker, rtfUnpacker, pdfUnpacker, binhexUnpacker, mimeUnpacker, dataUriUnpacker];
