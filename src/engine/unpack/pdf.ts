@@ -4,11 +4,12 @@
  * The body ends at `endstream` rather than trusting /Length, which is often an indirect
  * reference or wrong in hostile files. One streaming pass records the offsets.
  */
-import { createInflate } from 'node:zlib';
-import { UnpackLimitError } from '../../errors.js';
+import { constants, createInflate } from 'node:zlib';
+import { UnpackError, UnpackLimitError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
 import { limitOutput } from './limits.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
+import { throughZlib } from './zlibstream.js';
 
 interface PdfStream {
   start: number;
@@ -117,23 +118,17 @@ function decode(source: ObjectSource, s: PdfStream, ctx: UnpackContext): AsyncIt
   return limitOutput('pdf', data, ctx, s.end - s.start);
 }
 
-/** zlib inflate that tolerates a missing trailer (common in PDFs): what was produced is kept. */
+/**
+ * zlib inflate that tolerates a missing trailer or trailing garbage (common in PDFs): Z_SYNC_FLUSH
+ * keeps what was produced before the damage, and a zlib error ends the stream without failing the
+ * rest of the document (its raw bytes were matched already).
+ */
 async function* inflate(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const z = createInflate({ finishFlush: 2 /* Z_SYNC_FLUSH */ });
-  const out: Buffer[] = [];
-  let failed = false;
-  z.on('data', (d: Buffer) => out.push(d));
-  z.on('error', () => {
-    failed = true;
-  });
-  for await (const c of chunks) {
-    if (failed) break;
-    if (!z.write(c)) await new Promise((r) => z.once('drain', r));
-    await new Promise((r) => setImmediate(r));
-    while (out.length) yield out.shift()!;
+  try {
+    yield* throughZlib('pdf', 'ERR_PDF_FLATE', chunks, createInflate({ finishFlush: constants.Z_SYNC_FLUSH }));
+  } catch (e) {
+    if (!(e instanceof UnpackError)) throw e;
   }
-  if (!failed) await new Promise((r) => z.end(r));
-  while (out.length) yield out.shift()!;
 }
 
 export const pdfUnpacker: Unpacker = {
