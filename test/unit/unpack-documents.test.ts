@@ -41,7 +41,7 @@ async function extractAll(data: Buffer, depth = 0): Promise<{ name: string; data
 
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
-for (const f of ['clam.mail', 'clam.exe.mbox.base64', 'clam.exe.mbox.uu', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']) {
+for (const f of ['clam.ole.doc', 'clam.mail', 'clam.exe.mbox.base64', 'clam.exe.mbox.uu', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']) {
   test(`${f} yields clam.exe byte-exact`, async (t) => {
     if (!existsSync(`${TESTFILES}/${f}`)) {
       if (process.env.CI === 'true') throw new Error('clamav-testfiles missing');
@@ -126,7 +126,7 @@ async function drainSafely(u: Unpacker, data: Buffer): Promise<void> {
 }
 
 test('hostile input: every document unpacker only raises UnpackError/UnpackLimitError and terminates', async () => {
-  const seeds: Buffer[] = ['clam.mail', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']
+  const seeds: Buffer[] = ['clam.ole.doc', 'clam.mail', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']
     .filter((f) => existsSync(`${TESTFILES}/${f}`))
     .map((f): Buffer => readFileSync(`${TESTFILES}/${f}`));
   seeds.push(mailWithAttachment(EICAR));

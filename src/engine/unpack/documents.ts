@@ -2,9 +2,10 @@
 import { binhexUnpacker } from './binhex.js';
 import { dataUriUnpacker } from './datauri.js';
 import { mimeUnpacker } from './mime.js';
+import { ole2Unpacker } from './ole2.js';
 import { pdfUnpacker } from './pdf.js';
 import { ole1Unpacker, rtfUnpacker } from './rtf.js';
 import { tnefUnpacker } from './tnef.js';
 import type { Unpacker } from './types.js';
 
-export const documentUnpackers: Unpacker[] = [tnefUnpacker, ole1Unpacker, rtfUnpacker, pdfUnpacker, binhexUnpacker, mimeUnpacker, dataUriUnpacker];
+export const documentUnpackers: Unpacker[] = [ole2Unpacker, tnefUnpacker, ole1Unpacker, rtfUnpacker, pdfUnpacker, binhexUnpacker, mimeUnpacker, dataUriUnpacker];

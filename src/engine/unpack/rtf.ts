@@ -11,7 +11,10 @@ import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 const KEYWORD = '\\objdata';
 
-async function findObjData(source: ObjectSource, ctx: UnpackContext): Promise<{ start: number; end: number }[]> {
+async function findObjData(
+  source: ObjectSource,
+  ctx: UnpackContext,
+): Promise<{ start: number; end: number }[]> {
   const found: { start: number; end: number }[] = [];
   let base = 0;
   let text = '';
@@ -25,7 +28,8 @@ async function findObjData(source: ObjectSource, ctx: UnpackContext): Promise<{ 
         const close = text.indexOf('}', Math.max(cursor, open - base));
         if (close < 0) break;
         found.push({ start: open, end: base + close });
-        if (found.length > ctx.maxFiles) throw new UnpackLimitError('MaxFiles', `rtf: more than ${ctx.maxFiles} objects`);
+        if (found.length > ctx.maxFiles)
+          throw new UnpackLimitError('MaxFiles', `rtf: more than ${ctx.maxFiles} objects`);
         open = null;
         cursor = close + 1;
         continue;
@@ -35,7 +39,10 @@ async function findObjData(source: ObjectSource, ctx: UnpackContext): Promise<{ 
       open = base + k + KEYWORD.length;
       cursor = k + KEYWORD.length;
     }
-    const cut = open !== null ? Math.max(0, Math.min(open - base, text.length)) : Math.max(0, text.length - KEYWORD.length);
+    const cut =
+      open !== null
+        ? Math.max(0, Math.min(open - base, text.length))
+        : Math.max(0, text.length - KEYWORD.length);
     text = text.slice(cut);
     base += cut;
   }
@@ -60,7 +67,10 @@ export const rtfUnpacker: Unpacker = {
     let n = 0;
     for (const o of await findObjData(source, ctx)) {
       n++;
-      yield { name: `objdata-${n}`, open: () => limitOutput('rtf', hexBytes(source.stream(o.start, o.end)), ctx, o.end - o.start) };
+      yield {
+        name: `objdata-${n}`,
+        open: () => limitOutput('rtf', hexBytes(source.stream(o.start, o.end)), ctx, o.end - o.start),
+      };
     }
   },
 };
@@ -69,14 +79,43 @@ export const rtfUnpacker: Unpacker = {
 function lpString(b: Buffer, pos: number): [string, number] {
   if (pos + 4 > b.length) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'header cut short');
   const len = b.readUInt32LE(pos);
-  if (pos + 4 + len > b.length) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'string runs past the header');
-  return [b.subarray(pos + 4, pos + 4 + len).toString('latin1').replace(/\0+$/, ''), pos + 4 + len];
+  if (pos + 4 + len > b.length)
+    throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'string runs past the header');
+  return [
+    b
+      .subarray(pos + 4, pos + 4 + len)
+      .toString('latin1')
+      .replace(/\0+$/, ''),
+    pos + 4 + len,
+  ];
 }
 
 function cString(b: Buffer, pos: number): [string, number] {
   const end = b.indexOf(0, pos);
   if (end < 0) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'unterminated package string');
   return [b.subarray(pos, end).toString('latin1'), end + 1];
+}
+
+/**
+ * The file inside OLE1 "Package" native data: 2-byte signature, label\0, source path\0, 4 bytes,
+ * uint32-prefixed temp path, uint32 size, the file. Returns its range, or null if `b` does not hold it.
+ */
+export function packagedFile(
+  b: Buffer,
+  start: number,
+  end: number,
+): { name: string; start: number; end: number } | null {
+  try {
+    const [label, a] = cString(b, start + 2);
+    const [, p] = cString(b, a);
+    const [, q] = lpString(b, p + 4);
+    if (q + 4 > b.length) return null;
+    const size = b.readUInt32LE(q);
+    if (q + 4 + size > end) return null;
+    return { name: label || 'package', start: q + 4, end: q + 4 + size };
+  } catch {
+    return null;
+  }
 }
 
 export const ole1Unpacker: Unpacker = {
@@ -90,23 +129,19 @@ export const ole1Unpacker: Unpacker = {
     if (pos + 4 > head.length) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'no native data size');
     const nativeSize = head.readUInt32LE(pos);
     const nativeStart = pos + 4;
-    if (nativeStart + nativeSize > source.size) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'native data runs past the end');
-    if (nativeSize > ctx.maxFileSize) throw new UnpackLimitError('MaxFileSize', `ole1: native data of ${nativeSize} bytes`);
-    if (className === 'Package' && nativeStart + 2 <= head.length) {
-      // Package: 2-byte signature, label\0, source path\0, 2 + 2 bytes, uint32 path length, path, uint32 size, file.
-      let p = nativeStart + 2;
-      const [label, a] = cString(head, p);
-      [, p] = cString(head, a);
-      p += 4;
-      const [, b] = lpString(head, p);
-      if (b + 4 <= head.length) {
-        const size = head.readUInt32LE(b);
-        if (b + 4 + size <= nativeStart + nativeSize) {
-          yield { name: label || 'package', size, open: () => source.stream(b + 4, b + 4 + size) };
-          return;
-        }
-      }
+    if (nativeStart + nativeSize > source.size)
+      throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'native data runs past the end');
+    if (nativeSize > ctx.maxFileSize)
+      throw new UnpackLimitError('MaxFileSize', `ole1: native data of ${nativeSize} bytes`);
+    const pkg = className === 'Package' ? packagedFile(head, nativeStart, nativeStart + nativeSize) : null;
+    if (pkg) {
+      yield { name: pkg.name, size: pkg.end - pkg.start, open: () => source.stream(pkg.start, pkg.end) };
+      return;
     }
-    yield { name: className || 'native', size: nativeSize, open: () => source.stream(nativeStart, nativeStart + nativeSize) };
+    yield {
+      name: className || 'native',
+      size: nativeSize,
+      open: () => source.stream(nativeStart, nativeStart + nativeSize),
+    };
   },
 };
