@@ -16,6 +16,12 @@ import { detectContainer } from './unpack/index.js';
 import type { UnpackContext, Unpacker } from './unpack/types.js';
 
 export const LIMIT_PREFIX = 'Heuristics.Limits.Exceeded.';
+/**
+ * Single-stream compressors. A compressor around an archive (tar.gz, tar.bz2) is one container level,
+ * as ClamAV counts it; a compressor inside a compressor still counts every layer, so a gzip chain
+ * 10,000 deep stops at maxRecursion.
+ */
+const COMPRESSORS = new Set(['gzip', 'bzip2', 'szdd']);
 const HEAD_BYTES = 4096;
 
 /** What one loaded database gives the scanner; swapped whole on reload so scans in flight keep theirs. */
@@ -130,6 +136,7 @@ export class BuiltinScanner implements Scanner {
     location: string[],
     depth: number,
     budget: ScanBudget,
+    viaCompressor = false,
   ): Promise<Verdict> {
     budget.scannedBytes += source.size;
     if (budget.scannedBytes > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
@@ -146,8 +153,9 @@ export class BuiltinScanner implements Scanner {
     const head = await source.read(0, HEAD_BYTES);
     const unpacker = detectContainer(head, source.size, this.options.unpackers);
     if (!unpacker) return { status: 'clean' };
-    if (depth >= this.limits.maxRecursion) throw new LimitHit('MaxRecursion');
-    return this.scanEntries(state, unpacker, source, location, depth, budget);
+    const level = viaCompressor && !COMPRESSORS.has(unpacker.type) ? depth - 1 : depth;
+    if (level >= this.limits.maxRecursion) throw new LimitHit('MaxRecursion');
+    return this.scanEntries(state, unpacker, source, location, level, budget);
   }
 
   private async scanEntries(
@@ -174,7 +182,7 @@ export class BuiltinScanner implements Scanner {
           this.logger.info({ location: [...location, name] }, 'encrypted entry not scanned');
           continue;
         }
-        const verdict = await this.scanEntry(state, entry.open(), [...location, name], depth, budget);
+        const verdict = await this.scanEntry(state, entry.open(), [...location, name], depth, budget, COMPRESSORS.has(unpacker.type));
         if (verdict.status !== 'clean') return verdict;
       }
     } catch (e) {
@@ -195,6 +203,7 @@ export class BuiltinScanner implements Scanner {
     location: string[],
     depth: number,
     budget: ScanBudget,
+    viaCompressor: boolean,
   ): Promise<Verdict> {
     const spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
     try {
@@ -211,7 +220,7 @@ export class BuiltinScanner implements Scanner {
         this.logger.info({ location, code: e.code }, 'entry truncated or corrupt; scanning what was recovered');
       }
       const { source } = await spool.finish();
-      return await this.scanObject(state, source, location, depth + 1, budget);
+      return await this.scanObject(state, source, location, depth + 1, budget, viaCompressor);
     } finally {
       await spool.dispose();
     }

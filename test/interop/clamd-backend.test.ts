@@ -122,7 +122,8 @@ test('clamd backend: a file path is streamed, an over-limit stream is an error v
   assert.equal(v.status, 'infected');
   const big = await remote.scan(Buffer.alloc(3 * 1024 * 1024, 1), { name: 'big' });
   assert.equal(big.status, 'error');
-  assert.equal(big.status === 'error' && big.code, 'ERR_CLAMD_SIZE_LIMIT');
+  // clamd answers the limit and closes; if its reset overtakes the reply we still get a refusal, never clean.
+  assert.ok(big.status === 'error' && ['ERR_CLAMD_SIZE_LIMIT', 'ERR_CLAMD_STREAM_CLOSED'].includes(big.code ?? ''), JSON.stringify(big));
 });
 
 test('clamd down: an ERR_CLAMD_UNAVAILABLE verdict, quickly', async () => {

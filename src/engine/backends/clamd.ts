@@ -90,8 +90,14 @@ export class ClamdScanner implements Scanner {
         socket.on('error', (e) => {
           failure ??= new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd connection failed: ${e.message}`);
         });
+        // A reset during INSTREAM can discard clamd's own reply (typically its StreamMaxLength answer):
+        // say that the stream was refused rather than that clamd is down.
         socket.once('close', () =>
-          finish(failure ?? new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)),
+          finish(
+            name === 'INSTREAM' && failure
+              ? new ClamdFailure('ERR_CLAMD_STREAM_CLOSED', `clamd closed the stream before the end (StreamMaxLength?): ${failure.message}`)
+              : (failure ?? new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)),
+          ),
         );
         socket.write(command(name));
         if (data) this.send(socket, data).catch((e) => finish(e as Error));
