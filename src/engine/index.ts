@@ -13,17 +13,22 @@ import type { Scanner } from './types.js';
 export type { Scanner, ScanInput, ScanContext, Verdict } from './types.js';
 export { BuiltinScanner } from './scanner.js';
 
+/** What outlives loading: the parsed lines are dropped once compiled (they cost far more than the matcher). */
+export type DatabaseSummary = Pick<SignatureDb, 'version' | 'total' | 'counts' | 'unsupported' | 'buildTime' | 'versionNumber'>;
+
 export interface LoadedEngine extends EngineState {
-  db: SignatureDb;
+  db: DatabaseSummary;
   loadMs: number;
 }
 
 /** Loads the built-in signatures plus `paths` and compiles them into a matcher. */
 export async function loadEngine(paths: string[]): Promise<LoadedEngine> {
   const t0 = performance.now();
-  const db = await loadSignatures(paths);
-  const matcher = compileMatcher(db);
-  return { db, matcher, version: db.version, signatures: db.total, loadMs: performance.now() - t0 };
+  const parsed = await loadSignatures(paths);
+  const matcher = compileMatcher(parsed);
+  const { version, total, counts, unsupported, buildTime, versionNumber } = parsed;
+  const db: DatabaseSummary = { version, total, counts, unsupported, buildTime, versionNumber };
+  return { db, matcher, version, signatures: total, loadMs: performance.now() - t0 };
 }
 
 export interface BuiltinScannerFactoryOptions {
