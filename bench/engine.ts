@@ -9,8 +9,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { genPattern, instantiate, rng } from '../test/helpers/sigdb.js';
 import { which } from '../test/helpers/peers.js';
+import { genPattern, instantiate, rng } from '../test/helpers/sigdb.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CORPUS_MB = Number(process.env.BENCH_CORPUS_MB ?? 100);
@@ -78,9 +78,13 @@ interface Run {
 
 function timed(cmd: string, args: string[]): Run {
   const t0 = performance.now();
-  const res = spawnSync('/usr/bin/time', ['-v', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const res = spawnSync('/usr/bin/time', ['-v', cmd, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const wallSec = (performance.now() - t0) / 1000;
-  if (res.status !== 0 && res.status !== 1) throw new Error(`${cmd} exited ${res.status}: ${res.stderr.slice(-2000)}`);
+  if (res.status !== 0 && res.status !== 1)
+    throw new Error(`${cmd} exited ${res.status}: ${res.stderr.slice(-2000)}`);
   const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(res.stderr)?.[1] ?? 0) / 1024;
   const infected = new Set(
     res.stdout
@@ -96,7 +100,9 @@ writeFileSync(tiny, 'x');
 const ours = (paths: string[]) => [join(ROOT, 'bin/scangate.js'), 'scan', '--db', db, ...paths];
 const theirs = (paths: string[]) => ['--no-summary', '-r', '-d', db, ...paths];
 
-console.log(`database: ${BODY} body + ${HASHES} hash signatures; corpus: ${n} files, ${(total / 1048576).toFixed(0)} MB`);
+console.log(
+  `database: ${BODY} body + ${HASHES} hash signatures; corpus: ${n} files, ${(total / 1048576).toFixed(0)} MB`,
+);
 const loadOurs = timed(process.execPath, ours([tiny]));
 const loadTheirs = timed(clamscan, theirs([tiny]));
 const scanOurs = timed(process.execPath, ours([corpus]));
@@ -114,8 +120,20 @@ const results = {
   clamscanVersion: execFileSync(clamscan, ['--version'], { encoding: 'utf8' }).trim(),
   database: { body: BODY, hash: HASHES },
   corpus: { files: n, MB: Math.round(mb), planted: planted.size },
-  scangate: { loadSec: loadOurs.wallSec, wallSec: scanOurs.wallSec, MBps: oursMBps, peakRssMiB: scanOurs.peakRssMiB, infected: scanOurs.infected.size },
-  clamscan: { loadSec: loadTheirs.wallSec, wallSec: scanTheirs.wallSec, MBps: theirsMBps, peakRssMiB: scanTheirs.peakRssMiB, infected: scanTheirs.infected.size },
+  scangate: {
+    loadSec: loadOurs.wallSec,
+    wallSec: scanOurs.wallSec,
+    MBps: oursMBps,
+    peakRssMiB: scanOurs.peakRssMiB,
+    infected: scanOurs.infected.size,
+  },
+  clamscan: {
+    loadSec: loadTheirs.wallSec,
+    wallSec: scanTheirs.wallSec,
+    MBps: theirsMBps,
+    peakRssMiB: scanTheirs.peakRssMiB,
+    infected: scanTheirs.infected.size,
+  },
   // Headline: whole runs, database load included (conservative; subtracting a separate load run is noisy).
   throughputRatio: scanTheirs.wallSec / scanOurs.wallSec,
   throughputRatioExcludingLoad: oursMBps / theirsMBps,
@@ -123,8 +141,24 @@ const results = {
 };
 const f = (x: number) => x.toFixed(2);
 console.table([
-  { tool: 'scangate scan', 'load s': f(loadOurs.wallSec), 'total s': f(scanOurs.wallSec), 'MB/s (incl. load)': f(mb / scanOurs.wallSec), 'MB/s (excl. load)': f(oursMBps), 'peak RSS MiB': f(scanOurs.peakRssMiB), infected: scanOurs.infected.size },
-  { tool: 'clamscan', 'load s': f(loadTheirs.wallSec), 'total s': f(scanTheirs.wallSec), 'MB/s (incl. load)': f(mb / scanTheirs.wallSec), 'MB/s (excl. load)': f(theirsMBps), 'peak RSS MiB': f(scanTheirs.peakRssMiB), infected: scanTheirs.infected.size },
+  {
+    tool: 'scangate scan',
+    'load s': f(loadOurs.wallSec),
+    'total s': f(scanOurs.wallSec),
+    'MB/s (incl. load)': f(mb / scanOurs.wallSec),
+    'MB/s (excl. load)': f(oursMBps),
+    'peak RSS MiB': f(scanOurs.peakRssMiB),
+    infected: scanOurs.infected.size,
+  },
+  {
+    tool: 'clamscan',
+    'load s': f(loadTheirs.wallSec),
+    'total s': f(scanTheirs.wallSec),
+    'MB/s (incl. load)': f(mb / scanTheirs.wallSec),
+    'MB/s (excl. load)': f(theirsMBps),
+    'peak RSS MiB': f(scanTheirs.peakRssMiB),
+    infected: scanTheirs.infected.size,
+  },
 ]);
 console.log(
   `throughput ratio scangate/clamscan, whole runs incl. database load: ${f(results.throughputRatio)}× (bar ≥ 1.0, goal 3×); ` +

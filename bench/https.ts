@@ -72,17 +72,34 @@ function rssKb(pid: number): number {
 function download(url: string, ca: string, proxy?: string, proxyCa?: string, runs = 3): number {
   const speeds: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const args = ['-s', '-o', '/dev/null', '-w', '%{speed_download} %{http_code} %{size_download}', '--cacert', proxyCa ?? ca];
+    const args = [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{speed_download} %{http_code} %{size_download}',
+      '--cacert',
+      proxyCa ?? ca,
+    ];
     if (proxy) args.push('-x', proxy);
-    const [speed, code, size] = execFileSync('curl', [...args, url], { encoding: 'utf8', timeout: 300_000 }).split(' ');
-    if (code !== '200' || Number(size) !== BIG_MB * 1024 * 1024) throw new Error(`download via ${proxy ?? 'direct'}: HTTP ${code}, ${size} bytes`);
+    const [speed, code, size] = execFileSync('curl', [...args, url], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    }).split(' ');
+    if (code !== '200' || Number(size) !== BIG_MB * 1024 * 1024)
+      throw new Error(`download via ${proxy ?? 'direct'}: HTTP ${code}, ${size} bytes`);
     speeds.push(Number(speed));
   }
   return speeds.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
 }
 
 async function client(job: object): Promise<number> {
-  const c = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/https-client.ts'), JSON.stringify(job)]);
+  const c = start(process.execPath, [
+    '--import',
+    'tsx',
+    join(ROOT, 'bench/lib/https-client.ts'),
+    JSON.stringify(job),
+  ]);
   const r = await firstJsonLine<{ rate: number }>(c);
   return r.rate;
 }
@@ -96,14 +113,39 @@ async function main() {
   }
   const dir = mkdtempSync(join(os.tmpdir(), 'sg-bench-https-'));
   try {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout', join(dir, 'origin.key'), '-out', join(dir, 'origin.crt'),
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'origin.key'),
+        '-out',
+        join(dir, 'origin.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     const originCa = join(dir, 'origin.crt');
 
-    const origin = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/origin.ts'), originCa, join(dir, 'origin.key'), String(BIG_MB)]);
+    const origin = start(process.execPath, [
+      '--import',
+      'tsx',
+      join(ROOT, 'bench/lib/origin.ts'),
+      originCa,
+      join(dir, 'origin.key'),
+      String(BIG_MB),
+    ]);
     const { port: originPort } = await firstJsonLine<{ port: number }>(origin);
     const target = { host: 'localhost', port: originPort };
 
@@ -118,16 +160,29 @@ async function main() {
         'admin: null',
       ].join('\n'),
     );
-    const sg = start(process.execPath, [join(ROOT, 'bin/scangate.js'), 'run', '-c', join(dir, 'scangate.yaml')]);
+    const sg = start(process.execPath, [
+      join(ROOT, 'bin/scangate.js'),
+      'run',
+      '-c',
+      join(dir, 'scangate.yaml'),
+    ]);
     sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
     await waitPort(sgPort);
     const sgCa = join(dir, 'data', 'ca.crt');
 
     const mitmPort = await freePort();
     start('mitmdump', [
-      '--listen-host', '127.0.0.1', '--listen-port', String(mitmPort), '-q',
-      '--set', `confdir=${join(dir, 'mitm')}`, '--set', 'stream_large_bodies=1',
-      '--set', `ssl_verify_upstream_trusted_ca=${originCa}`,
+      '--listen-host',
+      '127.0.0.1',
+      '--listen-port',
+      String(mitmPort),
+      '-q',
+      '--set',
+      `confdir=${join(dir, 'mitm')}`,
+      '--set',
+      'stream_large_bodies=1',
+      '--set',
+      `ssl_verify_upstream_trusted_ca=${originCa}`,
     ]);
     await waitPort(mitmPort);
     const mitmCa = join(dir, 'mitm', 'mitmproxy-ca-cert.pem');
@@ -141,18 +196,39 @@ async function main() {
     console.log(`keep-alive small requests for ${SECONDS}s (4 connections)…`);
     const base = { origin: target, ca: originCa, seconds: SECONDS, concurrency: 4 };
     const kaDirect = await client({ ...base, mode: 'keepalive' });
-    const kaScangate = await client({ ...base, mode: 'keepalive', proxy: { host: '127.0.0.1', port: sgPort }, ca: sgCa });
+    const kaScangate = await client({
+      ...base,
+      mode: 'keepalive',
+      proxy: { host: '127.0.0.1', port: sgPort },
+      ca: sgCa,
+    });
 
     console.log(`new TLS connections for ${SECONDS}s (concurrency 8, warm certificate cache)…`);
     const hsBase = { ...base, concurrency: 8 };
     const hsDirect = await client({ ...hsBase, mode: 'handshakes' });
-    const hsScangate = await client({ ...hsBase, mode: 'handshakes', proxy: { host: '127.0.0.1', port: sgPort }, ca: sgCa });
+    const hsScangate = await client({
+      ...hsBase,
+      mode: 'handshakes',
+      proxy: { host: '127.0.0.1', port: sgPort },
+      ca: sgCa,
+    });
 
     console.log(`RSS with ${IDLE_CONNECTIONS} idle intercepted connections…`);
     await new Promise((r) => setTimeout(r, 2000));
     const rssBefore = rssKb(sg.pid!);
-    const idle = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/https-client.ts'),
-      JSON.stringify({ ...base, mode: 'idle', concurrency: 20, connections: IDLE_CONNECTIONS, proxy: { host: '127.0.0.1', port: sgPort }, ca: sgCa })]);
+    const idle = start(process.execPath, [
+      '--import',
+      'tsx',
+      join(ROOT, 'bench/lib/https-client.ts'),
+      JSON.stringify({
+        ...base,
+        mode: 'idle',
+        concurrency: 20,
+        connections: IDLE_CONNECTIONS,
+        proxy: { host: '127.0.0.1', port: sgPort },
+        ca: sgCa,
+      }),
+    ]);
     const { open } = await firstJsonLine<{ open: number }>(idle);
     await new Promise((r) => setTimeout(r, 2000));
     const rssAfter = rssKb(sg.pid!);
@@ -172,14 +248,47 @@ async function main() {
       },
       keepAlive: { directRps: kaDirect, scangateRps: kaScangate, ratio: kaScangate / kaDirect },
       newConnections: { directPerSec: hsDirect, scangatePerSec: hsScangate, ratio: hsScangate / hsDirect },
-      idle: { connections: open, rssBeforeKiB: rssBefore, rssAfterKiB: rssAfter, perConnectionKiB: perConnKb },
+      idle: {
+        connections: open,
+        rssBeforeKiB: rssBefore,
+        rssAfterKiB: rssAfter,
+        perConnectionKiB: perConnKb,
+      },
     };
     const f = (n: number) => n.toFixed(2);
     console.table([
-      { figure: `${BIG_MB} MB download MB/s`, direct: f(mb(direct)), scangate: f(mb(viaScangate)), mitmdump: f(mb(viaMitm)), ratio: `${f(viaScangate / direct)}× direct, ${f(viaScangate / viaMitm)}× mitmdump`, bar: '≥0.5× direct, ≥1.0× mitmdump' },
-      { figure: 'keep-alive req/s', direct: f(kaDirect), scangate: f(kaScangate), mitmdump: '-', ratio: `${f(kaScangate / kaDirect)}× direct`, bar: '' },
-      { figure: 'new TLS conn/s', direct: f(hsDirect), scangate: f(hsScangate), mitmdump: '-', ratio: `${f(hsScangate / hsDirect)}× direct`, bar: '≥0.5× direct' },
-      { figure: 'RSS per idle conn KiB', direct: '-', scangate: f(perConnKb), mitmdump: '-', ratio: '', bar: '<64 KiB' },
+      {
+        figure: `${BIG_MB} MB download MB/s`,
+        direct: f(mb(direct)),
+        scangate: f(mb(viaScangate)),
+        mitmdump: f(mb(viaMitm)),
+        ratio: `${f(viaScangate / direct)}× direct, ${f(viaScangate / viaMitm)}× mitmdump`,
+        bar: '≥0.5× direct, ≥1.0× mitmdump',
+      },
+      {
+        figure: 'keep-alive req/s',
+        direct: f(kaDirect),
+        scangate: f(kaScangate),
+        mitmdump: '-',
+        ratio: `${f(kaScangate / kaDirect)}× direct`,
+        bar: '',
+      },
+      {
+        figure: 'new TLS conn/s',
+        direct: f(hsDirect),
+        scangate: f(hsScangate),
+        mitmdump: '-',
+        ratio: `${f(hsScangate / hsDirect)}× direct`,
+        bar: '≥0.5× direct',
+      },
+      {
+        figure: 'RSS per idle conn KiB',
+        direct: '-',
+        scangate: f(perConnKb),
+        mitmdump: '-',
+        ratio: '',
+        bar: '<64 KiB',
+      },
     ]);
     writeFileSync(join(ROOT, 'bench/results/https.json'), `${JSON.stringify(results, null, 2)}\n`);
     return results;

@@ -19,7 +19,10 @@ const benches = readdirSync(dir)
 let failed = 0;
 for (const name of benches) {
   console.log(`\n=== bench: ${name} ===`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, `${name}.ts`)], { stdio: 'inherit', timeout: 15 * 60_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, `${name}.ts`)], {
+    stdio: 'inherit',
+    timeout: 15 * 60_000,
+  });
   if (r.status !== 0) {
     failed++;
     console.error(`bench ${name} failed (exit ${r.status ?? r.signal})`);

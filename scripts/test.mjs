@@ -35,12 +35,20 @@ const isRoot = process.getuid?.() === 0;
 const missing = peersNeeded.filter((p) => !['/usr/bin', '/usr/sbin'].some((d) => existsSync(`${d}/${p}`)));
 if (missing.length && isRoot && existsSync('/usr/bin/apt-get') && !process.env.SCANGATE_NO_PEER_INSTALL) {
   console.log(`peers missing (${missing.join(', ')}): running scripts/install-peers.sh`);
-  if (sh('bash', ['scripts/install-peers.sh']) !== 0) console.error('install-peers failed; interop tests will say why');
+  if (sh('bash', ['scripts/install-peers.sh']) !== 0)
+    console.error('install-peers failed; interop tests will say why');
 }
 
 if (!args.length && !process.env.SCANGATE_SKIP_TYPECHECK) {
   console.log('type-checking…');
-  if (sh(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']) !== 0) {
+  if (
+    sh(process.execPath, [
+      join(root, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      'tsconfig.json',
+      '--noEmit',
+    ]) !== 0
+  ) {
     console.error('type-check failed');
     process.exit(1);
   }

@@ -2,8 +2,9 @@
  * Assembles a running gateway from a Config: engine, TLS runtime, event sink, one service per
  * listener. Owned by `scangate run` and by integration tests, which start it in-process.
  */
+
+import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js';
 import { type AdminServer, startAdmin } from './admin/server.js';
-import { FanoutEventSink, LogEventSink, type EventSink } from './admin/events.js';
 import type { Config, ListenerConfig } from './config/schema.js';
 import { createScanner } from './engine/index.js';
 import { BuiltinScanner } from './engine/scanner.js';
@@ -32,15 +33,25 @@ export interface GatewayOptions {
  * Protocol services are added here as they are built (issue tracker: HTTPS, SMTP, FTP, tunnel,
  * clamd, ICAP). A listener naming one that is not in this build is refused with its key path.
  */
-const SERVICES: Partial<Record<ListenerConfig['protocol'], (l: ListenerConfig, deps: ServiceDeps) => Promise<RunningService>>> = {};
+const SERVICES: Partial<
+  Record<ListenerConfig['protocol'], (l: ListenerConfig, deps: ServiceDeps) => Promise<RunningService>>
+> = {};
 
 async function startService(l: ListenerConfig, deps: ServiceDeps): Promise<RunningService> {
   const start = SERVICES[l.protocol];
-  if (!start) throw new ConfigError(`listeners.${l.name}.protocol`, `protocol "${l.protocol}" is not available in this build`);
+  if (!start)
+    throw new ConfigError(
+      `listeners.${l.name}.protocol`,
+      `protocol "${l.protocol}" is not available in this build`,
+    );
   return start(l, deps);
 }
 
-export async function startGateway(config: Config, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
+export async function startGateway(
+  config: Config,
+  logger: Logger,
+  options: GatewayOptions = {},
+): Promise<Gateway> {
   const events = new FanoutEventSink([new LogEventSink(logger), ...(options.events ?? [])]);
   const scanner = await createScanner(config.engine, { dataDir: config.dataDir, logger });
   const deps = { config, scanner, logger, events };
@@ -58,7 +69,8 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
         logger.error({ listener: l.name, reason: e.message }, 'listener not started');
       }
     }
-    if (config.admin) admin = await startAdmin({ listen: config.admin.listen, scanner, services: () => services, logger });
+    if (config.admin)
+      admin = await startAdmin({ listen: config.admin.listen, scanner, services: () => services, logger });
   } catch (e) {
     await Promise.allSettled(services.map((s) => s.close(0)));
     await admin?.close();
@@ -66,7 +78,10 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
     throw e;
   }
   logger.info(
-    { listeners: services.map((s) => ({ name: s.name, protocol: s.protocol, address: s.address })), engine: scanner.version() },
+    {
+      listeners: services.map((s) => ({ name: s.name, protocol: s.protocol, address: s.address })),
+      engine: scanner.version(),
+    },
     'scangate running',
   );
 
@@ -77,12 +92,17 @@ export async function startGateway(config: Config, logger: Logger, options: Gate
     admin,
     banner() {
       const v = scanner.version();
-      const lines = [`scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`];
+      const lines = [
+        `scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`,
+      ];
       for (const s of services) {
         const addr = typeof s.address === 'string' ? s.address : `${s.address.address}:${s.address.port}`;
         lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addr}`);
       }
-      if (admin) lines.push(`scangate: admin on http://${admin.address.address}:${admin.address.port}/ (/healthz /readyz /metrics)`);
+      if (admin)
+        lines.push(
+          `scangate: admin on http://${admin.address.address}:${admin.address.port}/ (/healthz /readyz /metrics)`,
+        );
       for (const u of unavailable) lines.push(`scangate: NOT STARTED: ${u}`);
       return lines;
     },

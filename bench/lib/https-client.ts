@@ -27,14 +27,19 @@ function tunnel(): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect(job.proxy!.port, job.proxy!.host);
     s.once('error', reject);
-    s.once('connect', () => s.write(`CONNECT ${job.origin.host}:${job.origin.port} HTTP/1.1\r\nHost: ${job.origin.host}:${job.origin.port}\r\n\r\n`));
+    s.once('connect', () =>
+      s.write(
+        `CONNECT ${job.origin.host}:${job.origin.port} HTTP/1.1\r\nHost: ${job.origin.host}:${job.origin.port}\r\n\r\n`,
+      ),
+    );
     let buf = '';
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) return;
       s.off('data', onData);
-      if (!/^HTTP\/1\.[01] 200/.test(buf)) return reject(new Error(`CONNECT refused: ${buf.split('\r\n')[0]}`));
+      if (!/^HTTP\/1\.[01] 200/.test(buf))
+        return reject(new Error(`CONNECT refused: ${buf.split('\r\n')[0]}`));
       resolve(s);
     };
     s.on('data', onData);
@@ -44,7 +49,12 @@ function tunnel(): Promise<net.Socket> {
 async function connectTls(): Promise<tls.TLSSocket> {
   const base = job.proxy ? { socket: await tunnel() } : { host: job.origin.host, port: job.origin.port };
   return new Promise((resolve, reject) => {
-    const t = tls.connect({ ...base, ca, servername: job.origin.host === '127.0.0.1' ? undefined : job.origin.host, ALPNProtocols: ['http/1.1'] });
+    const t = tls.connect({
+      ...base,
+      ca,
+      servername: job.origin.host === '127.0.0.1' ? undefined : job.origin.host,
+      ALPNProtocols: ['http/1.1'],
+    });
     t.once('secureConnect', () => resolve(t));
     t.once('error', reject);
   });

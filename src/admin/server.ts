@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Scanner } from '../engine/types.js';
 import type { Logger } from '../logger.js';
 import type { RunningService } from '../net/service.js';
@@ -54,7 +54,9 @@ export async function startAdmin(deps: AdminDeps): Promise<AdminServer> {
       if (path === '/healthz') return send(200, { status: 'ok' });
       if (path === '/readyz') {
         const v = deps.scanner.version();
-        const listeners = deps.services().map((s) => ({ name: s.name, protocol: s.protocol, address: s.address }));
+        const listeners = deps
+          .services()
+          .map((s) => ({ name: s.name, protocol: s.protocol, address: s.address }));
         const ready = v.signatures > 0 && listeners.length > 0;
         return send(ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', engine: v, listeners });
       }

@@ -17,7 +17,7 @@ registerRun(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  const msg = e instanceof ScangateError ? `${e.code}: ${e.message}` : (e as Error).stack ?? String(e);
+  const msg = e instanceof ScangateError ? `${e.code}: ${e.message}` : ((e as Error).stack ?? String(e));
   process.stderr.write(`scangate: ${msg}\n`);
   process.exitCode = 2;
 }

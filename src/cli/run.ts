@@ -6,8 +6,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { createLogger } from '../logger.js';
 import { startGateway } from '../gateway.js';
+import { createLogger } from '../logger.js';
 import { parseDuration } from '../util/units.js';
 
 export function registerRun(program: Command): void {
@@ -24,7 +24,9 @@ export function registerRun(program: Command): void {
       for (const line of gateway.banner()) process.stdout.write(`${line}\n`);
 
       process.on('SIGHUP', () => {
-        gateway.reload().catch((e: Error) => logger.error({ err: e.message }, 'reload failed; keeping the running state'));
+        gateway
+          .reload()
+          .catch((e: Error) => logger.error({ err: e.message }, 'reload failed; keeping the running state'));
       });
       let stopping = false;
       const stop = (signal: string) => {

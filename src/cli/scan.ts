@@ -6,8 +6,8 @@ import { opendir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { engineLimitsSchema } from '../config/schema.js';
-import { loadEngine } from '../engine/index.js';
 import { MemoryVerdictCache } from '../engine/cache.js';
+import { loadEngine } from '../engine/index.js';
 import { BuiltinScanner } from '../engine/scanner.js';
 import type { Verdict } from '../engine/types.js';
 import { ScangateError } from '../errors.js';
@@ -50,7 +50,7 @@ async function* walk(path: string): AsyncGenerator<{ path: string; error?: strin
 
 function describeFsError(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  if (err.code === 'ENOENT') return "No such file or directory";
+  if (err.code === 'ENOENT') return 'No such file or directory';
   if (err.code === 'EACCES') return 'Access denied';
   return err.message;
 }
@@ -66,13 +66,21 @@ export function registerScan(program: Command): void {
     .command('scan')
     .description('scan files and folders (recursively); prints clamscan-style lines')
     .argument('[paths...]', 'files or folders to scan')
-    .option('--db <path>', 'add a ClamAV signature file or folder (repeatable)', (v, acc: string[]) => [...acc, v], [])
+    .option(
+      '--db <path>',
+      'add a ClamAV signature file or folder (repeatable)',
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
     .option('--json', 'one JSON object per file instead of clamscan lines')
     .option('--summary', 'print a scan summary at the end')
     .option('--version', 'print the engine and database version and exit')
     .option('--max-filesize <size>', 'largest file or extracted entry scanned (default 100MB)')
     .option('--max-recursion <n>', 'deepest container nesting (default 17)')
-    .option('--no-alert-exceeds-max', 'report files over a limit as OK (like clamscan) instead of Heuristics.Limits.Exceeded')
+    .option(
+      '--no-alert-exceeds-max',
+      'report files over a limit as OK (like clamscan) instead of Heuristics.Limits.Exceeded',
+    )
     .action(async (paths: string[], opts: ScanOptions) => {
       process.exitCode = await runScan(paths, opts);
     });
@@ -91,7 +99,9 @@ async function runScan(paths: string[], opts: ScanOptions): Promise<number> {
     process.stderr.write(`scangate: warning: ${u.file}:${u.line}: not supported: ${u.reason}\n`);
   }
   if (engine.db.unsupported.length > 5) {
-    process.stderr.write(`scangate: warning: ${engine.db.unsupported.length} signatures not supported in all\n`);
+    process.stderr.write(
+      `scangate: warning: ${engine.db.unsupported.length} signatures not supported in all\n`,
+    );
   }
   if (opts.version) {
     process.stdout.write(
@@ -125,7 +135,9 @@ async function runScan(paths: string[], opts: ScanOptions): Promise<number> {
       }
       if (verdict.status === 'infected') found++;
       if (verdict.status === 'error') errors++;
-      process.stdout.write(opts.json ? `${JSON.stringify({ path: item.path, ...verdict })}\n` : `${line(item.path, verdict)}\n`);
+      process.stdout.write(
+        opts.json ? `${JSON.stringify({ path: item.path, ...verdict })}\n` : `${line(item.path, verdict)}\n`,
+      );
     }
   }
   if (opts.summary) {
@@ -141,6 +153,8 @@ async function runScan(paths: string[], opts: ScanOptions): Promise<number> {
 
 async function packageVersion(): Promise<string> {
   const { readFile } = await import('node:fs/promises');
-  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }

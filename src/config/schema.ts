@@ -68,7 +68,9 @@ export const engineSchema = z.strictObject({
 });
 
 export const tlsSchema = z.strictObject({
-  ca: z.strictObject({ cert: z.string().nullable().default(null), key: z.string().nullable().default(null) }).prefault({}),
+  ca: z
+    .strictObject({ cert: z.string().nullable().default(null), key: z.string().nullable().default(null) })
+    .prefault({}),
   upstream: z
     .strictObject({
       verify: z.boolean().default(true),
@@ -192,7 +194,11 @@ export const listenerSchema = z.discriminatedUnion('protocol', [
 
 export const configSchema = z.strictObject({
   dataDir: z.string().default('./data'),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
   workers: z.union([z.literal('auto'), z.number().int().min(1)]).default(1),
   engine: engineSchema.prefault({}),
   tls: tlsSchema.prefault({}),
@@ -202,7 +208,8 @@ export const configSchema = z.strictObject({
     .superRefine((ls, ctx) => {
       const seen = new Set<string>();
       ls.forEach((l, i) => {
-        if (seen.has(l.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate listener name "${l.name}"` });
+        if (seen.has(l.name))
+          ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate listener name "${l.name}"` });
         seen.add(l.name);
       });
     }),

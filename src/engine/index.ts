@@ -10,11 +10,14 @@ import { BuiltinScanner, type EngineState } from './scanner.js';
 import { loadSignatures, type SignatureDb } from './signatures/index.js';
 import type { Scanner } from './types.js';
 
-export type { Scanner, ScanInput, ScanContext, Verdict } from './types.js';
 export { BuiltinScanner } from './scanner.js';
+export type { ScanContext, ScanInput, Scanner, Verdict } from './types.js';
 
 /** What outlives loading: the parsed lines are dropped once compiled (they cost far more than the matcher). */
-export type DatabaseSummary = Pick<SignatureDb, 'version' | 'total' | 'counts' | 'unsupported' | 'buildTime' | 'versionNumber'>;
+export type DatabaseSummary = Pick<
+  SignatureDb,
+  'version' | 'total' | 'counts' | 'unsupported' | 'buildTime' | 'versionNumber'
+>;
 
 export interface LoadedEngine extends EngineState {
   db: DatabaseSummary;
@@ -59,7 +62,10 @@ export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = 
 }
 
 /** The Scanner named by `engine.backend`. */
-export async function createScanner(cfg: EngineConfig, opts: { dataDir: string; logger?: Logger }): Promise<Scanner> {
+export async function createScanner(
+  cfg: EngineConfig,
+  opts: { dataDir: string; logger?: Logger },
+): Promise<Scanner> {
   if (cfg.backend === 'clamd') {
     const { createClamdScanner } = await import('./backends/index.js');
     return createClamdScanner(cfg.clamd);

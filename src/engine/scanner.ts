@@ -70,7 +70,11 @@ export class BuiltinScanner implements Scanner {
   }
 
   version(): ScannerVersion {
-    return { engine: 'scangate-builtin', signatures: this.state.signatures, databaseVersion: this.state.version };
+    return {
+      engine: 'scangate-builtin',
+      signatures: this.state.signatures,
+      databaseVersion: this.state.version,
+    };
   }
 
   /** Swaps in a new database; scans already running finish on the one they started with. */
@@ -105,7 +109,11 @@ export class BuiltinScanner implements Scanner {
       const cached = await cache?.get(state.version, sha256);
       if (cached) return withRoot(cached, rootName);
 
-      const budget: ScanBudget = { scannedBytes: 0, signal, deadline: performance.now() + this.limits.timeout };
+      const budget: ScanBudget = {
+        scannedBytes: 0,
+        signal,
+        deadline: performance.now() + this.limits.timeout,
+      };
       const verdict = await this.scanObject(state, source, [rootName], 0, budget);
       if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
         await cache.set(state.version, sha256, withoutRoot(verdict));
@@ -114,7 +122,8 @@ export class BuiltinScanner implements Scanner {
     } catch (e) {
       if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
       if (timeout.aborted) return this.limitVerdict('MaxScanTime', [rootName]);
-      if (ctx.signal?.aborted) return { status: 'error', code: 'ERR_SCAN_ABORTED', reason: 'scan aborted by caller' };
+      if (ctx.signal?.aborted)
+        return { status: 'error', code: 'ERR_SCAN_ABORTED', reason: 'scan aborted by caller' };
       const err = e as NodeJS.ErrnoException;
       const code = err.code && typeof err.code === 'string' ? err.code : 'ERR_SCAN';
       return { status: 'error', code, reason: err.message };
@@ -182,7 +191,14 @@ export class BuiltinScanner implements Scanner {
           this.logger.info({ location: [...location, name] }, 'encrypted entry not scanned');
           continue;
         }
-        const verdict = await this.scanEntry(state, entry.open(), [...location, name], depth, budget, COMPRESSORS.has(unpacker.type));
+        const verdict = await this.scanEntry(
+          state,
+          entry.open(),
+          [...location, name],
+          depth,
+          budget,
+          COMPRESSORS.has(unpacker.type),
+        );
         if (verdict.status !== 'clean') return verdict;
       }
     } catch (e) {
@@ -217,7 +233,10 @@ export class BuiltinScanner implements Scanner {
         if (e instanceof UnpackLimitError) throw new LimitHit(e.limit);
         if (!(e instanceof UnpackError)) throw e;
         // Corrupt entry: scan what was recovered before the damage.
-        this.logger.info({ location, code: e.code }, 'entry truncated or corrupt; scanning what was recovered');
+        this.logger.info(
+          { location, code: e.code },
+          'entry truncated or corrupt; scanning what was recovered',
+        );
       }
       const { source } = await spool.finish();
       return await this.scanObject(state, source, location, depth + 1, budget, viaCompressor);
@@ -228,7 +247,9 @@ export class BuiltinScanner implements Scanner {
 }
 
 function isPathInput(input: ScanInput): input is { path: string } {
-  return !Buffer.isBuffer(input) && typeof (input as { path?: unknown }).path === 'string' && !('pipe' in input);
+  return (
+    !Buffer.isBuffer(input) && typeof (input as { path?: unknown }).path === 'string' && !('pipe' in input)
+  );
 }
 
 async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<string> {
@@ -242,7 +263,12 @@ async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<st
 }
 
 /** Spools the input; returns true (and stops reading) once it exceeds `max` bytes. */
-async function fill(spool: Spool, input: Exclude<ScanInput, { path: string }>, max: number, signal: AbortSignal) {
+async function fill(
+  spool: Spool,
+  input: Exclude<ScanInput, { path: string }>,
+  max: number,
+  signal: AbortSignal,
+) {
   if (Buffer.isBuffer(input)) {
     if (input.length > max) return true;
     await spool.write(input);

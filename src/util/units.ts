@@ -26,7 +26,14 @@ export function parseSize(value: string | number): number {
   return Math.floor(Number(m[1]) * mult);
 }
 
-const TIME_UNITS: Record<string, number> = { ms: 1, '': 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const TIME_UNITS: Record<string, number> = {
+  ms: 1,
+  '': 1000,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 
 /** Milliseconds from `500ms`, `30s`, `5m`, `1h`; a bare number means seconds. */
 export function parseDuration(value: string | number): number {

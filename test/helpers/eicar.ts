@@ -1,5 +1,8 @@
 /** The EICAR test string (68 bytes) and small builders used across tests. */
-export const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*', 'latin1');
+export const EICAR = Buffer.from(
+  'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*',
+  'latin1',
+);
 export const EICAR_NAME = 'Eicar-Signature';
 
 /** A mail with `payload` as a base64 attachment named `filename`. */

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createDeflateRaw, crc32, gzipSync } from 'node:zlib';
+import { crc32, createDeflateRaw, gzipSync } from 'node:zlib';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import { EICAR } from '../helpers/eicar.js';
 import { buildZip } from '../helpers/zipwriter.js';
@@ -27,13 +27,19 @@ async function deflatedZeros(size: number): Promise<{ data: Buffer; size: number
 test('a zip bomb (4 GiB of zeros in one entry, nested twice) ends with a limit verdict in bounded memory', async () => {
   const scanner = await createBuiltinScanner();
   const inner = buildZip([{ name: 'zeros.bin', deflated: await deflatedZeros(1024 * 1024 * 1024) }]);
-  const bomb = buildZip([{ name: 'a.zip', data: inner }, { name: 'b.zip', data: inner }]);
+  const bomb = buildZip([
+    { name: 'a.zip', data: inner },
+    { name: 'b.zip', data: inner },
+  ]);
   const rss0 = process.memoryUsage().rss;
   const t0 = Date.now();
   const v = await scanner.scan(bomb, { name: 'bomb.zip' });
   const grew = process.memoryUsage().rss - rss0;
   assert.equal(v.status, 'infected');
-  assert.ok(v.status === 'infected' && v.signature.startsWith('Heuristics.Limits.Exceeded.'), JSON.stringify(v));
+  assert.ok(
+    v.status === 'infected' && v.signature.startsWith('Heuristics.Limits.Exceeded.'),
+    JSON.stringify(v),
+  );
   assert.ok(grew < 400 * 1024 * 1024, `rss grew by ${grew >> 20} MiB`);
   assert.ok(Date.now() - t0 < 60_000);
 });
@@ -84,7 +90,7 @@ test('a truncated zip and a corrupted gzip give a verdict, not a crash', async (
   assert.equal(vg.status, 'clean', JSON.stringify(vg));
 });
 
-test('the verdict cache answers a repeated object and keeps the caller\'s name in the location', async () => {
+test("the verdict cache answers a repeated object and keeps the caller's name in the location", async () => {
   const scanner = await createBuiltinScanner();
   const gz = gzipSync(EICAR);
   const a = await scanner.scan(gz, { name: 'first.gz' });
@@ -99,7 +105,10 @@ test('a scan past its time limit is a verdict, and a caller abort is an error', 
   const scanner = await createBuiltinScanner({ limits: { timeout: 1 } });
   const big = Buffer.alloc(50 * 1024 * 1024, 3);
   const v = await scanner.scan(big, { name: 'slow.bin' });
-  assert.ok(v.status === 'infected' && v.signature === 'Heuristics.Limits.Exceeded.MaxScanTime', JSON.stringify(v));
+  assert.ok(
+    v.status === 'infected' && v.signature === 'Heuristics.Limits.Exceeded.MaxScanTime',
+    JSON.stringify(v),
+  );
   const s2 = await createBuiltinScanner();
   const ac = new AbortController();
   ac.abort();

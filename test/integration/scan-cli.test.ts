@@ -70,7 +70,12 @@ test('a clean folder exits 0', () => {
   const r = scangate(['scan', d]);
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.trim().split('\n').length, 2);
-  assert.ok(r.out.split('\n').filter(Boolean).every((l) => l.endsWith(': OK')));
+  assert.ok(
+    r.out
+      .split('\n')
+      .filter(Boolean)
+      .every((l) => l.endsWith(': OK')),
+  );
 });
 
 test('an unreadable or missing path exits 2 and names the path', (t) => {
@@ -126,6 +131,8 @@ test("ClamAV's own test files: a one-line .hdb for clam.exe is found in at least
   const r = scangate(['scan', '--db', db, ...files]);
   const found = r.out.split('\n').filter((l) => l.endsWith('ClamAV-Test-File FOUND'));
   const missed = r.out.split('\n').filter((l) => l && !l.endsWith('ClamAV-Test-File FOUND'));
-  t.diagnostic(`found in ${found.length}/${files.length}; not found: ${missed.map((l) => l.replace(`${root}/`, '')).join(' | ')}`);
+  t.diagnostic(
+    `found in ${found.length}/${files.length}; not found: ${missed.map((l) => l.replace(`${root}/`, '')).join(' | ')}`,
+  );
   assert.ok(found.length >= 25, `found in only ${found.length} files`);
 });

@@ -36,10 +36,7 @@ before(async () => {
   if (!clamdBin) return;
   dir = mkdtempSync(join(tmpdir(), 'sg-clamd-'));
   mkdirSync(join(dir, 'db'));
-  writeFileSync(
-    join(dir, 'db', 'test.hdb'),
-    `44d88612fea8a8f36de82e1278abb02f:68:Eicar-Signature\n`,
-  );
+  writeFileSync(join(dir, 'db', 'test.hdb'), `44d88612fea8a8f36de82e1278abb02f:68:Eicar-Signature\n`);
   writeFileSync(join(dir, 'db', 'test.ndb'), 'Test.Body.Sig:0:*:7363616e676174652d746573742d626f6479\n');
   sock = join(dir, 'clamd.sock');
   const port = await freePort();
@@ -123,7 +120,10 @@ test('clamd backend: a file path is streamed, an over-limit stream is an error v
   const big = await remote.scan(Buffer.alloc(3 * 1024 * 1024, 1), { name: 'big' });
   assert.equal(big.status, 'error');
   // clamd answers the limit and closes; if its reset overtakes the reply we still get a refusal, never clean.
-  assert.ok(big.status === 'error' && ['ERR_CLAMD_SIZE_LIMIT', 'ERR_CLAMD_STREAM_CLOSED'].includes(big.code ?? ''), JSON.stringify(big));
+  assert.ok(
+    big.status === 'error' && ['ERR_CLAMD_SIZE_LIMIT', 'ERR_CLAMD_STREAM_CLOSED'].includes(big.code ?? ''),
+    JSON.stringify(big),
+  );
 });
 
 test('clamd down: an ERR_CLAMD_UNAVAILABLE verdict, quickly', async () => {

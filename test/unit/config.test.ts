@@ -30,12 +30,15 @@ test('empty config gives the built-in default: explicit proxy on 8080, admin on 
 });
 
 test('unknown keys are rejected with their path', () => {
-  assert.throws(() => resolveConfig({ engine: { limts: {} } }), (e: unknown) => {
-    assert.ok(e instanceof ConfigError);
-    assert.equal(e.code, 'ERR_CONFIG');
-    assert.match(e.message, /^engine: unknown key limts/);
-    return true;
-  });
+  assert.throws(
+    () => resolveConfig({ engine: { limts: {} } }),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.code, 'ERR_CONFIG');
+      assert.match(e.message, /^engine: unknown key limts/);
+      return true;
+    },
+  );
   assert.throws(
     () => resolveConfig({ listeners: [{ name: 'w', protocol: 'http', listen: '127.0.0.1:1', bogus: true }] }),
     /listeners\.0: unknown key bogus/,
@@ -43,9 +46,15 @@ test('unknown keys are rejected with their path', () => {
 });
 
 test('bad values name the key path', () => {
-  assert.throws(() => resolveConfig({ engine: { limits: { maxFileSize: 'lots' } } }), /engine\.limits\.maxFileSize: not a size/);
+  assert.throws(
+    () => resolveConfig({ engine: { limits: { maxFileSize: 'lots' } } }),
+    /engine\.limits\.maxFileSize: not a size/,
+  );
   assert.throws(() => resolveConfig({ engine: { backend: 'magic' } }), /engine\.backend/);
-  assert.throws(() => resolveConfig({ listeners: [{ name: 'w', protocol: 'http', listen: 'nowhere' }] }), /listeners\.0\.listen/);
+  assert.throws(
+    () => resolveConfig({ listeners: [{ name: 'w', protocol: 'http', listen: 'nowhere' }] }),
+    /listeners\.0\.listen/,
+  );
   assert.throws(
     () =>
       resolveConfig({

@@ -9,7 +9,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { BufferSource } from '../../src/engine/source.js';
-import { Base64Decoder, QuotedPrintableDecoder, type StreamDecoder } from '../../src/engine/unpack/decoders.js';
+import {
+  Base64Decoder,
+  QuotedPrintableDecoder,
+  type StreamDecoder,
+} from '../../src/engine/unpack/decoders.js';
 import { documentUnpackers } from '../../src/engine/unpack/documents.js';
 import type { UnpackContext, Unpacker } from '../../src/engine/unpack/types.js';
 import { UnpackError, UnpackLimitError } from '../../src/errors.js';
@@ -41,7 +45,17 @@ async function extractAll(data: Buffer, depth = 0): Promise<{ name: string; data
 
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
-for (const f of ['clam.ole.doc', 'clam.mail', 'clam.exe.mbox.base64', 'clam.exe.mbox.uu', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']) {
+for (const f of [
+  'clam.ole.doc',
+  'clam.mail',
+  'clam.exe.mbox.base64',
+  'clam.exe.mbox.uu',
+  'clam.exe.binhex',
+  'clam.tnef',
+  'clam.pdf',
+  'clam.exe.rtf',
+  'clam.exe.html',
+]) {
   test(`${f} yields clam.exe byte-exact`, async (t) => {
     if (!existsSync(`${TESTFILES}/${f}`)) {
       if (process.env.CI === 'true') throw new Error('clamav-testfiles missing');
@@ -49,7 +63,10 @@ for (const f of ['clam.ole.doc', 'clam.mail', 'clam.exe.mbox.base64', 'clam.exe.
     }
     const want = md5(readFileSync(`${TESTFILES}/clam.exe`));
     const entries = await extractAll(readFileSync(`${TESTFILES}/${f}`));
-    assert.ok(entries.some((e) => md5(e.data) === want), `entries: ${entries.map((e) => `${e.name}(${e.data.length})`).join(', ')}`);
+    assert.ok(
+      entries.some((e) => md5(e.data) === want),
+      `entries: ${entries.map((e) => `${e.name}(${e.data.length})`).join(', ')}`,
+    );
   });
 }
 
@@ -83,7 +100,10 @@ test('a multipart mail: attachment name and bytes, RFC 2231 names, quoted-printa
     ].join('\r\n'),
   );
   const entries = await extractAll(nested);
-  assert.ok(entries.some((e) => e.name === 'résumé.exe' && e.data.equals(EICAR)), JSON.stringify(entries.map((e) => e.name)));
+  assert.ok(
+    entries.some((e) => e.name === 'résumé.exe' && e.data.equals(EICAR)),
+    JSON.stringify(entries.map((e) => e.name)),
+  );
   assert.ok(entries.some((e) => e.data.toString('utf8') === 'café soft break=\r\n'));
 });
 
@@ -105,7 +125,12 @@ test('base64 and quoted-printable decoders give the same output however the inpu
       const b64 = Buffer.from(data.toString('base64').replace(/.{1,76}/g, '$&\r\n'));
       const cuts = [...new Set(rawCuts.map((c) => c % (b64.length + 1)))].sort((a, b) => a - b);
       assert.ok(decodeAll(new Base64Decoder(), b64, cuts).equals(data));
-      const qp = Buffer.from([...data].map((b) => `=${b.toString(16).padStart(2, '0').toUpperCase()}`).join('').replace(/.{1,72}/g, '$&=\r\n'));
+      const qp = Buffer.from(
+        [...data]
+          .map((b) => `=${b.toString(16).padStart(2, '0').toUpperCase()}`)
+          .join('')
+          .replace(/.{1,72}/g, '$&=\r\n'),
+      );
       const qcuts = [...new Set(rawCuts.map((c) => c % (qp.length + 1)))].sort((a, b) => a - b);
       assert.ok(decodeAll(new QuotedPrintableDecoder(), qp, qcuts).equals(data));
     }),
@@ -115,7 +140,10 @@ test('base64 and quoted-printable decoders give the same output however the inpu
 
 async function drainSafely(u: Unpacker, data: Buffer): Promise<void> {
   try {
-    for await (const e of u.entries(new BufferSource(data), ctx({ maxFileSize: 1024 * 1024, maxFiles: 50 }))) {
+    for await (const e of u.entries(
+      new BufferSource(data),
+      ctx({ maxFileSize: 1024 * 1024, maxFiles: 50 }),
+    )) {
       for await (const _ of e.open()) {
         // drain
       }
@@ -126,7 +154,15 @@ async function drainSafely(u: Unpacker, data: Buffer): Promise<void> {
 }
 
 test('hostile input: every document unpacker only raises UnpackError/UnpackLimitError and terminates', async () => {
-  const seeds: Buffer[] = ['clam.ole.doc', 'clam.mail', 'clam.exe.binhex', 'clam.tnef', 'clam.pdf', 'clam.exe.rtf', 'clam.exe.html']
+  const seeds: Buffer[] = [
+    'clam.ole.doc',
+    'clam.mail',
+    'clam.exe.binhex',
+    'clam.tnef',
+    'clam.pdf',
+    'clam.exe.rtf',
+    'clam.exe.html',
+  ]
     .filter((f) => existsSync(`${TESTFILES}/${f}`))
     .map((f): Buffer => readFileSync(`${TESTFILES}/${f}`));
   seeds.push(mailWithAttachment(EICAR));
@@ -139,7 +175,8 @@ test('hostile input: every document unpacker only raises UnpackError/UnpackLimit
         const base = Buffer.from(seeds[which]!) as Buffer;
         for (const [pos, v] of flips) base[pos % base.length] = v;
         const data = base.subarray(0, 1 + (cutAt % base.length));
-        for (const u of documentUnpackers) if (u.detect(data.subarray(0, 4096), data.length)) await drainSafely(u, data);
+        for (const u of documentUnpackers)
+          if (u.detect(data.subarray(0, 4096), data.length)) await drainSafely(u, data);
       },
     ),
     { numRuns: 300 },
@@ -157,7 +194,9 @@ test('limits: a part over maxFileSize and more parts than maxFiles raise UnpackL
   const mail = mailWithAttachment(Buffer.alloc(5000, 0x41));
   const mime = documentUnpackers.find((u) => u.type === 'mime')!;
   await assert.rejects(async () => {
-    for await (const e of mime.entries(new BufferSource(mail), ctx({ maxFileSize: 1000 }))) for await (const _ of e.open()) {}
+    for await (const e of mime.entries(new BufferSource(mail), ctx({ maxFileSize: 1000 })))
+      for await (const _ of e.open()) {
+      }
   }, UnpackLimitError);
   await assert.rejects(async () => {
     for await (const _ of mime.entries(new BufferSource(mail), ctx({ maxFiles: 1 }))) {

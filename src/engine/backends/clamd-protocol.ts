@@ -50,8 +50,17 @@ export function parseScanReply(reply: string, location: string[]): Verdict {
   if (body === 'OK') return { status: 'clean' };
   if (body.endsWith(' FOUND')) return { status: 'infected', signature: body.slice(0, -6), location };
   if (text.startsWith('INSTREAM size limit exceeded')) {
-    return { status: 'error', code: 'ERR_CLAMD_SIZE_LIMIT', reason: 'clamd: INSTREAM size limit exceeded (StreamMaxLength)' };
+    return {
+      status: 'error',
+      code: 'ERR_CLAMD_SIZE_LIMIT',
+      reason: 'clamd: INSTREAM size limit exceeded (StreamMaxLength)',
+    };
   }
-  if (body.endsWith(' ERROR')) return { status: 'error', code: 'ERR_CLAMD_ERROR', reason: `clamd: ${body.slice(0, -6)}` };
-  return { status: 'error', code: 'ERR_CLAMD_PROTOCOL', reason: `clamd: unexpected reply "${text.slice(0, 200)}"` };
+  if (body.endsWith(' ERROR'))
+    return { status: 'error', code: 'ERR_CLAMD_ERROR', reason: `clamd: ${body.slice(0, -6)}` };
+  return {
+    status: 'error',
+    code: 'ERR_CLAMD_PROTOCOL',
+    reason: `clamd: unexpected reply "${text.slice(0, 200)}"`,
+  };
 }

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { parseAddress } from '../../util/units.js';
 import type { ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from '../types.js';
-import { END_OF_STREAM, ReplyReader, chunkHeader, command, parseScanReply } from './clamd-protocol.js';
+import { chunkHeader, command, END_OF_STREAM, parseScanReply, ReplyReader } from './clamd-protocol.js';
 
 export interface ClamdOptions {
   address: string;
@@ -45,7 +45,12 @@ export class ClamdScanner implements Scanner {
       const socket = 'path' in addr ? net.connect(addr.path) : net.connect(addr.port, addr.host);
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new ClamdFailure('ERR_CLAMD_TIMEOUT', `clamd at ${this.opts.address} did not accept within ${this.connectTimeoutMs} ms`));
+        reject(
+          new ClamdFailure(
+            'ERR_CLAMD_TIMEOUT',
+            `clamd at ${this.opts.address} did not accept within ${this.connectTimeoutMs} ms`,
+          ),
+        );
       }, this.connectTimeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
@@ -53,7 +58,12 @@ export class ClamdScanner implements Scanner {
       });
       socket.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd at ${this.opts.address} is not reachable: ${e.code ?? e.message}`));
+        reject(
+          new ClamdFailure(
+            'ERR_CLAMD_UNAVAILABLE',
+            `clamd at ${this.opts.address} is not reachable: ${e.code ?? e.message}`,
+          ),
+        );
       });
     });
   }
@@ -73,7 +83,13 @@ export class ClamdScanner implements Scanner {
           else resolve(reply!);
         };
         const timer = setTimeout(
-          () => finish(new ClamdFailure('ERR_CLAMD_TIMEOUT', `clamd did not answer ${name} within ${this.timeoutMs} ms`)),
+          () =>
+            finish(
+              new ClamdFailure(
+                'ERR_CLAMD_TIMEOUT',
+                `clamd did not answer ${name} within ${this.timeoutMs} ms`,
+              ),
+            ),
           this.timeoutMs,
         );
         socket.on('data', (d: Buffer) => {
@@ -95,8 +111,12 @@ export class ClamdScanner implements Scanner {
         socket.once('close', () =>
           finish(
             name === 'INSTREAM' && failure
-              ? new ClamdFailure('ERR_CLAMD_STREAM_CLOSED', `clamd closed the stream before the end (StreamMaxLength?): ${failure.message}`)
-              : (failure ?? new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)),
+              ? new ClamdFailure(
+                  'ERR_CLAMD_STREAM_CLOSED',
+                  `clamd closed the stream before the end (StreamMaxLength?): ${failure.message}`,
+                )
+              : (failure ??
+                  new ClamdFailure('ERR_CLAMD_UNAVAILABLE', `clamd closed the connection during ${name}`)),
           ),
         );
         socket.write(command(name));
@@ -124,7 +144,9 @@ export class ClamdScanner implements Scanner {
   }
 
   async scan(input: ScanInput, ctx: ScanContext = {}): Promise<Verdict> {
-    const location = [ctx.name ?? ('path' in input && typeof input.path === 'string' ? input.path : 'stream')];
+    const location = [
+      ctx.name ?? ('path' in input && typeof input.path === 'string' ? input.path : 'stream'),
+    ];
     try {
       const reply = await this.exchange('INSTREAM', toChunks(input));
       return parseScanReply(reply, location);
@@ -155,6 +177,7 @@ export class ClamdScanner implements Scanner {
 
 function toChunks(input: ScanInput): AsyncIterable<Buffer> {
   if (Buffer.isBuffer(input)) return [input] as unknown as AsyncIterable<Buffer>;
-  if ('path' in input && typeof input.path === 'string' && !('pipe' in input)) return createReadStream(input.path);
+  if ('path' in input && typeof input.path === 'string' && !('pipe' in input))
+    return createReadStream(input.path);
   return input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
 }

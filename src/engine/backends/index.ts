@@ -6,12 +6,18 @@ export { ClamdScanner } from './clamd.js';
 
 /** Connects to the configured clamd, checks it answers, and learns its version. */
 export async function createClamdScanner(cfg: EngineConfig['clamd']): Promise<ClamdScanner> {
-  const s = new ClamdScanner({ address: cfg.address, timeoutMs: cfg.timeout, connectTimeoutMs: cfg.connectTimeout });
+  const s = new ClamdScanner({
+    address: cfg.address,
+    timeoutMs: cfg.timeout,
+    connectTimeoutMs: cfg.connectTimeout,
+  });
   try {
     await s.ping();
     await s.fetchVersion();
   } catch (e) {
-    throw new ScanError('ERR_CLAMD_UNAVAILABLE', `engine.backend is clamd but ${(e as Error).message}`, { cause: e });
+    throw new ScanError('ERR_CLAMD_UNAVAILABLE', `engine.backend is clamd but ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   return s;
 }

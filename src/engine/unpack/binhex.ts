@@ -77,7 +77,8 @@ export const binhexUnpacker: Unpacker = {
         const n = o[0]!;
         headerLength = n + 22;
         dataLength = ((o[n + 12]! << 24) | (o[n + 13]! << 16) | (o[n + 14]! << 8) | o[n + 15]!) >>> 0;
-        if (dataLength > ctx.maxFileSize) throw new UnpackLimitError('MaxFileSize', `binhex: data fork of ${dataLength} bytes`);
+        if (dataLength > ctx.maxFileSize)
+          throw new UnpackLimitError('MaxFileSize', `binhex: data fork of ${dataLength} bytes`);
       }
       if (decoder.ended || (dataLength >= 0 && o.length >= headerLength + dataLength)) break;
     }
@@ -85,7 +86,12 @@ export const binhexUnpacker: Unpacker = {
     const o = decoder.out;
     const name = Buffer.from(o.slice(1, 1 + o[0]!)).toString('latin1');
     const data = Buffer.from(o.slice(headerLength, headerLength + dataLength));
-    if (data.length < dataLength) throw new UnpackError('binhex', 'ERR_BINHEX_TRUNCATED', `data fork cut at ${data.length} of ${dataLength} bytes`);
+    if (data.length < dataLength)
+      throw new UnpackError(
+        'binhex',
+        'ERR_BINHEX_TRUNCATED',
+        `data fork cut at ${data.length} of ${dataLength} bytes`,
+      );
     yield {
       name,
       size: dataLength,

@@ -11,10 +11,20 @@ const MARKER = /data:[\w.+-]*\/[\w.+-]*(?:;[\w.+-]+=[^;,"'\s]*)*;base64,/gi;
 const CARRY = 256;
 
 function isB64(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f || c === 0x3d;
+  return (
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2b ||
+    c === 0x2f ||
+    c === 0x3d
+  );
 }
 
-async function findPayloads(source: ObjectSource, ctx: UnpackContext): Promise<{ start: number; end: number }[]> {
+async function findPayloads(
+  source: ObjectSource,
+  ctx: UnpackContext,
+): Promise<{ start: number; end: number }[]> {
   const found: { start: number; end: number }[] = [];
   let carry = '';
   let carryStart = 0;
@@ -42,7 +52,8 @@ async function findPayloads(source: ObjectSource, ctx: UnpackContext): Promise<{
         while (j < chunk.length && isB64(chunk[j]!)) j++;
         if (j < chunk.length) found.push({ start, end: pos + j });
         else open = start;
-        if (found.length > ctx.maxFiles) throw new UnpackLimitError('MaxFiles', `data-uri: more than ${ctx.maxFiles} payloads`);
+        if (found.length > ctx.maxFiles)
+          throw new UnpackLimitError('MaxFiles', `data-uri: more than ${ctx.maxFiles} payloads`);
         lastEnd = j + pos - base;
         if (open !== null) break;
         MARKER.lastIndex = Math.max(lastEnd, MARKER.lastIndex);
@@ -63,7 +74,10 @@ export const dataUriUnpacker: Unpacker = {
   type: 'data-uri',
   detect: (head) => {
     const t = head.toString('latin1').toLowerCase();
-    return (t.includes('<html') || t.includes('<a ') || t.includes('<img') || t.includes('<!doctype')) && t.includes('data:');
+    return (
+      (t.includes('<html') || t.includes('<a ') || t.includes('<img') || t.includes('<!doctype')) &&
+      t.includes('data:')
+    );
   },
   async *entries(source: ObjectSource, ctx: UnpackContext): AsyncIterable<Entry> {
     const payloads = await findPayloads(source, ctx);
@@ -78,7 +92,8 @@ export const dataUriUnpacker: Unpacker = {
           for await (const chunk of source.stream(p.start, p.end)) {
             const out = d.write(chunk);
             produced += out.length;
-            if (produced > ctx.maxFileSize) throw new UnpackLimitError('MaxFileSize', 'data-uri payload too large');
+            if (produced > ctx.maxFileSize)
+              throw new UnpackLimitError('MaxFileSize', 'data-uri payload too large');
             if (out.length) yield out;
           }
         },

@@ -8,4 +8,13 @@ import { ole1Unpacker, rtfUnpacker } from './rtf.js';
 import { tnefUnpacker } from './tnef.js';
 import type { Unpacker } from './types.js';
 
-export const documentUnpackers: Unpacker[] = [ole2Unpacker, tnefUnpacker, ole1Unpacker, rtfUnpacker, pdfUnpacker, binhexUnpacker, mimeUnpacker, dataUriUnpacker];
+export const documentUnpackers: Unpacker[] = [
+  ole2Unpacker,
+  tnefUnpacker,
+  ole1Unpacker,
+  rtfUnpacker,
+  pdfUnpacker,
+  binhexUnpacker,
+  mimeUnpacker,
+  dataUriUnpacker,
+];

@@ -8,7 +8,11 @@ import type { Unpacker } from './types.js';
 
 export const defaultUnpackers: readonly Unpacker[] = [...archiveUnpackers, ...documentUnpackers];
 
-export function detectContainer(head: Buffer, size: number, unpackers: readonly Unpacker[] = defaultUnpackers) {
+export function detectContainer(
+  head: Buffer,
+  size: number,
+  unpackers: readonly Unpacker[] = defaultUnpackers,
+) {
   for (const u of unpackers) if (u.detect(head, size)) return u;
   return null;
 }

@@ -66,12 +66,16 @@ export function headerParam(value: string, param: string): string | undefined {
 
 function field(entity: Entity, name: string): string {
   const prefix = `${name.toLowerCase()}:`;
-  for (const h of entity.headers) if (h.toLowerCase().startsWith(prefix)) return h.slice(prefix.length).trim();
+  for (const h of entity.headers)
+    if (h.toLowerCase().startsWith(prefix)) return h.slice(prefix.length).trim();
   return '';
 }
 
 /** Splits a source into lines with absolute offsets; only the first MAX_INSPECT bytes of a line are kept. */
-async function* lines(source: ObjectSource, signal: AbortSignal): AsyncGenerator<{ text: string; start: number; next: number }> {
+async function* lines(
+  source: ObjectSource,
+  signal: AbortSignal,
+): AsyncGenerator<{ text: string; start: number; next: number }> {
   let pending: Buffer[] = [];
   let pendingLen = 0;
   let lineStart = 0;
@@ -98,7 +102,8 @@ async function* lines(source: ObjectSource, signal: AbortSignal): AsyncGenerator
     }
     pos += chunk.length;
   }
-  if (lineStart < source.size) yield { text: Buffer.concat(pending).toString('latin1'), start: lineStart, next: source.size };
+  if (lineStart < source.size)
+    yield { text: Buffer.concat(pending).toString('latin1'), start: lineStart, next: source.size };
 }
 
 /** First pass: where every leaf body lies. */
@@ -113,7 +118,8 @@ async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Par
 
   const push = (p: PartLocation) => {
     if (p.end <= p.start) return;
-    if (parts.length >= ctx.maxFiles) throw new UnpackLimitError('MaxFiles', `mime: more than ${ctx.maxFiles} parts`);
+    if (parts.length >= ctx.maxFiles)
+      throw new UnpackLimitError('MaxFiles', `mime: more than ${ctx.maxFiles} parts`);
     parts.push(p);
   };
   const closeLeaf = (end: number) => {
@@ -138,17 +144,23 @@ async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Par
         const cte = field(entity, 'content-transfer-encoding').toLowerCase();
         const disposition = field(entity, 'content-disposition');
         const name =
-          headerParam(disposition, 'filename') ?? headerParam(field(entity, 'content-type'), 'name') ?? `part-${parts.length + 1}`;
-        const boundary = ctype.startsWith('multipart/') ? headerParam(field(entity, 'content-type'), 'boundary') : undefined;
+          headerParam(disposition, 'filename') ??
+          headerParam(field(entity, 'content-type'), 'name') ??
+          `part-${parts.length + 1}`;
+        const boundary = ctype.startsWith('multipart/')
+          ? headerParam(field(entity, 'content-type'), 'boundary')
+          : undefined;
         entity = null;
         if (boundary && boundaries.length < MAX_NESTING) {
           boundaries.push(boundary);
         } else {
-          const encoding = cte === 'base64' ? 'base64' : cte === 'quoted-printable' ? 'quoted-printable' : 'identity';
+          const encoding =
+            cte === 'base64' ? 'base64' : cte === 'quoted-printable' ? 'quoted-printable' : 'identity';
           leaf = { name, start: line.next, encoding };
         }
       } else if (entity.headerBytes < MAX_HEADER_BYTES) {
-        if (/^[ \t]/.test(t) && entity.headers.length) entity.headers[entity.headers.length - 1] += ` ${t.trim()}`;
+        if (/^[ \t]/.test(t) && entity.headers.length)
+          entity.headers[entity.headers.length - 1] += ` ${t.trim()}`;
         else entity.headers.push(t);
         entity.headerBytes += t.length;
       }
@@ -157,9 +169,16 @@ async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Par
     }
 
     // A boundary line ends the current part; the CRLF before it belongs to the boundary (RFC 2046 5.1.1).
-    const b = t.startsWith('--') ? boundaries.findLastIndex((x) => t === `--${x}` || t === `--${x}--` || t.startsWith(`--${x} `)) : -1;
+    const b = t.startsWith('--')
+      ? boundaries.findLastIndex((x) => t === `--${x}` || t === `--${x}--` || t.startsWith(`--${x} `))
+      : -1;
     if (b >= 0) {
-      closeLeaf(Math.max(leaf ? leaf.start : 0, line.start - (line.start > 0 ? crlfBefore(line.start, prevLineStart) : 0)));
+      closeLeaf(
+        Math.max(
+          leaf ? leaf.start : 0,
+          line.start - (line.start > 0 ? crlfBefore(line.start, prevLineStart) : 0),
+        ),
+      );
       const closing = t.startsWith(`--${boundaries[b]}--`);
       boundaries.length = closing ? b : b + 1;
       if (!closing) entity = { headers: [], headerBytes: 0 };
@@ -200,7 +219,8 @@ async function* decode(source: ObjectSource, p: PartLocation, ctx: UnpackContext
   const emit = function* (out: Buffer) {
     if (out.length === 0) return;
     produced += out.length;
-    if (produced > ctx.maxFileSize) throw new UnpackLimitError('MaxFileSize', `mime: part "${p.name}" exceeds ${ctx.maxFileSize} bytes`);
+    if (produced > ctx.maxFileSize)
+      throw new UnpackLimitError('MaxFileSize', `mime: part "${p.name}" exceeds ${ctx.maxFileSize} bytes`);
     yield out;
   };
   for await (const chunk of source.stream(p.start, p.end)) {

@@ -36,7 +36,8 @@ async function findStreams(source: ObjectSource, ctx: UnpackContext): Promise<Pd
         if (text[e - 1] === '\n') end--;
         if (text[e - 2] === '\r' && text[e - 1] === '\n') end--;
         found.push({ start: open.start, end: Math.max(open.start, end), filters: open.filters });
-        if (found.length > ctx.maxFiles) throw new UnpackLimitError('MaxFiles', `pdf: more than ${ctx.maxFiles} streams`);
+        if (found.length > ctx.maxFiles)
+          throw new UnpackLimitError('MaxFiles', `pdf: more than ${ctx.maxFiles} streams`);
         open = null;
         cursor = e + 9;
         continue;
@@ -52,7 +53,9 @@ async function findStreams(source: ObjectSource, ctx: UnpackContext): Promise<Pd
       if (text[bodyAt] === '\n') bodyAt++;
       const dict = text.slice(Math.max(0, s - 1024), s);
       const lastDict = dict.slice(dict.lastIndexOf('<<'));
-      const filters = [...lastDict.matchAll(/\/(FlateDecode|Fl|ASCIIHexDecode|AHx|ASCII85Decode|A85)\b/g)].map((m) => m[1]!);
+      const filters = [
+        ...lastDict.matchAll(/\/(FlateDecode|Fl|ASCIIHexDecode|AHx|ASCII85Decode|A85)\b/g),
+      ].map((m) => m[1]!);
       open = { start: base + bodyAt, filters };
       cursor = bodyAt;
     }
@@ -125,7 +128,12 @@ function decode(source: ObjectSource, s: PdfStream, ctx: UnpackContext): AsyncIt
  */
 async function* inflate(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   try {
-    yield* throughZlib('pdf', 'ERR_PDF_FLATE', chunks, createInflate({ finishFlush: constants.Z_SYNC_FLUSH }));
+    yield* throughZlib(
+      'pdf',
+      'ERR_PDF_FLATE',
+      chunks,
+      createInflate({ finishFlush: constants.Z_SYNC_FLUSH }),
+    );
   } catch (e) {
     if (!(e instanceof UnpackError)) throw e;
   }

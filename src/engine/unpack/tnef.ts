@@ -23,17 +23,25 @@ export const tnefUnpacker: Unpacker = {
       if (ctx.signal.aborted) throw new UnpackLimitError('MaxScanTime', 'scan aborted');
       const h = await source.read(pos, 9);
       const level = h[0]!;
-      if (level !== 1 && level !== 2) throw new UnpackError('tnef', 'ERR_TNEF_CORRUPT', `bad attribute level ${level} at ${pos}`);
+      if (level !== 1 && level !== 2)
+        throw new UnpackError('tnef', 'ERR_TNEF_CORRUPT', `bad attribute level ${level} at ${pos}`);
       const id = h.readUInt32LE(1);
       const length = h.readUInt32LE(5);
       const start = pos + 9;
-      if (start + length > source.size) throw new UnpackError('tnef', 'ERR_TNEF_TRUNCATED', `attribute at ${pos} runs past the end`);
+      if (start + length > source.size)
+        throw new UnpackError('tnef', 'ERR_TNEF_TRUNCATED', `attribute at ${pos} runs past the end`);
       if (id === ATT_ATTACH_TITLE) {
         title = (await source.read(start, Math.min(length, 512))).toString('latin1').replace(/\0.*$/s, '');
       } else if (id === ATT_ATTACH_DATA) {
-        if (++count > ctx.maxFiles) throw new UnpackLimitError('MaxFiles', `tnef: more than ${ctx.maxFiles} attachments`);
-        if (length > ctx.maxFileSize) throw new UnpackLimitError('MaxFileSize', `tnef: attachment of ${length} bytes`);
-        yield { name: title || `attachment-${count}`, size: length, open: () => source.stream(start, start + length) };
+        if (++count > ctx.maxFiles)
+          throw new UnpackLimitError('MaxFiles', `tnef: more than ${ctx.maxFiles} attachments`);
+        if (length > ctx.maxFileSize)
+          throw new UnpackLimitError('MaxFileSize', `tnef: attachment of ${length} bytes`);
+        yield {
+          name: title || `attachment-${count}`,
+          size: length,
+          open: () => source.stream(start, start + length),
+        };
         title = '';
       }
       pos = start + length + 2;
