@@ -295,68 +295,76 @@ function parseClamscan(out: string): Map<string, string | null> {
   return m;
 }
 
-test('scangate and clamscan give the same verdict on a generated database and corpus', {
-  timeout: 120_000,
-}, async (t) => {
-  const clamscan = peer(t, 'clamscan', 'clamav');
-  if (!clamscan) return;
-  const root = mkdtempSync(join(tmpdir(), 'scangate-diff-'));
-  try {
-    const r = rng(Number(process.env.SCANGATE_DIFF_SEED ?? 20261123));
-    const c: Corpus = { db: {}, files: new Map() };
-    genNdb(r, c, 400);
-    genLdb(r, c, 100);
-    genHashes(r, c, 40);
-    genAllow(c);
-    genTargets(r, c);
-    const dbDir = join(root, 'db');
-    const corpus = join(root, 'corpus');
-    mkdirSync(dbDir);
-    mkdirSync(corpus);
-    for (const [name, lines] of Object.entries(c.db))
-      writeFileSync(join(dbDir, name), `${lines.join('\n')}\n`);
-    for (const [name, f] of c.files) writeFileSync(join(corpus, name), f.data);
+test(
+  'scangate and clamscan give the same verdict on a generated database and corpus',
+  {
+    timeout: 120_000,
+  },
+  async (t) => {
+    const clamscan = peer(t, 'clamscan', 'clamav');
+    if (!clamscan) return;
+    const root = mkdtempSync(join(tmpdir(), 'scangate-diff-'));
+    try {
+      const r = rng(Number(process.env.SCANGATE_DIFF_SEED ?? 20261123));
+      const c: Corpus = { db: {}, files: new Map() };
+      genNdb(r, c, 400);
+      genLdb(r, c, 100);
+      genHashes(r, c, 40);
+      genAllow(c);
+      genTargets(r, c);
+      const dbDir = join(root, 'db');
+      const corpus = join(root, 'corpus');
+      mkdirSync(dbDir);
+      mkdirSync(corpus);
+      for (const [name, lines] of Object.entries(c.db))
+        writeFileSync(join(dbDir, name), `${lines.join('\n')}\n`);
+      for (const [name, f] of c.files) writeFileSync(join(corpus, name), f.data);
 
-    const t0 = Date.now();
-    const res = spawnSync(clamscan, ['--no-summary', '-d', dbDir, corpus], {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-    });
-    t.diagnostic(`clamscan: ${Date.now() - t0} ms, exit ${res.status}`);
-    assert.ok(res.status === 0 || res.status === 1, `clamscan failed (${res.status}): ${res.stderr}`);
-    const theirs = parseClamscan(res.stdout);
+      const t0 = Date.now();
+      const res = spawnSync(clamscan, ['--no-summary', '-d', dbDir, corpus], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      });
+      t.diagnostic(`clamscan: ${Date.now() - t0} ms, exit ${res.status}`);
+      assert.ok(res.status === 0 || res.status === 1, `clamscan failed (${res.status}): ${res.stderr}`);
+      const theirs = parseClamscan(res.stdout);
 
-    const db = await loadSignatures([dbDir], { builtin: false });
-    assert.deepEqual(db.unsupported, []);
-    const m = compileMatcher(db);
-    const mismatches: string[] = [];
-    let infected = 0;
-    for (const [name, f] of c.files) {
-      const path = join(corpus, name);
-      assert.ok(theirs.has(path), `clamscan said nothing about ${name}`);
-      const their = theirs.get(path)!;
-      const s = m.session({ size: f.data.length, allMatches: true });
-      // Feed in uneven chunks, as sockets do.
-      for (let off = 0, k = 0; off < f.data.length; k++) {
-        const n = [1, 7, 4096, 65536, 100_000][k % 5]!;
-        s.write(f.data.subarray(off, off + n));
-        off += n;
+      const db = await loadSignatures([dbDir], { builtin: false });
+      assert.deepEqual(db.unsupported, []);
+      const m = compileMatcher(db);
+      const mismatches: string[] = [];
+      let infected = 0;
+      for (const [name, f] of c.files) {
+        const path = join(corpus, name);
+        assert.ok(theirs.has(path), `clamscan said nothing about ${name}`);
+        const their = theirs.get(path)!;
+        const s = m.session({ size: f.data.length, allMatches: true });
+        // Feed in uneven chunks, as sockets do.
+        for (let off = 0, k = 0; off < f.data.length; k++) {
+          const n = [1, 7, 4096, 65536, 100_000][k % 5]!;
+          s.write(f.data.subarray(off, off + n));
+          off += n;
+        }
+        const ours = s.end();
+        if (their) infected++;
+        if ((their === null) !== (ours.length === 0) || (their !== null && !ours.includes(their))) {
+          mismatches.push(
+            `${name}: clamscan=${their ?? 'OK'} scangate=${ours.join(',') || 'OK'} (${f.note})`,
+          );
+        }
       }
-      const ours = s.end();
-      if (their) infected++;
-      if ((their === null) !== (ours.length === 0) || (their !== null && !ours.includes(their))) {
-        mismatches.push(`${name}: clamscan=${their ?? 'OK'} scangate=${ours.join(',') || 'OK'} (${f.note})`);
-      }
+      t.diagnostic(
+        `${c.files.size} files, ${infected} infected per clamscan, ${mismatches.length} mismatches`,
+      );
+      assert.ok(infected > c.files.size / 4, 'the corpus should have plenty of detections');
+      assert.deepEqual(mismatches, []);
+    } finally {
+      // SCANGATE_KEEP_DIFF=1 keeps the database and corpus for investigation.
+      if (process.env.SCANGATE_KEEP_DIFF === '1') t.diagnostic(`kept ${root}`);
+      else rmSync(root, { recursive: true, force: true });
     }
-    t.diagnostic(`${c.files.size} files, ${infected} infected per clamscan, ${mismatches.length} mismatches`);
-    assert.ok(infected > c.files.size / 4, 'the corpus should have plenty of detections');
-    assert.deepEqual(mismatches, []);
-  } finally {
-    // SCANGATE_KEEP_DIFF=1 keeps the database and corpus for investigation.
-    if (process.env.SCANGATE_KEEP_DIFF === '1') t.diagnostic(`kept ${root}`);
-    else rmSync(root, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('a malformed line: clamscan refuses the database, we throw SignatureError naming file:line', async (t) => {
   const clamscan = peer(t, 'clamscan', 'clamav');
