@@ -4,6 +4,7 @@
  * per container, total bytes scanned, time). A limit hit is an explicit verdict
  * (`Heuristics.Limits.Exceeded.*`) unless `alertExceedsMax` is off, never a silent pass.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { EngineLimits } from '../config/schema.js';
 import { ScanError, UnpackError, UnpackLimitError } from '../errors.js';
@@ -253,7 +254,6 @@ function isPathInput(input: ScanInput): input is { path: string } {
 }
 
 async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<string> {
-  const { createHash } = await import('node:crypto');
   const h = createHash('sha256');
   for await (const chunk of source.stream(0, source.size, 1024 * 1024)) {
     if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
