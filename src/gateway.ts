@@ -12,10 +12,12 @@ import type { Scanner } from './engine/types.js';
 import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { RunningService, ServiceDeps } from './net/service.js';
+import { CertificateAuthority } from './tls/ca.js';
 
 export interface Gateway {
   readonly config: Config;
   readonly scanner: Scanner;
+  readonly ca: CertificateAuthority;
   readonly services: RunningService[];
   readonly admin: AdminServer | null;
   banner(): string[];
@@ -54,6 +56,13 @@ export async function startGateway(
 ): Promise<Gateway> {
   const events = new FanoutEventSink([new LogEventSink(logger), ...(options.events ?? [])]);
   const scanner = await createScanner(config.engine, { dataDir: config.dataDir, logger });
+  const { ca, created } = await CertificateAuthority.loadOrCreate({
+    dataDir: config.dataDir,
+    ...config.tls.ca,
+    logger,
+  });
+  if (created)
+    logger.info({ cert: ca.files.cert, fingerprint: ca.fingerprint256 }, 'interception CA created');
   const deps = { config, scanner, logger, events };
   const services: RunningService[] = [];
   const unavailable: string[] = [];
@@ -88,6 +97,7 @@ export async function startGateway(
   return {
     config,
     scanner,
+    ca,
     services,
     admin,
     banner() {
@@ -104,6 +114,10 @@ export async function startGateway(
           `scangate: admin on http://${admin.address.address}:${admin.address.port}/ (/healthz /readyz /metrics)`,
         );
       for (const u of unavailable) lines.push(`scangate: NOT STARTED: ${u}`);
+      lines.push(`scangate: interception CA ${ca.files.cert} (SHA-256 ${ca.fingerprint256})`);
+      lines.push(
+        `scangate: clients must trust it, e.g. curl --cacert ${ca.files.cert} (README: "Trusting the CA")`,
+      );
       return lines;
     },
     async reload() {

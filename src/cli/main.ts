@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { ScangateError } from '../errors.js';
+import { registerCa } from './ca.js';
 import { registerRun } from './run.js';
 import { registerScan } from './scan.js';
 
@@ -13,6 +14,7 @@ const program = new Command('scangate')
 
 registerScan(program);
 registerRun(program);
+registerCa(program);
 
 try {
   await program.parseAsync(process.argv);
