@@ -152,7 +152,10 @@ class DeflateAuto extends Transform {
     else this.inner.once('drain', () => cb());
   }
   override _flush(cb: (err?: Error | null) => void): void {
-    if (!this.inner) return cb();
+    if (!this.inner) {
+      cb();
+      return;
+    }
     this.inner.once('end', () => cb());
     this.inner.end();
   }

@@ -51,7 +51,8 @@ export function createContext(cfg: HttpListenerConfig, deps: HttpDeps): Listener
 
 /** TCP to the origin, then TLS verified against the system roots plus tls.upstream.ca when it speaks https. */
 export async function openOrigin(ctx: ListenerContext, origin: Origin): Promise<Duplex> {
-  if (!origin.tls) return ctx.connector.connect(origin.host, origin.port, { timeoutMs: ctx.connectTimeoutMs });
+  if (!origin.tls)
+    return ctx.connector.connect(origin.host, origin.port, { timeoutMs: ctx.connectTimeoutMs });
   const { verify, extraCa } = ctx.deps.tls.upstream;
   return connectUpstreamTls({
     host: origin.host,
@@ -75,7 +76,15 @@ export function peerAddress(s: Socket): string {
 
 export function emitConnectionEvent(
   ctx: ListenerContext,
-  e: { kind: string; action: EventAction; client: string; server: string; protocol?: string; reason?: string; object?: string },
+  e: {
+    kind: string;
+    action: EventAction;
+    client: string;
+    server: string;
+    protocol?: string;
+    reason?: string;
+    object?: string;
+  },
 ): void {
   ctx.deps.events.emit({ listener: ctx.cfg.name, protocol: e.protocol ?? 'http', ...e });
 }

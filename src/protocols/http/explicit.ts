@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { parseClientHello } from '../../net/sniff.js';
 import { resetConnection } from '../../net/splice.js';
 import { interceptTls } from '../../tls/intercept.js';
-import { type ListenerContext, describeError, emitConnectionEvent, peerAddress } from './context.js';
+import { describeError, emitConnectionEvent, type ListenerContext, peerAddress } from './context.js';
 import { readFirstBytes } from './first-bytes.js';
 import { endGracefully, send } from './io.js';
 import { errorResponse, serializeProxyResponse } from './responses.js';
@@ -20,7 +20,13 @@ import { relayTunnel } from './tunnel.js';
 
 export async function handleExplicit(ctx: ListenerContext, client: Socket): Promise<void> {
   const clientAddress = peerAddress(client);
-  const session = new HttpSession(ctx.env, { client, clientAddress, scheme: 'http', origin: null, acceptConnect: true });
+  const session = new HttpSession(ctx.env, {
+    client,
+    clientAddress,
+    scheme: 'http',
+    origin: null,
+    acceptConnect: true,
+  });
   const end = await session.run();
   if (end.kind !== 'connect') return;
   await handleConnect(ctx, client, clientAddress, end.host, end.port, end.head.version, end.rest);
@@ -41,19 +47,39 @@ async function handleConnect(
     upstream = await ctx.connector.connect(host, port, { timeoutMs: ctx.connectTimeoutMs });
   } catch (e) {
     const reason = describeError(e);
-    emitConnectionEvent(ctx, { kind: 'upstream-failure', action: 'error', client: clientAddress, server, reason });
-    await send(client, serializeProxyResponse(errorResponse(502, `cannot connect to ${server}: ${reason}`), version)).catch(() => {});
+    emitConnectionEvent(ctx, {
+      kind: 'upstream-failure',
+      action: 'error',
+      client: clientAddress,
+      server,
+      reason,
+    });
+    await send(
+      client,
+      serializeProxyResponse(errorResponse(502, `cannot connect to ${server}: ${reason}`), version),
+    ).catch(() => {});
     endGracefully(client);
     return;
   }
   upstream.on('error', () => {});
   try {
-    await send(client, Buffer.from(`HTTP/${version === '1.0' ? '1.0' : '1.1'} 200 Connection established\r\n\r\n`));
+    await send(
+      client,
+      Buffer.from(`HTTP/${version === '1.0' ? '1.0' : '1.1'} 200 Connection established\r\n\r\n`),
+    );
   } catch {
     upstream.destroy();
     return;
   }
-  await runTunnel(ctx, { client, clientAddress, host, port, upstream, initial: rest, onUpstreamDown: 'error-page' });
+  await runTunnel(ctx, {
+    client,
+    clientAddress,
+    host,
+    port,
+    upstream,
+    initial: rest,
+    onUpstreamDown: 'error-page',
+  });
 }
 
 export interface TunnelParams {
@@ -72,7 +98,11 @@ export interface TunnelParams {
 /** Sniffs the first bytes of an established tunnel and runs the matching handler. */
 export async function runTunnel(ctx: ListenerContext, p: TunnelParams): Promise<void> {
   const server = formatAuthority(p.host, p.port);
-  const first = await readFirstBytes(p.client, { initial: p.initial, upstream: p.upstream, timeoutMs: ctx.sniffTimeoutMs });
+  const first = await readFirstBytes(p.client, {
+    initial: p.initial,
+    upstream: p.upstream,
+    timeoutMs: ctx.sniffTimeoutMs,
+  });
   if (first.kind === 'silent' && p.client.destroyed) {
     p.upstream.destroy();
     return;
@@ -92,8 +122,18 @@ export async function runTunnel(ctx: ListenerContext, p: TunnelParams): Promise<
   if (first.kind === 'tls') {
     const hello = parseClientHello(first.data);
     const name = hello?.serverName || p.host;
-    if (ctx.deps.tls.passthrough.shouldPassthrough(name) || (name !== p.host && ctx.deps.tls.passthrough.shouldPassthrough(p.host))) {
-      emitConnectionEvent(ctx, { kind: 'passthrough', action: 'passthrough', client: p.clientAddress, server, protocol: 'https', object: name });
+    if (
+      ctx.deps.tls.passthrough.shouldPassthrough(name) ||
+      (name !== p.host && ctx.deps.tls.passthrough.shouldPassthrough(p.host))
+    ) {
+      emitConnectionEvent(ctx, {
+        kind: 'passthrough',
+        action: 'passthrough',
+        client: p.clientAddress,
+        server,
+        protocol: 'https',
+        object: name,
+      });
       await spliceWith(ctx, p.client, p.upstream, first.data);
       return;
     }
@@ -104,17 +144,37 @@ export async function runTunnel(ctx: ListenerContext, p: TunnelParams): Promise<
   const classification = first.kind;
   const firstBytes = first.data.subarray(0, 16).toString('hex');
   if (ctx.cfg.unknownProtocol === 'block') {
-    emitConnectionEvent(ctx, { kind: 'splice', action: 'blocked', client: p.clientAddress, server, reason: `${classification} protocol (first bytes ${firstBytes})` });
+    emitConnectionEvent(ctx, {
+      kind: 'splice',
+      action: 'blocked',
+      client: p.clientAddress,
+      server,
+      reason: `${classification} protocol (first bytes ${firstBytes})`,
+    });
     p.upstream.destroy();
     p.client.destroy();
     return;
   }
-  ctx.deps.logger.info({ listener: ctx.cfg.name, client: p.clientAddress, server, classification, firstBytes }, 'unknown protocol spliced unscanned');
-  emitConnectionEvent(ctx, { kind: 'splice', action: 'allowed', client: p.clientAddress, server, reason: `${classification} protocol (first bytes ${firstBytes})` });
+  ctx.deps.logger.info(
+    { listener: ctx.cfg.name, client: p.clientAddress, server, classification, firstBytes },
+    'unknown protocol spliced unscanned',
+  );
+  emitConnectionEvent(ctx, {
+    kind: 'splice',
+    action: 'allowed',
+    client: p.clientAddress,
+    server,
+    reason: `${classification} protocol (first bytes ${firstBytes})`,
+  });
   await spliceWith(ctx, p.client, p.upstream, first.data);
 }
 
-async function spliceWith(ctx: ListenerContext, client: Duplex, upstream: Duplex, head: Buffer): Promise<void> {
+async function spliceWith(
+  ctx: ListenerContext,
+  client: Duplex,
+  upstream: Duplex,
+  head: Buffer,
+): Promise<void> {
   if (head.length) await send(upstream, head).catch(() => {});
   await relayTunnel(client, upstream, ctx.cfg.idleTimeout);
 }
@@ -145,7 +205,15 @@ async function interceptAndServe(
     });
   } catch (e) {
     const reason = describeError(e);
-    emitConnectionEvent(ctx, { kind: 'upstream-failure', action: 'error', client: p.clientAddress, server, protocol: 'https', reason, object: name });
+    emitConnectionEvent(ctx, {
+      kind: 'upstream-failure',
+      action: 'error',
+      client: p.clientAddress,
+      server,
+      protocol: 'https',
+      reason,
+      object: name,
+    });
     if (p.onUpstreamDown === 'reset') resetConnection(p.client);
     else p.client.destroy();
     return;

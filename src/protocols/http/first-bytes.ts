@@ -64,7 +64,10 @@ export function readFirstBytes(client: Duplex, opts: FirstBytesOptions): Promise
     const onUpstream = () => {
       if (up && up.readableLength > 0) finish({ kind: 'server-first', data });
     };
-    const timer = setTimeout(() => finish(data.length ? { kind: 'unknown', data } : { kind: 'silent', data }), opts.timeoutMs);
+    const timer = setTimeout(
+      () => finish(data.length ? { kind: 'unknown', data } : { kind: 'silent', data }),
+      opts.timeoutMs,
+    );
     client.on('data', onData);
     client.once('end', onEnd);
     client.once('close', onEnd);

@@ -44,7 +44,12 @@ function response(status: number, body: Buffer, extra: RawHeaders, close: boolea
   return { status, headers, body };
 }
 
-export function blockResponse(opts: { url: string; signature: string; location: string[]; close: boolean }): ProxyResponse {
+export function blockResponse(opts: {
+  url: string;
+  signature: string;
+  location: string[];
+  close: boolean;
+}): ProxyResponse {
   const where = opts.location.length > 1 ? ` (in ${escapeHtml(opts.location.slice(1).join(' / '))})` : '';
   const body = page('Blocked: malware detected', [
     `The object <code>${escapeHtml(opts.url)}</code> was blocked because it contains <strong>${escapeHtml(opts.signature)}</strong>${where}.`,
@@ -58,7 +63,15 @@ export function scanErrorResponse(opts: { url: string; reason: string; close: bo
     `<code>${escapeHtml(opts.url)}</code> could not be scanned (${escapeHtml(opts.reason)}), so it was not delivered.`,
     'Please try again later.',
   ]);
-  return response(503, body, [[VERDICT_HEADER, `error; reason=${quoted(opts.reason)}`], ['Retry-After', '10']], opts.close);
+  return response(
+    503,
+    body,
+    [
+      [VERDICT_HEADER, `error; reason=${quoted(opts.reason)}`],
+      ['Retry-After', '10'],
+    ],
+    opts.close,
+  );
 }
 
 export function errorResponse(status: number, message: string, close = true): ProxyResponse {
@@ -67,6 +80,11 @@ export function errorResponse(status: number, message: string, close = true): Pr
 }
 
 export function serializeProxyResponse(r: ProxyResponse, version = '1.1', headOnly = false): Buffer[] {
-  const head = serializeResponseHead({ version, status: r.status, reason: reasonPhrase(r.status), headers: r.headers });
+  const head = serializeResponseHead({
+    version,
+    status: r.status,
+    reason: reasonPhrase(r.status),
+    headers: r.headers,
+  });
   return headOnly ? [head] : [head, r.body];
 }

@@ -8,11 +8,17 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type SecureContext, TLSSocket, createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { ConfigError } from '../../errors.js';
 import { parseClientHello } from '../../net/sniff.js';
 import { resetConnection } from '../../net/splice.js';
-import { type ListenerContext, describeError, emitConnectionEvent, openOrigin, peerAddress } from './context.js';
+import {
+  describeError,
+  emitConnectionEvent,
+  type ListenerContext,
+  openOrigin,
+  peerAddress,
+} from './context.js';
 import { readFirstBytes } from './first-bytes.js';
 import { endGracefully, send } from './io.js';
 import { errorResponse, serializeProxyResponse } from './responses.js';
@@ -29,13 +35,18 @@ export interface ReverseSetup {
 export function reverseSetup(ctx: ListenerContext): ReverseSetup {
   const key = `listeners.${ctx.cfg.name}`;
   const up = ctx.cfg.upstream;
-  if (!up) throw new ConfigError(`${key}.upstream`, 'reverse mode needs upstream: https://host:port or http://host:port');
+  if (!up)
+    throw new ConfigError(
+      `${key}.upstream`,
+      'reverse mode needs upstream: https://host:port or http://host:port',
+    );
   const m = /^(?:(https?):\/\/)?([^/]+?)\/?$/.exec(up);
   const tls = m?.[1] === 'https';
   const authority = m ? parseAuthority(m[2]!, tls ? 443 : 80) : null;
   if (!authority) throw new ConfigError(`${key}.upstream`, `not an origin URL: "${up}"`);
   const { cert, key: keyFile } = ctx.cfg.tls;
-  if (Boolean(cert) !== Boolean(keyFile)) throw new ConfigError(`${key}.tls`, 'tls.cert and tls.key go together');
+  if (Boolean(cert) !== Boolean(keyFile))
+    throw new ConfigError(`${key}.tls`, 'tls.cert and tls.key go together');
   let context: SecureContext | null = null;
   if (cert && keyFile) {
     try {
@@ -47,7 +58,11 @@ export function reverseSetup(ctx: ListenerContext): ReverseSetup {
   return { origin: { ...authority, tls }, context };
 }
 
-export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, client: Socket): Promise<void> {
+export async function handleReverse(
+  ctx: ListenerContext,
+  setup: ReverseSetup,
+  client: Socket,
+): Promise<void> {
   const clientAddress = peerAddress(client);
   const server = formatAuthority(setup.origin.host, setup.origin.port);
   const first = await readFirstBytes(client, { timeoutMs: ctx.cfg.headerTimeout });
@@ -56,7 +71,14 @@ export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, c
     return;
   }
   if (first.kind !== 'tls' && first.kind !== 'http') {
-    ctx.deps.logger.info({ listener: ctx.cfg.name, client: clientAddress, firstBytes: first.data.subarray(0, 16).toString('hex') }, 'reverse: neither HTTP nor TLS');
+    ctx.deps.logger.info(
+      {
+        listener: ctx.cfg.name,
+        client: clientAddress,
+        firstBytes: first.data.subarray(0, 16).toString('hex'),
+      },
+      'reverse: neither HTTP nor TLS',
+    );
     client.destroy();
     return;
   }
@@ -65,10 +87,19 @@ export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, c
     upstream = await openOrigin(ctx, setup.origin);
   } catch (e) {
     const reason = describeError(e);
-    emitConnectionEvent(ctx, { kind: 'upstream-failure', action: 'error', client: clientAddress, server, reason });
+    emitConnectionEvent(ctx, {
+      kind: 'upstream-failure',
+      action: 'error',
+      client: clientAddress,
+      server,
+      reason,
+    });
     if (first.kind === 'tls') resetConnection(client);
     else {
-      await send(client, serializeProxyResponse(errorResponse(502, `upstream ${server} failed: ${reason}`))).catch(() => {});
+      await send(
+        client,
+        serializeProxyResponse(errorResponse(502, `upstream ${server} failed: ${reason}`)),
+      ).catch(() => {});
       endGracefully(client);
     }
     return;
@@ -76,7 +107,14 @@ export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, c
   upstream.on('error', () => {});
 
   if (first.kind === 'http') {
-    const session = new HttpSession(ctx.env, { client, clientAddress, scheme: 'http', origin: setup.origin, upstream, head: first.data });
+    const session = new HttpSession(ctx.env, {
+      client,
+      clientAddress,
+      scheme: 'http',
+      origin: setup.origin,
+      upstream,
+      head: first.data,
+    });
     await session.run();
     return;
   }
@@ -84,7 +122,11 @@ export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, c
   let context = setup.context;
   if (!context) context = await ctx.deps.tls.minter.contextFor([sni || setup.origin.host]);
   client.unshift(first.data);
-  const tlsClient = new TLSSocket(client, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+  const tlsClient = new TLSSocket(client, {
+    isServer: true,
+    secureContext: context,
+    ALPNProtocols: ['http/1.1'],
+  });
   tlsClient.on('error', () => {});
   const ok = await new Promise<boolean>((resolve) => {
     tlsClient.once('secure', () => resolve(true));
@@ -96,6 +138,12 @@ export async function handleReverse(ctx: ListenerContext, setup: ReverseSetup, c
     client.destroy();
     return;
   }
-  const session = new HttpSession(ctx.env, { client: tlsClient, clientAddress, scheme: 'https', origin: setup.origin, upstream });
+  const session = new HttpSession(ctx.env, {
+    client: tlsClient,
+    clientAddress,
+    scheme: 'https',
+    origin: setup.origin,
+    upstream,
+  });
   await session.run();
 }

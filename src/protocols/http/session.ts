@@ -14,10 +14,24 @@ import type { Verdict } from '../../engine/types.js';
 import { UpstreamError } from '../../errors.js';
 import type { ServiceDeps } from '../../net/service.js';
 import { type BodyOutcome, ScannedBody } from './body-scanner.js';
-import { getHeader, hasHeader, hasToken, type RawHeaders, setHeader, stripHopByHop, withoutHeaders } from './headers.js';
+import {
+  getHeader,
+  hasHeader,
+  hasToken,
+  type RawHeaders,
+  setHeader,
+  stripHopByHop,
+  withoutHeaders,
+} from './headers.js';
 import { endGracefully, MessageReader, send } from './io.js';
 import { type BodyFraming, HttpParser, type RequestHead, type ResponseHead } from './parser.js';
-import { blockResponse, errorResponse, type ProxyResponse, scanErrorResponse, serializeProxyResponse } from './responses.js';
+import {
+  blockResponse,
+  errorResponse,
+  type ProxyResponse,
+  scanErrorResponse,
+  serializeProxyResponse,
+} from './responses.js';
 import { encodeChunk, encodeLastChunk, serializeRequestHead, serializeResponseHead } from './serialize.js';
 import { formatAuthority, parseRequestTarget } from './target.js';
 import { relayTunnel } from './tunnel.js';
@@ -80,7 +94,8 @@ export class HttpSession {
     const parser = new HttpParser('request', { maxHeaderSize: this.cfg.maxHeaderSize });
     if (opts.head?.length) parser.push(opts.head);
     this.reader = new MessageReader(opts.client, parser);
-    if (opts.upstream && opts.origin) this.upstream = this.wrapUpstream(originKey(opts.origin), opts.upstream);
+    if (opts.upstream && opts.origin)
+      this.upstream = this.wrapUpstream(originKey(opts.origin), opts.upstream);
   }
 
   private get log() {
@@ -101,7 +116,10 @@ export class HttpSession {
         if (typeof result === 'object') return result;
       }
     } catch (e) {
-      this.log.debug({ err: (e as Error).message, client: this.opts.clientAddress }, 'http session ended by error');
+      this.log.debug(
+        { err: (e as Error).message, client: this.opts.clientAddress },
+        'http session ended by error',
+      );
       this.opts.client.destroy();
     } finally {
       this.dropUpstream();
@@ -111,7 +129,9 @@ export class HttpSession {
   }
 
   /** Waits for the next request head within headerTimeout (slowloris guard). */
-  private async nextRequestHead(): Promise<{ head: RequestHead; framing: BodyFraming } | { response: ProxyResponse } | null> {
+  private async nextRequestHead(): Promise<
+    { head: RequestHead; framing: BodyFraming } | { response: ProxyResponse } | null
+  > {
     let timer: NodeJS.Timeout | undefined;
     const before = this.reader.received;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -134,7 +154,10 @@ export class HttpSession {
   }
 
   private async answer(r: ProxyResponse, version: string, headOnly = false): Promise<void> {
-    await send(this.opts.client, serializeProxyResponse(r, version === '1.0' ? '1.0' : '1.1', headOnly)).catch(() => {});
+    await send(
+      this.opts.client,
+      serializeProxyResponse(r, version === '1.0' ? '1.0' : '1.1', headOnly),
+    ).catch(() => {});
   }
 
   /** One request/response exchange. */
@@ -157,7 +180,8 @@ export class HttpSession {
       path = target.form === 'origin' ? target.path : target.form === 'absolute' ? target.path : '*';
       authority = host || formatAuthority(origin.host, origin.port, origin.tls ? 443 : 80);
     } else {
-      if (target.form !== 'absolute') return this.refuse(head, 400, 'this is a proxy: requests need an absolute URL');
+      if (target.form !== 'absolute')
+        return this.refuse(head, 400, 'this is a proxy: requests need an absolute URL');
       origin = { host: target.host, port: target.port, tls: target.scheme === 'https' };
       path = target.path;
       authority = formatAuthority(target.host, target.port, origin.tls ? 443 : 80);
@@ -184,14 +208,19 @@ export class HttpSession {
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.emit(info, { kind: 'upstream-failure', action: 'error', reason });
-      return this.refuse(head, 502, `upstream ${formatAuthority(origin.host, origin.port)} failed: ${reason}`);
+      return this.refuse(
+        head,
+        502,
+        `upstream ${formatAuthority(origin.host, origin.port)} failed: ${reason}`,
+      );
     }
     up.reader.parser.expectResponse(head.method);
 
     if (framing.kind === 'none') {
       await send(up.socket, serializeRequestHead(outHead));
     } else {
-      if (expectContinue && head.version === '1.1') await send(this.opts.client, Buffer.from('HTTP/1.1 100 Continue\r\n\r\n'));
+      if (expectContinue && head.version === '1.1')
+        await send(this.opts.client, Buffer.from('HTTP/1.1 100 Continue\r\n\r\n'));
       const sent = await this.forwardRequestBody(info, outHead, framing, up);
       if (sent !== 'sent') return sent;
     }
@@ -199,12 +228,20 @@ export class HttpSession {
   }
 
   /** Upload: scanned before (held) or while (streamed, keep-back) it reaches the origin. */
-  private async forwardRequestBody(info: Exchange, outHead: RequestHead, framing: BodyFraming, up: Upstream): Promise<'sent' | 'close'> {
+  private async forwardRequestBody(
+    info: Exchange,
+    outHead: RequestHead,
+    framing: BodyFraming,
+    up: Upstream,
+  ): Promise<'sent' | 'close'> {
     const chunked = framing.kind === 'chunked';
-    const body = new ScannedBody(this.bodyOptions(info, undefined, framing.kind === 'length' ? framing.length : undefined, 'upload'), {
-      begin: () => send(up.socket, serializeRequestHead(outHead)),
-      write: (c) => send(up.socket, chunked ? encodeChunk(c) : c),
-    });
+    const body = new ScannedBody(
+      this.bodyOptions(info, undefined, framing.kind === 'length' ? framing.length : undefined, 'upload'),
+      {
+        begin: () => send(up.socket, serializeRequestHead(outHead)),
+        write: (c) => send(up.socket, chunked ? encodeChunk(c) : c),
+      },
+    );
     let trailers: RawHeaders = [];
     for (;;) {
       const ev = await this.reader.next();
@@ -220,7 +257,8 @@ export class HttpSession {
       // The client broke off (or sent bad framing) mid-upload: nothing complete may reach the origin.
       await body.abortScan();
       this.dropUpstream(true);
-      if (ev?.type === 'error' && !body.streamed) await this.answer(errorResponse(ev.error.status, ev.error.message), info.clientVersion);
+      if (ev?.type === 'error' && !body.streamed)
+        await this.answer(errorResponse(ev.error.status, ev.error.message), info.clientVersion);
       return 'close';
     }
     const outcome = await body.finish(this.env.deps.config.engine.onError === 'allow');
@@ -235,7 +273,12 @@ export class HttpSession {
     return 'sent';
   }
 
-  private async relayResponse(info: Exchange, req: RequestHead, up: Upstream, upgrade: boolean): Promise<'continue' | 'close'> {
+  private async relayResponse(
+    info: Exchange,
+    req: RequestHead,
+    up: Upstream,
+    upgrade: boolean,
+  ): Promise<'continue' | 'close'> {
     let ev = await up.reader.next();
     // Interim 1xx responses are dropped: we already answered any 100-continue ourselves.
     while (ev?.type === 'response-head' && ev.head.status < 200 && ev.head.status !== 101) {
@@ -254,7 +297,10 @@ export class HttpSession {
     if (resp.status === 101) {
       if (!upgrade) {
         this.dropUpstream(true);
-        await this.answer(errorResponse(502, 'upstream switched protocols without being asked'), info.clientVersion);
+        await this.answer(
+          errorResponse(502, 'upstream switched protocols without being asked'),
+          info.clientVersion,
+        );
         return 'close';
       }
       await this.switchProtocols(resp, up);
@@ -262,13 +308,21 @@ export class HttpSession {
     }
     const clientClose = wantsClose(req);
     const upstreamClose = ev.framing.kind === 'close' || wantsClose(resp);
-    const toClientChunked = (ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && info.clientVersion === '1.1';
-    const closeAfter = clientClose || ((ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && !toClientChunked);
+    const toClientChunked =
+      (ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && info.clientVersion === '1.1';
+    const closeAfter =
+      clientClose || ((ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && !toClientChunked);
     let headers = stripHopByHop(resp.headers);
     headers.push(['Via', `${resp.version} ${VIA}`]);
-    if (toClientChunked) headers = setHeader(withoutHeaders(headers, ['content-length']), 'Transfer-Encoding', 'chunked');
+    if (toClientChunked)
+      headers = setHeader(withoutHeaders(headers, ['content-length']), 'Transfer-Encoding', 'chunked');
     if (closeAfter) headers.push(['Connection', 'close']);
-    const outHead = serializeResponseHead({ version: info.clientVersion === '1.0' ? '1.0' : '1.1', status: resp.status, reason: resp.reason, headers });
+    const outHead = serializeResponseHead({
+      version: info.clientVersion === '1.0' ? '1.0' : '1.1',
+      status: resp.status,
+      reason: resp.reason,
+      headers,
+    });
 
     if (ev.framing.kind === 'none') {
       const end = await up.reader.next();
@@ -279,10 +333,13 @@ export class HttpSession {
     }
 
     const size = ev.framing.kind === 'length' ? ev.framing.length : undefined;
-    const body = new ScannedBody(this.bodyOptions(info, getHeader(resp.headers, 'content-encoding'), size, 'download'), {
-      begin: () => send(this.opts.client, outHead),
-      write: (c) => send(this.opts.client, toClientChunked ? encodeChunk(c) : c),
-    });
+    const body = new ScannedBody(
+      this.bodyOptions(info, getHeader(resp.headers, 'content-encoding'), size, 'download'),
+      {
+        begin: () => send(this.opts.client, outHead),
+        write: (c) => send(this.opts.client, toClientChunked ? encodeChunk(c) : c),
+      },
+    );
     let trailers: RawHeaders = [];
     for (;;) {
       const b = await up.reader.next();
@@ -312,10 +369,15 @@ export class HttpSession {
         this.opts.client.destroy();
         return 'close';
       }
-      await this.answer(verdictResponse(info.url, outcome.verdict, closeAfter), info.clientVersion, req.method === 'HEAD');
+      await this.answer(
+        verdictResponse(info.url, outcome.verdict, closeAfter),
+        info.clientVersion,
+        req.method === 'HEAD',
+      );
       return closeAfter ? 'close' : 'continue';
     }
-    if (toClientChunked) await send(this.opts.client, encodeLastChunk(info.clientVersion === '1.1' ? trailers : []));
+    if (toClientChunked)
+      await send(this.opts.client, encodeLastChunk(info.clientVersion === '1.1' ? trailers : []));
     return closeAfter ? 'close' : 'continue';
   }
 
@@ -326,7 +388,10 @@ export class HttpSession {
     const upRest = up.reader.detach();
     const clientRest = this.reader.detach();
     this.upstream = null;
-    await send(this.opts.client, [serializeResponseHead({ version: '1.1', status: 101, reason: resp.reason, headers }), upRest]);
+    await send(this.opts.client, [
+      serializeResponseHead({ version: '1.1', status: 101, reason: resp.reason, headers }),
+      upRest,
+    ]);
     if (clientRest.length) await send(up.socket, clientRest);
     await relayTunnel(this.opts.client, up.socket, this.cfg.idleTimeout);
   }
@@ -336,7 +401,12 @@ export class HttpSession {
     return 'close';
   }
 
-  private bodyOptions(info: Exchange, contentEncoding: string | undefined, size: number | undefined, fallback: string) {
+  private bodyOptions(
+    info: Exchange,
+    contentEncoding: string | undefined,
+    size: number | undefined,
+    fallback: string,
+  ) {
     return {
       scanner: this.env.deps.scanner,
       holdLimit: this.cfg.holdLimit,
@@ -356,11 +426,18 @@ export class HttpSession {
       this.emit(info, { kind: 'verdict', action, signature: v.signature, location: v.location });
       return;
     }
-    const action: EventAction = outcome.deliver ? 'allowed' : outcome.streamed ? 'partiallyblocked' : 'blocked';
+    const action: EventAction = outcome.deliver
+      ? 'allowed'
+      : outcome.streamed
+        ? 'partiallyblocked'
+        : 'blocked';
     this.emit(info, { kind: 'verdict', action, reason: v.reason });
   }
 
-  private emit(info: Exchange, e: { kind: string; action: EventAction; signature?: string; location?: string[]; reason?: string }): void {
+  private emit(
+    info: Exchange,
+    e: { kind: string; action: EventAction; signature?: string; location?: string[]; reason?: string },
+  ): void {
     this.env.deps.events.emit({
       listener: this.cfg.name,
       protocol: info.scheme,
@@ -374,7 +451,8 @@ export class HttpSession {
   private async getUpstream(origin: Origin): Promise<Upstream> {
     const key = originKey(origin);
     const cur = this.upstream;
-    if (cur && cur.key === key && !cur.socket.destroyed && !cur.reader.eof && cur.reader.parser.idle) return cur;
+    if (cur && cur.key === key && !cur.socket.destroyed && !cur.reader.eof && cur.reader.parser.idle)
+      return cur;
     this.dropUpstream(true);
     const socket = await this.env.connect(origin);
     this.upstream = this.wrapUpstream(key, socket);
@@ -382,9 +460,14 @@ export class HttpSession {
   }
 
   private wrapUpstream(key: string, socket: Duplex): Upstream {
-    const reader = new MessageReader(socket, new HttpParser('response', { maxHeaderSize: Math.max(this.cfg.maxHeaderSize, 64 * 1024) }));
+    const reader = new MessageReader(
+      socket,
+      new HttpParser('response', { maxHeaderSize: Math.max(this.cfg.maxHeaderSize, 64 * 1024) }),
+    );
     const s = socket as Duplex & { setTimeout?: (ms: number, cb: () => void) => void };
-    s.setTimeout?.(this.cfg.idleTimeout, () => socket.destroy(new UpstreamError('ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')));
+    s.setTimeout?.(this.cfg.idleTimeout, () =>
+      socket.destroy(new UpstreamError('ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')),
+    );
     return { key, socket, reader };
   }
 
@@ -413,8 +496,13 @@ function wantsClose(head: { version: string; headers: RawHeaders }): boolean {
   return head.version === '1.0' && !hasToken(head.headers, 'connection', 'keep-alive');
 }
 
-function verdictResponse(url: string, v: Exclude<Verdict, { status: 'clean' }>, close: boolean): ProxyResponse {
-  if (v.status === 'infected') return blockResponse({ url, signature: v.signature, location: v.location, close });
+function verdictResponse(
+  url: string,
+  v: Exclude<Verdict, { status: 'clean' }>,
+  close: boolean,
+): ProxyResponse {
+  if (v.status === 'infected')
+    return blockResponse({ url, signature: v.signature, location: v.location, close });
   return scanErrorResponse({ url, reason: v.reason, close });
 }
 

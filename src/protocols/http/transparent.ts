@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { getOriginalDestination } from '../../net/original-dst.js';
 import { parseClientHello } from '../../net/sniff.js';
 import { resetConnection } from '../../net/splice.js';
-import { type ListenerContext, describeError, emitConnectionEvent, peerAddress } from './context.js';
+import { describeError, emitConnectionEvent, type ListenerContext, peerAddress } from './context.js';
 import { runTunnel } from './explicit.js';
 import { readFirstBytes } from './first-bytes.js';
 import { getHeader } from './headers.js';
@@ -28,9 +28,17 @@ export async function handleTransparent(ctx: ListenerContext, client: Socket): P
   if (!dst) {
     const first = await readFirstBytes(client, { timeoutMs: ctx.sniffTimeoutMs });
     initial = first.data;
-    const fallback = first.kind === 'tls' ? sniTarget(first.data) : first.kind === 'http' ? await hostTarget(ctx, client, first.data) : null;
+    const fallback =
+      first.kind === 'tls'
+        ? sniTarget(first.data)
+        : first.kind === 'http'
+          ? await hostTarget(ctx, client, first.data)
+          : null;
     if (!fallback) {
-      ctx.deps.logger.info({ listener: ctx.cfg.name, client: clientAddress, kind: first.kind }, 'transparent: no original destination and no Host/SNI');
+      ctx.deps.logger.info(
+        { listener: ctx.cfg.name, client: clientAddress, kind: first.kind },
+        'transparent: no original destination and no Host/SNI',
+      );
       resetConnection(client);
       return;
     }
@@ -43,12 +51,26 @@ export async function handleTransparent(ctx: ListenerContext, client: Socket): P
   try {
     upstream = await ctx.connector.connect(dst.address, dst.port, { timeoutMs: ctx.connectTimeoutMs });
   } catch (e) {
-    emitConnectionEvent(ctx, { kind: 'upstream-failure', action: 'error', client: clientAddress, server, reason: describeError(e) });
+    emitConnectionEvent(ctx, {
+      kind: 'upstream-failure',
+      action: 'error',
+      client: clientAddress,
+      server,
+      reason: describeError(e),
+    });
     resetConnection(client);
     return;
   }
   upstream.on('error', () => {});
-  await runTunnel(ctx, { client, clientAddress, host: dst.address, port: dst.port, upstream, initial, onUpstreamDown: 'reset' });
+  await runTunnel(ctx, {
+    client,
+    clientAddress,
+    host: dst.address,
+    port: dst.port,
+    upstream,
+    initial,
+    onUpstreamDown: 'reset',
+  });
 }
 
 function sniTarget(data: Buffer): { host: string; port: number; data?: Buffer } | null {
@@ -57,7 +79,11 @@ function sniTarget(data: Buffer): { host: string; port: number; data?: Buffer } 
 }
 
 /** Reads the first request head (bounded by maxHeaderSize) for its Host header. */
-async function hostTarget(ctx: ListenerContext, client: Socket, initial: Buffer): Promise<{ host: string; port: number; data: Buffer } | null> {
+async function hostTarget(
+  ctx: ListenerContext,
+  client: Socket,
+  initial: Buffer,
+): Promise<{ host: string; port: number; data: Buffer } | null> {
   const parser = new HttpParser('request', { maxHeaderSize: ctx.cfg.maxHeaderSize });
   const chunks = [initial];
   let ev = parser.feed(initial)[0];

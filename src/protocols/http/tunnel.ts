@@ -7,7 +7,8 @@ import { splice } from '../../net/splice.js';
 
 /** Copies both ways until both sides are done (half-close aware); resolves when both are closed. */
 export async function relayTunnel(a: Duplex, b: Duplex, idleTimeoutMs: number): Promise<void> {
-  const closed = (s: Duplex) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
+  const closed = (s: Duplex) =>
+    new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
   const done = Promise.all([closed(a), closed(b)]);
   splice(a as never, b as never, { idleTimeoutMs });
   await done;
