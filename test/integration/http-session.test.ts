@@ -1,0 +1,273 @@
+/**
+ * The HTTP session (explicit proxy for http:// URLs) end to end with real curl, the real engine and
+ * an in-process origin. The session is driven directly over a plain TCP server here; the listener
+ * modes (CONNECT, TLS interception, transparent, reverse) have their own tests.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { MemoryEventSink } from '../../src/admin/events.js';
+import { configSchema, type HttpListenerConfig } from '../../src/config/schema.js';
+import { createBuiltinScanner } from '../../src/engine/index.js';
+import type { Scanner } from '../../src/engine/types.js';
+import { UpstreamError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { HttpParser } from '../../src/protocols/http/parser.js';
+import { HttpSession, type SessionEnv } from '../../src/protocols/http/session.js';
+import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
+import { peer } from '../helpers/peers.js';
+import { bigStream, curl, type Origin, sha256Of, splitHead, startOrigin } from './http-origin.js';
+
+function plainConnect(host: string, port: number): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, host);
+    s.once('connect', () => resolve(s));
+    s.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new UpstreamError('ERR_UPSTREAM_REFUSED', `connection refused (${e.code})`)),
+    );
+  });
+}
+
+function pipeBoth(a: Duplex, b: Duplex): Promise<void> {
+  a.pipe(b);
+  b.pipe(a);
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = () => ++n === 2 && resolve();
+    a.once('close', done);
+    b.once('close', done);
+  });
+}
+
+let dir: string;
+let scanner: Scanner;
+let origin: Origin;
+let proxy: Server;
+let proxyPort: number;
+const events = new MemoryEventSink();
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'scangate-http-'));
+  scanner = await createBuiltinScanner();
+  origin = await startOrigin();
+  const config = configSchema.parse({
+    dataDir: dir,
+    listeners: [{ name: 'web', protocol: 'http', listen: '127.0.0.1:0', holdLimit: '1MB', keepBack: '64KB' }],
+  });
+  const listener = config.listeners[0] as HttpListenerConfig;
+  const env: SessionEnv = {
+    listener,
+    deps: { config, scanner, logger: silentLogger, events },
+    connect: (o) => plainConnect(o.host, o.port),
+    relay: pipeBoth,
+    spoolDir: join(dir, 'spool'),
+  };
+  proxy = createServer((client: Socket) => {
+    client.on('error', () => {});
+    const address = `${client.remoteAddress}:${client.remotePort}`;
+    void new HttpSession(env, { client, clientAddress: address, scheme: 'http', origin: null }).run();
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  proxyPort = (proxy.address() as AddressInfo).port;
+});
+
+after(async () => {
+  proxy.close();
+  await origin.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const url = (path: string) => `http://127.0.0.1:${origin.port}${path}`;
+const viaProxy = () => ['-x', `http://127.0.0.1:${proxyPort}`];
+
+describe('http session through curl', () => {
+  it('forwards a clean GET', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const r = await curl(bin, [...viaProxy(), '-D', '-', url('/clean.txt')]);
+    const { status, headers, body } = splitHead(r.stdout);
+    assert.equal(status, 200);
+    assert.match(headers, /^Via: 1\.1 scangate/im);
+    assert.equal(body.toString(), 'hello, clean world\n');
+  });
+
+  it('blocks an EICAR download with 403, the block page and X-Scangate-Verdict', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    for (const path of ['/eicar.com', '/eicar-chunked', '/eicar.gz', '/eicar.br']) {
+      const before = events.events.length;
+      const r = await curl(bin, [...viaProxy(), '-D', '-', url(path)]);
+      const { status, headers, body } = splitHead(r.stdout);
+      assert.equal(status, 403, path);
+      assert.match(headers, /^X-Scangate-Verdict: infected; signature="Eicar-Signature"/im);
+      assert.match(body.toString(), /Eicar-Signature/);
+      assert.equal(body.indexOf(EICAR.subarray(0, 20)), -1);
+      const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+      assert.equal(ev.length, 1, path);
+      assert.equal(ev[0]!.action, 'blocked');
+      assert.equal(ev[0]!.signature, EICAR_NAME);
+      assert.equal(ev[0]!.object, url(path));
+      assert.equal(ev[0]!.protocol, 'http');
+    }
+  });
+
+  it('blocks an EICAR multipart upload before any of it reaches the origin', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const file = join(dir, 'eicar.txt');
+    writeFileSync(file, EICAR);
+    const seen = origin.requests.length;
+    const r = await curl(bin, [...viaProxy(), '-D', '-', '-F', `file=@${file}`, url('/upload')]);
+    assert.equal(splitHead(r.stdout).status, 403);
+    assert.equal(origin.requests.length, seen, 'the origin received no request at all');
+    // A clean upload goes through whole.
+    const clean = join(dir, 'clean.bin');
+    writeFileSync(clean, randomBytes(200_000));
+    const ok = await curl(bin, [...viaProxy(), '-F', `file=@${clean}`, url('/upload')]);
+    const reply = JSON.parse(ok.stdout.toString()) as { received: number };
+    assert.ok(reply.received > 200_000);
+    assert.equal(origin.requests.at(-1)!.containsEicar, false);
+  });
+
+  it('delivers a clean 100 MB object byte-identical (streamed past holdLimit)', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const size = 100 * 1024 * 1024;
+    const expected = await sha256Of(bigStream(size));
+    const r = await curl(bin, [...viaProxy(), url(`/big?size=${size}`)], {
+      sink: sha256Of,
+      timeoutMs: 120_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.sinkResult, expected);
+  });
+
+  it('cuts a streamed download whose tail is infected (partiallyblocked)', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const before = events.events.length;
+    for (const q of ['', '&chunked=1']) {
+      const r = await curl(bin, [...viaProxy(), url(`/big?size=3000000&eicar=1${q}`)], {
+        sink: async (s) => {
+          let n = 0;
+          for await (const c of s) n += (c as Buffer).length;
+          return n;
+        },
+      });
+      assert.notEqual(r.code, 0, 'curl sees an incomplete transfer');
+      assert.ok((r.sinkResult as number) <= 3_000_000 + EICAR.length - 64 * 1024);
+    }
+    const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+    assert.deepEqual(
+      ev.map((e) => e.action),
+      ['partiallyblocked', 'partiallyblocked'],
+    );
+  });
+
+  it('answers 502 naming the reason when the origin is down', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const r = await curl(bin, [...viaProxy(), '-D', '-', `http://127.0.0.1:${port}/`]);
+    const { status, body } = splitHead(r.stdout);
+    assert.equal(status, 502);
+    assert.match(body.toString(), /refused/);
+  });
+});
+
+/** Sends raw bytes and collects parsed responses until `count` arrived or the socket closed. */
+async function rawExchange(payload: Buffer, count: number, methods: string[]) {
+  const s = connect(proxyPort, '127.0.0.1');
+  const p = new HttpParser('response');
+  for (const m of methods) p.expectResponse(m);
+  const statuses: number[] = [];
+  const bodies: string[] = [];
+  let cur = '';
+  await new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) => {
+      for (const e of p.feed(d)) {
+        if (e.type === 'response-head') statuses.push(e.head.status);
+        if (e.type === 'body') cur += e.data.toString();
+        if (e.type === 'message-end') {
+          bodies.push(cur);
+          cur = '';
+          if (statuses.length === count) s.end();
+        }
+      }
+    });
+    s.on('close', () => resolve());
+    s.on('error', () => resolve());
+    s.write(payload);
+  });
+  return { statuses, bodies };
+}
+
+describe('http session on raw sockets', () => {
+  it('serves 100 pipelined keep-alive requests over one client and one origin connection', async () => {
+    const conns = origin.connections;
+    const req = `GET ${url('/clean.txt')} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n`;
+    const { statuses, bodies } = await rawExchange(Buffer.from(req.repeat(100)), 100, Array(100).fill('GET'));
+    assert.equal(statuses.length, 100);
+    assert.ok(statuses.every((s) => s === 200));
+    assert.ok(bodies.every((b) => b === 'hello, clean world\n'));
+    assert.equal(origin.connections - conns, 1);
+  });
+
+  it('answers a malformed request with 400 and closes', async () => {
+    const { statuses } = await rawExchange(Buffer.from('GET / HTTP/1.1\r\nBad Header\r\n\r\n'), 1, ['GET']);
+    assert.deepEqual(statuses, [400]);
+    const smuggle = await rawExchange(
+      Buffer.from(
+        `POST ${url('/upload')} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      ),
+      1,
+      ['POST'],
+    );
+    assert.deepEqual(smuggle.statuses, [400]);
+  });
+
+  it('relays a protocol upgrade (101) and then splices both ways', async () => {
+    const s = connect(proxyPort, '127.0.0.1');
+    s.write(
+      `GET ${url('/ws')} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`,
+    );
+    let got = Buffer.alloc(0);
+    await new Promise<void>((resolve) => {
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        if (got.includes('\r\n\r\n') && !got.includes('ping')) s.write('ping-binary-\x00\x01\x02');
+        if (got.includes('ping-binary-\x00\x01\x02')) resolve();
+      });
+    });
+    s.destroy();
+    assert.match(got.toString('latin1'), /^HTTP\/1\.1 101 /);
+  });
+
+  it('answers Expect: 100-continue itself and holds the body for scanning', async () => {
+    const body = 'x'.repeat(1000);
+    const s = connect(proxyPort, '127.0.0.1');
+    s.write(
+      `POST ${url('/upload')} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    let got = '';
+    await new Promise<void>((resolve) => {
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.startsWith('HTTP/1.1 100') && !got.includes('"received"') && got.endsWith('\r\n\r\n'))
+          s.write(body);
+        if (got.includes('"received"')) resolve();
+      });
+    });
+    s.destroy();
+    assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.match(got, /"received":1000/);
+  });
+});
