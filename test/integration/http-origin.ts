@@ -167,7 +167,7 @@ export async function startOrigin(
     origin.connections++;
   });
   // WebSocket-style upgrade: answer 101 and echo everything back.
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+  server.on('upgrade', (_req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
     if (head.length) socket.write(head);
     socket.pipe(socket);

@@ -51,13 +51,22 @@ let proxy: Server;
 let proxyPort: number;
 const events = new MemoryEventSink();
 
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'scangate-http-'));
-  scanner = await createBuiltinScanner();
-  origin = await startOrigin();
+/** A plain TCP server running HttpSession with the given listener settings. */
+async function startProxy(
+  overrides: Record<string, unknown> = {},
+): Promise<{ server: Server; port: number }> {
   const config = configSchema.parse({
     dataDir: dir,
-    listeners: [{ name: 'web', protocol: 'http', listen: '127.0.0.1:0', holdLimit: '1MB', keepBack: '64KB' }],
+    listeners: [
+      {
+        name: 'web',
+        protocol: 'http',
+        listen: '127.0.0.1:0',
+        holdLimit: '1MB',
+        keepBack: '64KB',
+        ...overrides,
+      },
+    ],
   });
   const listener = config.listeners[0] as HttpListenerConfig;
   const env: SessionEnv = {
@@ -67,13 +76,20 @@ before(async () => {
     relay: pipeBoth,
     spoolDir: join(dir, 'spool'),
   };
-  proxy = createServer((client: Socket) => {
+  const server = createServer((client: Socket) => {
     client.on('error', () => {});
     const address = `${client.remoteAddress}:${client.remotePort}`;
     void new HttpSession(env, { client, clientAddress: address, scheme: 'http', origin: null }).run();
   });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  proxyPort = (proxy.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'scangate-http-'));
+  scanner = await createBuiltinScanner();
+  origin = await startOrigin();
+  ({ server: proxy, port: proxyPort } = await startProxy());
 });
 
 after(async () => {
@@ -184,16 +200,16 @@ describe('http session through curl', () => {
 });
 
 /** Sends raw bytes and collects parsed responses until `count` arrived or the socket closed. */
-async function rawExchange(payload: Buffer, count: number, methods: string[]) {
-  const s = connect(proxyPort, '127.0.0.1');
+async function rawExchange(payload: Buffer, count: number, methods: string[], port = proxyPort) {
+  const s = connect(port, '127.0.0.1');
   const p = new HttpParser('response');
   for (const m of methods) p.expectResponse(m);
   const statuses: number[] = [];
   const bodies: string[] = [];
   let cur = '';
   await new Promise<void>((resolve) => {
-    s.on('data', (d: Buffer) => {
-      for (const e of p.feed(d)) {
+    const take = (d: Buffer, end: boolean) => {
+      for (const e of p.feed(d, end)) {
         if (e.type === 'response-head') statuses.push(e.head.status);
         if (e.type === 'body') cur += e.data.toString();
         if (e.type === 'message-end') {
@@ -202,8 +218,12 @@ async function rawExchange(payload: Buffer, count: number, methods: string[]) {
           if (statuses.length === count) s.end();
         }
       }
+    };
+    s.on('data', (d: Buffer) => take(d, false));
+    s.on('close', () => {
+      take(Buffer.alloc(0), true);
+      resolve();
     });
-    s.on('close', () => resolve());
     s.on('error', () => resolve());
     s.write(payload);
   });
@@ -269,5 +289,55 @@ describe('http session on raw sockets', () => {
     s.destroy();
     assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     assert.match(got, /"received":1000/);
+  });
+});
+
+describe('http session limits and edge cases', () => {
+  it('cuts an infected upload above holdLimit mid-body: the origin never gets a complete request', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const file = join(dir, 'big-infected.bin');
+    writeFileSync(file, Buffer.concat([randomBytes(3_000_000), EICAR]));
+    const seen = origin.requests.length;
+    const before = events.events.length;
+    const r = await curl(bin, [...viaProxy(), '-D', '-', '--data-binary', `@${file}`, url('/upload')]);
+    assert.equal(splitHead(r.stdout).status, 403);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(origin.requests.slice(seen).filter((q) => q.url === '/upload').length, 0);
+    const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+    assert.equal(ev[0]?.action, 'partiallyblocked');
+  });
+
+  it('serves HTTP/1.0 clients close-delimited and answers HEAD without a body', async () => {
+    const r10 = await rawExchange(Buffer.from(`GET ${url('/clean.txt')} HTTP/1.0\r\n\r\n`), 1, ['GET']);
+    assert.deepEqual(r10.statuses, [200]);
+    assert.deepEqual(r10.bodies, ['hello, clean world\n']);
+    const head = await rawExchange(
+      Buffer.from(`HEAD ${url('/eicar.com')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+      1,
+      ['HEAD'],
+    );
+    assert.deepEqual(head.statuses, [200]);
+  });
+
+  it('answers 408 to a client that stalls inside a request head, and closes idle ones silently', async () => {
+    const slow = await startProxy({ headerTimeout: '300ms' });
+    try {
+      const t0 = performance.now();
+      const partial = await rawExchange(Buffer.from('GET http://127.0.0.1/ HT'), 1, ['GET'], slow.port);
+      assert.deepEqual(partial.statuses, [408]);
+      assert.ok(performance.now() - t0 < 2000);
+      const idle = await rawExchange(Buffer.alloc(0), 1, ['GET'], slow.port);
+      assert.deepEqual(idle.statuses, []);
+    } finally {
+      slow.server.close();
+    }
+  });
+
+  it('refuses origin-form requests on an explicit proxy and CONNECT where it is not accepted', async () => {
+    const r = await rawExchange(Buffer.from('GET /x HTTP/1.1\r\nHost: a\r\n\r\n'), 1, ['GET']);
+    assert.deepEqual(r.statuses, [400]);
+    const c = await rawExchange(Buffer.from('CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n'), 1, ['CONNECT']);
+    assert.deepEqual(c.statuses, [405]);
   });
 });
