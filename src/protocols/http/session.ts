@@ -51,6 +51,8 @@ export interface SessionEnv {
   connect(origin: Origin): Promise<Duplex>;
   /** Copies bytes both ways unparsed until both sides close (after a 101 Switching Protocols). */
   relay(a: Duplex, b: Duplex): Promise<void>;
+  /** Aborted when the listener shuts down: idle connections close now, busy ones after their exchange. */
+  shutdown?: AbortSignal;
   spoolDir?: string;
 }
 
@@ -135,8 +137,16 @@ export class HttpSession {
   > {
     let timer: NodeJS.Timeout | undefined;
     const before = this.reader.received;
+    const shutdown = this.env.shutdown;
+    let onShutdown: (() => void) | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.cfg.headerTimeout);
+      onShutdown = () => {
+        // Only a connection with nothing of the next request yet is closed at once.
+        if (this.reader.parser.idle) resolve('timeout');
+      };
+      if (shutdown?.aborted) onShutdown();
+      shutdown?.addEventListener('abort', onShutdown);
     });
     try {
       const ev = await Promise.race([this.reader.next(), timeout]);
@@ -151,6 +161,7 @@ export class HttpSession {
       return { head: ev.head, framing: ev.framing };
     } finally {
       clearTimeout(timer);
+      if (onShutdown) shutdown?.removeEventListener('abort', onShutdown);
     }
   }
 
@@ -309,7 +320,7 @@ export class HttpSession {
       await this.switchProtocols(resp, up);
       return 'close';
     }
-    const clientClose = wantsClose(req);
+    const clientClose = wantsClose(req) || this.env.shutdown?.aborted === true;
     const upstreamClose = ev.framing.kind === 'close' || wantsClose(resp);
     const toClientChunked =
       (ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && info.clientVersion === '1.1';
