@@ -334,6 +334,15 @@ describe('http session limits and edge cases', () => {
     }
   });
 
+  it('detects a request looping back through the proxy (508)', async () => {
+    const r = await rawExchange(
+      Buffer.from(`GET http://127.0.0.1:${proxyPort}/x HTTP/1.1\r\nHost: 127.0.0.1:${proxyPort}\r\n\r\n`),
+      1,
+      ['GET'],
+    );
+    assert.deepEqual(r.statuses, [508]);
+  });
+
   it('refuses origin-form requests on an explicit proxy and CONNECT where it is not accepted', async () => {
     const r = await rawExchange(Buffer.from('GET /x HTTP/1.1\r\nHost: a\r\n\r\n'), 1, ['GET']);
     assert.deepEqual(r.statuses, [400]);

@@ -24,6 +24,7 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
   505: 'HTTP Version Not Supported',
+  508: 'Loop Detected',
 };
 
 export function reasonPhrase(status: number): string {

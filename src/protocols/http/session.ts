@@ -7,6 +7,7 @@
  * The session never decides where a connection goes (explicit, transparent and reverse listeners
  * do that and give it an Origin and a connector) and never touches TLS or the engine directly.
  */
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { EventAction } from '../../admin/events.js';
 import type { HttpListenerConfig } from '../../config/schema.js';
@@ -82,7 +83,12 @@ interface Upstream {
   reader: MessageReader;
 }
 
-const VIA = 'scangate';
+/**
+ * Our Via pseudonym (RFC 9110 §7.6.3). The per-process suffix lets us recognise a request that has
+ * already passed through this very proxy (an absolute URL pointing back at the listener) and stop
+ * the loop with 508 instead of recursing until sockets run out.
+ */
+const VIA = `scangate-${randomBytes(3).toString('hex')}`;
 
 export class HttpSession {
   private readonly reader: MessageReader;
@@ -174,6 +180,8 @@ export class HttpSession {
 
   /** One request/response exchange. */
   private async handle(head: RequestHead, framing: BodyFraming): Promise<'continue' | 'close' | SessionEnd> {
+    if ((getHeader(head.headers, 'via') ?? '').includes(VIA))
+      return this.refuse(head, 508, 'request loop: it already passed through this proxy');
     const target = parseRequestTarget(head.method, head.target);
     if (!target) return this.refuse(head, 400, 'invalid request-target');
     if (target.form === 'authority') {
