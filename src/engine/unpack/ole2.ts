@@ -1,25 +1,68 @@
 /**
- * OLE2 compound files (MS-CFB): Word/Excel/PowerPoint 97-2003, MSI, embedded objects. Every stream
- * is yielded; an `\x01Ole10Native` stream (an embedded OLE1 package) yields the packaged file.
- * Sector chains are followed through the FAT with a step budget, so a cyclic chain ends in an error.
+ * OLE2 compound files (MS-CFB): Word/Excel/PowerPoint 97-2003, MSI, embedded objects.
+ *
+ * Every stream is yielded under its storage path (e.g. `Macros/VBA/Module1`), read in place
+ * through a ChainSource so no stream is copied whole into memory. On top of the raw streams:
+ *  - `\x01Ole10Native` (an embedded OLE1 object): the packaged file itself (what users double-click);
+ *  - VBA projects: each module's decompressed source, as `…/Module1.vba` (MS-OVBA), since macro
+ *    signatures match source text;
+ *  - "PowerPoint Document": each embedded object (ExOleObjStg), inflated when compressed.
+ *
+ * Hostile input: sector chains are followed with a visited bitmap, so a cyclic FAT, miniFAT or
+ * DIFAT ends the chain instead of looping; the directory tree is walked with a visited set and a
+ * size cap. A damaged chain yields what it reaches rather than failing the whole file.
  */
+import { constants, createInflate } from 'node:zlib';
 import { UnpackError, UnpackLimitError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
+import { ChainSource } from './chainsource.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
+import { findPptObjects } from './ppt.js';
 import { packagedFile } from './rtf.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
+import { decompressAll, MAX_DIR_BYTES, parseDirStream, VbaDecompressor } from './vba.js';
+import { throughZlib } from './zlibstream.js';
 
 const MAGIC = Buffer.from('d0cf11e0a1b11ae1', 'hex');
-const END_OF_CHAIN = 0xfffffffe;
-const FREE = 0xffffffff;
+/** Values at or above this are markers (DIFSECT, FATSECT, ENDOFCHAIN, FREESECT), never sector numbers. */
+const MAX_REGSECT = 0xfffffffa;
+const NOSTREAM = 0xffffffff;
+/** Directory entries read at most (128 bytes each); real files have tens to a few thousand. */
+const MAX_DIR_ENTRIES = 65536;
+const MINI_SECTOR = 64;
+
+const TYPE_STORAGE = 1;
+const TYPE_STREAM = 2;
+const TYPE_ROOT = 5;
 
 function corrupt(msg: string): UnpackError {
   return new UnpackError('ole2', 'ERR_OLE2_CORRUPT', msg);
 }
 
-class CompoundFile {
-  private fat!: Uint32Array;
+interface DirEntry {
+  name: string;
+  type: number;
+  left: number;
+  right: number;
+  child: number;
+  start: number;
+  size: number;
+}
+
+export interface Ole2Stream {
+  /** Storage path from the root, '/'-separated, control characters removed. */
+  path: string;
+  /** The raw directory name (keeps e.g. the \x01 of \x01Ole10Native). */
+  name: string;
+  /** Path of the storage holding it ('' for the root). */
+  parent: string;
+  data: ObjectSource;
+}
+
+export class CompoundFile {
+  private fat = new Uint32Array(0);
   private miniFat = new Uint32Array(0);
-  private miniStream: Buffer = Buffer.alloc(0);
+  private miniStream: ObjectSource | null = null;
   readonly sectorSize: number;
   readonly cutoff: number;
 
@@ -27,112 +70,269 @@ class CompoundFile {
     private readonly src: ObjectSource,
     private readonly header: Buffer,
   ) {
-    this.sectorSize = 1 << header.readUInt16LE(0x1e);
+    const shift = header.readUInt16LE(0x1e);
+    if (shift !== 9 && shift !== 12) throw corrupt(`sector shift ${shift}`);
+    this.sectorSize = 1 << shift;
     this.cutoff = header.readUInt32LE(0x38);
-    if (this.sectorSize !== 512 && this.sectorSize !== 4096) throw corrupt(`sector size ${this.sectorSize}`);
   }
 
-  static async open(src: ObjectSource): Promise<CompoundFile> {
+  static async open(src: ObjectSource, signal: AbortSignal): Promise<CompoundFile> {
     const header = await src.read(0, 512);
     if (header.length < 512 || !header.subarray(0, 8).equals(MAGIC)) throw corrupt('not a compound file');
     const cf = new CompoundFile(src, header);
-    await cf.loadFat();
+    await cf.loadFat(signal);
     return cf;
   }
 
+  /** Sectors that exist in the file (sector n is at (n + 1) × sectorSize). */
   private get sectorCount(): number {
-    return Math.ceil(this.src.size / this.sectorSize);
+    return Math.max(0, Math.ceil(this.src.size / this.sectorSize) - 1);
   }
 
-  private async sector(n: number): Promise<Buffer> {
-    if (n >= this.sectorCount) throw corrupt(`sector ${n} past the end`);
-    const b = await this.src.read((n + 1) * this.sectorSize, this.sectorSize);
-    if (b.length < this.sectorSize)
-      throw new UnpackError('ole2', 'ERR_OLE2_TRUNCATED', `sector ${n} cut short`);
-    return b;
-  }
+  private readonly sectorOffset = (n: number): number => (n + 1) * this.sectorSize;
 
-  private async loadFat(): Promise<void> {
+  private async loadFat(signal: AbortSignal): Promise<void> {
     const perSector = this.sectorSize / 4;
     const fatSectors: number[] = [];
-    for (let i = 0; i < 109; i++) {
-      const s = this.header.readUInt32LE(0x4c + i * 4);
-      if (s < END_OF_CHAIN - 3) fatSectors.push(s);
+    const addFatSector = (s: number) => {
+      if (s < this.sectorCount && fatSectors.length < this.sectorCount) fatSectors.push(s);
+    };
+    for (let i = 0; i < 109; i++) addFatSector(this.header.readUInt32LE(0x4c + i * 4));
+    // DIFAT sectors continue the list; a visited set ends a cyclic DIFAT chain.
+    const seen = new Set<number>();
+    for (let d = this.header.readUInt32LE(0x44); d < this.sectorCount && !seen.has(d); ) {
+      if (signal.aborted) throw new UnpackLimitError('MaxScanTime', 'unpacking aborted');
+      seen.add(d);
+      const b = await this.src.read(this.sectorOffset(d), this.sectorSize);
+      if (b.length < this.sectorSize) break;
+      for (let i = 0; i < perSector - 1; i++) addFatSector(b.readUInt32LE(i * 4));
+      d = b.readUInt32LE((perSector - 1) * 4);
     }
-    let difat = this.header.readUInt32LE(0x44);
-    for (let steps = 0; difat < END_OF_CHAIN - 3; steps++) {
-      if (steps > this.sectorCount) throw corrupt('DIFAT chain loops');
-      const b = await this.sector(difat);
-      for (let i = 0; i < perSector - 1; i++) {
-        const s = b.readUInt32LE(i * 4);
-        if (s < END_OF_CHAIN - 3) fatSectors.push(s);
-      }
-      difat = b.readUInt32LE((perSector - 1) * 4);
-    }
-    if (fatSectors.length > this.sectorCount) throw corrupt('more FAT sectors than the file holds');
-    this.fat = new Uint32Array(fatSectors.length * perSector);
+    // The FAT covers at most the sectors the file holds: 4 bytes per sector, bounded by the file size.
+    this.fat = new Uint32Array(Math.min(fatSectors.length * perSector, this.sectorCount)).fill(NOSTREAM);
     for (const [i, s] of fatSectors.entries()) {
-      const b = await this.sector(s);
-      for (let j = 0; j < perSector; j++) this.fat[i * perSector + j] = b.readUInt32LE(j * 4);
+      if (i * perSector >= this.fat.length) break;
+      const b = await this.src.read(this.sectorOffset(s), this.sectorSize);
+      for (let j = 0; j < perSector && i * perSector + j < this.fat.length && (j + 1) * 4 <= b.length; j++)
+        this.fat[i * perSector + j] = b.readUInt32LE(j * 4);
     }
   }
 
-  /** The chain of sectors starting at `start`; throws on loops and out-of-range links. */
-  chain(start: number, table: Uint32Array = this.fat): number[] {
+  /** The chain starting at `start`, ended by a marker, an out-of-range link, or a sector seen before. */
+  chain(start: number, table: Uint32Array, maxUnits = table.length): number[] {
     const out: number[] = [];
-    for (let s = start; s !== END_OF_CHAIN && s !== FREE; s = table[s]!) {
-      if (s >= table.length || out.length > table.length) throw corrupt('broken or cyclic sector chain');
+    const seen = new Uint8Array(table.length);
+    for (
+      let s = start;
+      s < table.length && s < MAX_REGSECT && !seen[s] && out.length < maxUnits;
+      s = table[s]!
+    ) {
+      seen[s] = 1;
       out.push(s);
     }
     return out;
   }
 
-  async readChain(start: number, size: number, maxSize: number): Promise<Buffer> {
-    if (size > maxSize) throw new UnpackLimitError('MaxFileSize', `ole2: stream of ${size} bytes`);
-    const parts: Buffer[] = [];
-    let got = 0;
-    for (const s of this.chain(start)) {
-      if (got >= size) break;
-      const b = await this.sector(s);
-      parts.push(b);
-      got += b.length;
+  /** A stream's bytes as a source: in the mini stream when smaller than the cutoff (MS-CFB 2.6.3). */
+  async streamSource(start: number, size: number, isRoot = false): Promise<ObjectSource> {
+    if (!isRoot && size < this.cutoff) {
+      const mini = await this.mini();
+      const units = this.chain(start, this.miniFat, Math.ceil(size / MINI_SECTOR));
+      return new ChainSource(mini, units, MINI_SECTOR, (n) => n * MINI_SECTOR, size);
     }
-    return Buffer.concat(parts).subarray(0, size);
+    const units = this.chain(start, this.fat, Math.ceil(size / this.sectorSize));
+    return new ChainSource(this.src, units, this.sectorSize, this.sectorOffset, size);
   }
 
-  async loadMini(rootStart: number, rootSize: number, maxSize: number): Promise<void> {
-    this.miniStream = await this.readChain(rootStart, rootSize, maxSize);
+  private rootEntry: DirEntry | null = null;
+
+  private async mini(): Promise<ObjectSource> {
+    if (this.miniStream) return this.miniStream;
+    const root = this.rootEntry;
+    this.miniStream = root ? await this.streamSource(root.start, root.size, true) : emptySource();
     const first = this.header.readUInt32LE(0x3c);
-    if (first >= END_OF_CHAIN - 3) return;
-    const raw = await this.readChain(first, this.chain(first).length * this.sectorSize, maxSize);
-    this.miniFat = new Uint32Array(raw.length / 4);
-    for (let i = 0; i < this.miniFat.length; i++) this.miniFat[i] = raw.readUInt32LE(i * 4);
-  }
-
-  readMini(start: number, size: number): Buffer {
-    const parts: Buffer[] = [];
-    for (const s of this.chain(start, this.miniFat))
-      parts.push(this.miniStream.subarray(s * 64, s * 64 + 64));
-    return Buffer.concat(parts).subarray(0, size);
-  }
-
-  /** Directory entries; the directory chain is bounded by the FAT, itself bounded by the file size. */
-  async directory(): Promise<{ name: string; type: number; start: number; size: number }[]> {
-    const first = this.header.readUInt32LE(0x30);
-    const raw = await this.readChain(
-      first,
-      this.chain(first).length * this.sectorSize,
-      Number.MAX_SAFE_INTEGER,
+    const sectors = this.chain(first, this.fat);
+    // The miniFAT has one entry per 64-byte mini sector; it cannot usefully be larger than the mini stream.
+    const entries = Math.min(
+      (sectors.length * this.sectorSize) / 4,
+      Math.ceil(this.miniStream.size / MINI_SECTOR),
     );
-    const entries = [];
-    for (let off = 0; off + 128 <= raw.length; off += 128) {
-      const type = raw[off + 66]!;
-      if (type === 0) continue;
-      const nameLen = Math.min(64, raw.readUInt16LE(off + 64));
-      const name = raw.subarray(off, off + Math.max(0, nameLen - 2)).toString('utf16le');
-      entries.push({ name, type, start: raw.readUInt32LE(off + 116), size: raw.readUInt32LE(off + 120) });
+    const raw = await new ChainSource(
+      this.src,
+      sectors,
+      this.sectorSize,
+      this.sectorOffset,
+      entries * 4,
+    ).read(0, entries * 4);
+    this.miniFat = new Uint32Array(Math.floor(raw.length / 4));
+    for (let i = 0; i < this.miniFat.length; i++) this.miniFat[i] = raw.readUInt32LE(i * 4);
+    return this.miniStream;
+  }
+
+  /** Directory entries in index order (MS-CFB 2.6.1). */
+  private async directory(): Promise<DirEntry[]> {
+    const first = this.header.readUInt32LE(0x30);
+    const sectors = this.chain(first, this.fat, Math.ceil((MAX_DIR_ENTRIES * 128) / this.sectorSize));
+    const dir = new ChainSource(
+      this.src,
+      sectors,
+      this.sectorSize,
+      this.sectorOffset,
+      sectors.length * this.sectorSize,
+    );
+    const entries: DirEntry[] = [];
+    for await (const chunk of dir.stream(0, dir.size, 64 * 128)) {
+      for (let off = 0; off + 128 <= chunk.length; off += 128) {
+        const e = chunk.subarray(off, off + 128);
+        const nameLen = Math.min(64, e.readUInt16LE(64));
+        entries.push({
+          name: e.subarray(0, Math.max(0, nameLen - 2)).toString('utf16le'),
+          type: e[66]!,
+          left: e.readUInt32LE(68),
+          right: e.readUInt32LE(72),
+          child: e.readUInt32LE(76),
+          start: e.readUInt32LE(116),
+          size: e.readUInt32LE(120), // the high half is only meaningful for 4 KiB sectors and > 4 GiB streams
+        });
+      }
     }
     return entries;
+  }
+
+  /**
+   * Every stream with its storage path, found by walking the red-black trees of each storage from the
+   * root (MS-CFB 2.6.4). Each entry is visited at most once whatever the links say.
+   */
+  async streams(signal: AbortSignal): Promise<Ole2Stream[]> {
+    const dir = await this.directory();
+    const root = dir[0];
+    if (!root || root.type !== TYPE_ROOT) throw corrupt('no root directory entry');
+    this.rootEntry = root;
+    const out: { entry: DirEntry; path: string; parent: string }[] = [];
+    const seen = new Uint8Array(dir.length);
+    seen[0] = 1;
+    const todo: { index: number; parent: string }[] = [{ index: root.child, parent: '' }];
+    while (todo.length) {
+      if (signal.aborted) throw new UnpackLimitError('MaxScanTime', 'unpacking aborted');
+      const { index, parent } = todo.pop()!;
+      if (index >= dir.length || seen[index]) continue;
+      seen[index] = 1;
+      const e = dir[index]!;
+      const path = joinPath(parent, cleanName(e.name));
+      todo.push({ index: e.left, parent }, { index: e.right, parent });
+      if (e.type === TYPE_STORAGE) todo.push({ index: e.child, parent: path });
+      else if (e.type === TYPE_STREAM) out.push({ entry: e, path, parent });
+    }
+    // File order is the directory's; keep it stable (parents before their streams is not needed).
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const streams: Ole2Stream[] = [];
+    for (const s of out)
+      streams.push({
+        path: s.path,
+        name: s.entry.name,
+        parent: s.parent,
+        data: await this.streamSource(s.entry.start, s.entry.size),
+      });
+    return streams;
+  }
+}
+
+function cleanName(name: string): string {
+  return name.replace(/[\u0000-\u001f/]/g, '') || '_';
+}
+
+function joinPath(parent: string, name: string): string {
+  return parent ? `${parent}/${name}` : name;
+}
+
+function emptySource(): ObjectSource {
+  return {
+    size: 0,
+    read: async () => Buffer.alloc(0),
+    stream: async function* () {},
+  };
+}
+
+/** The packaged file inside an `\x01Ole10Native` stream (uint32 size, then OLE1 Package native data). */
+async function ole10Native(s: Ole2Stream): Promise<{ name: string; start: number; end: number } | null> {
+  if (s.data.size <= 4) return null;
+  const head = await s.data.read(0, Math.min(s.data.size, 16 * 1024));
+  return packagedFile(head, 4, s.data.size);
+}
+
+async function* vbaSource(data: ObjectSource, offset: number, ctx: UnpackContext): AsyncGenerator<Buffer> {
+  const d = new VbaDecompressor();
+  for await (const chunk of data.stream(offset)) {
+    checkAbort(ctx);
+    yield* d.write(chunk);
+  }
+  yield* d.end();
+}
+
+async function* inflateObject(data: ObjectSource, start: number, end: number): AsyncGenerator<Buffer> {
+  try {
+    yield* throughZlib(
+      'ole2',
+      'ERR_OLE2_ZLIB',
+      data.stream(start, end, 16 * 1024),
+      createInflate({ finishFlush: constants.Z_SYNC_FLUSH }),
+    );
+  } catch (e) {
+    // A damaged object ends early; its bytes recovered so far are still scanned.
+    if (!(e instanceof UnpackError)) throw e;
+  }
+}
+
+async function* ole2Entries(source: ObjectSource, ctx: UnpackContext): AsyncGenerator<Entry> {
+  const cf = await CompoundFile.open(source, ctx.signal);
+  const streams = await cf.streams(ctx.signal);
+  const counter = new EntryCounter('ole2', ctx);
+  const byPath = new Map(streams.map((s) => [s.path.toLowerCase(), s]));
+
+  for (const s of streams) {
+    counter.next();
+    const data = s.data;
+    // Stored bytes: maxFileSize is enforced as the entry is read, after the earlier entries were scanned.
+    const stored = (start: number, end: number) =>
+      limitOutput('ole2', data.stream(start, end), ctx, Math.max(1, end - start));
+
+    if (s.name === '\u0001Ole10Native') {
+      const pkg = await ole10Native(s);
+      if (pkg) {
+        yield { name: pkg.name, size: pkg.end - pkg.start, open: () => stored(pkg.start, pkg.end) };
+        continue;
+      }
+    }
+    yield { name: s.path, size: data.size, open: () => stored(0, data.size) };
+
+    if (s.name.toLowerCase() === 'dir' && byPath.has(joinPath(s.parent, '_vba_project').toLowerCase())) {
+      const raw = await data.read(0, Math.min(data.size, MAX_DIR_BYTES));
+      for (const m of parseDirStream(decompressAll(raw, MAX_DIR_BYTES))) {
+        const mod = byPath.get(joinPath(s.parent, cleanName(m.stream)).toLowerCase());
+        if (!mod || m.offset >= mod.data.size) continue;
+        counter.next();
+        yield {
+          name: `${mod.path}.vba`,
+          open: () => limitOutput('ole2', vbaSource(mod.data, m.offset, ctx), ctx, mod.data.size - m.offset),
+        };
+      }
+    }
+
+    if (s.name === 'PowerPoint Document') {
+      for (const o of await findPptObjects(data, ctx.maxFiles, ctx.signal)) {
+        counter.next();
+        yield {
+          name: `${s.path}/ExOleObjStg@${o.start}`,
+          open: () =>
+            limitOutput(
+              'ole2',
+              o.compressed ? inflateObject(data, o.start, o.end) : data.stream(o.start, o.end, 16 * 1024),
+              ctx,
+              o.end - o.start,
+            ),
+        };
+      }
+    }
   }
 }
 
@@ -149,44 +349,3 @@ export const ole2Unpacker: Unpacker = {
     }
   },
 };
-
-async function* ole2Entries(source: ObjectSource, ctx: UnpackContext): AsyncIterable<Entry> {
-  {
-    const cf = await CompoundFile.open(source);
-    const dir = await cf.directory();
-    const root = dir.find((d) => d.type === 5);
-    if (root && root.size > 0) await cf.loadMini(root.start, root.size, ctx.maxFileSize);
-    let count = 0;
-    for (const d of dir) {
-      if (d.type !== 2) continue;
-      if (++count > ctx.maxFiles)
-        throw new UnpackLimitError('MaxFiles', `ole2: more than ${ctx.maxFiles} streams`);
-      if (ctx.signal.aborted) throw new UnpackLimitError('MaxScanTime', 'scan aborted');
-      const data =
-        d.size < cf.cutoff
-          ? cf.readMini(d.start, d.size)
-          : await cf.readChain(d.start, d.size, ctx.maxFileSize);
-      if (d.name === '\u0001Ole10Native' && data.length > 4) {
-        const pkg = packagedFile(data, 4, data.length);
-        if (pkg) {
-          const file = data.subarray(pkg.start, pkg.end);
-          yield {
-            name: pkg.name,
-            size: file.length,
-            open: async function* () {
-              yield file;
-            },
-          };
-          continue;
-        }
-      }
-      yield {
-        name: d.name.replace(/[\u0000-\u001f]/g, ''),
-        size: data.length,
-        open: async function* () {
-          yield data;
-        },
-      };
-    }
-  }
-}
