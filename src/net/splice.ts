@@ -1,0 +1,118 @@
+/**
+ * Byte-for-byte relay between two sockets, for traffic we do not inspect (passthrough hosts, protocols
+ * that are not ours, the data leg of a tunnel). Nothing is parsed; what matters is that the bytes,
+ * the half-closes and the failures of one side reach the other side faithfully:
+ * - FIN on one side becomes end() on the other, and data keeps flowing the other way (TCP half-close);
+ * - backpressure through pipe(): a slow reader stops the fast writer's socket from being read;
+ * - an error or reset on one side destroys both; no byte either way for idleTimeoutMs destroys both.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+export interface SpliceOptions {
+  idleTimeoutMs?: number;
+  /** Called as bytes pass, with the running totals. */
+  onBytes?: (aToB: number, bToA: number) => void;
+}
+
+export interface SpliceResult {
+  aToB: number;
+  bToA: number;
+  /** Why it ended: both sides closed normally, one failed, or it sat idle. */
+  reason: 'closed' | 'error' | 'idle';
+}
+
+type SpliceSocket = Socket | (Duplex & { setTimeout?: Socket['setTimeout'] });
+
+export function splice(a: SpliceSocket, b: SpliceSocket, opts: SpliceOptions = {}): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    let aToB = 0;
+    let bToA = 0;
+    let reason: SpliceResult['reason'] = 'closed';
+    let closed = 0;
+    let finished = false;
+    // Without this a net.Socket answers a received FIN by ending its own side too, which would cut the
+    // direction that is still sending (half-close, RFC 9293 §3.6).
+    for (const s of [a, b]) (s as { allowHalfOpen: boolean }).allowHalfOpen = true;
+
+    const countA = (chunk: Buffer) => {
+      aToB += chunk.length;
+      opts.onBytes?.(aToB, bToA);
+    };
+    const countB = (chunk: Buffer) => {
+      bToA += chunk.length;
+      opts.onBytes?.(aToB, bToA);
+    };
+    const fail = (why: SpliceResult['reason']) => () => {
+      if (reason === 'closed') reason = why;
+      a.destroy();
+      b.destroy();
+    };
+    const onError = fail('error');
+    const onIdle = fail('idle');
+    const onClose = (s: SpliceSocket) => () => {
+      closed++;
+      // A side that closed without finishing both directions (destroyed by its owner, or aborted)
+      // takes the other with it; a clean close means the other side is finishing too.
+      const other = s === a ? b : a;
+      if (!(s.readableEnded && s.writableFinished)) other.destroy();
+      if (closed === 2 && !finished) {
+        finished = true;
+        for (const x of [a, b]) {
+          x.off('data', x === a ? countA : countB);
+          x.off('error', onError);
+          x.off('timeout', onIdle);
+          x.setTimeout?.(0);
+        }
+        resolve({ aToB, bToA, reason });
+      }
+    };
+    const closeHandlers = new Map([a, b].map((s) => [s, onClose(s)] as const));
+    for (const s of [a, b]) {
+      s.on('error', onError);
+      s.once('close', closeHandlers.get(s)!);
+      if (opts.idleTimeoutMs && s.setTimeout) {
+        s.setTimeout(opts.idleTimeoutMs);
+        s.on('timeout', onIdle);
+      }
+    }
+    a.on('data', countA);
+    b.on('data', countB);
+    a.pipe(b, { end: true });
+    b.pipe(a, { end: true });
+    if (a.destroyed || b.destroyed) {
+      a.destroy();
+      b.destroy();
+    }
+    // A socket that had already closed will never emit 'close' again.
+    for (const s of [a, b]) {
+      if ((s as Duplex).closed) {
+        s.off('close', closeHandlers.get(s)!);
+        closeHandlers.get(s)!();
+      }
+    }
+  });
+}
+
+/**
+ * Aborts a TCP connection with RST instead of FIN, so the client sees "connection reset" just as it
+ * would from a server that is down (mirroring upstream failure, DESIGN 1). For a TLS socket the RST
+ * goes out on the TCP socket beneath it.
+ */
+export function resetConnection(socket: Socket | Duplex): void {
+  let s: unknown = socket;
+  for (let depth = 0; depth < 3 && s; depth++) {
+    const candidate = s as Socket & { _parent?: unknown; _handle?: { constructor?: { name?: string } } };
+    if (typeof candidate.resetAndDestroy === 'function' && candidate._handle?.constructor?.name === 'TCP') {
+      try {
+        candidate.resetAndDestroy();
+        if (candidate !== socket) (socket as Duplex).destroy();
+        return;
+      } catch {
+        break;
+      }
+    }
+    s = candidate._parent;
+  }
+  (socket as Duplex).destroy();
+}
