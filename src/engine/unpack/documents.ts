@@ -7,6 +7,7 @@ import { pdfUnpacker } from './pdf.js';
 import { ole1Unpacker, rtfUnpacker } from './rtf.js';
 import { tnefUnpacker } from './tnef.js';
 import type { Unpacker } from './types.js';
+import { uuencodeUnpacker } from './uuencode.js';
 
 export const documentUnpackers: Unpacker[] = [
   ole2Unpacker,
@@ -16,5 +17,6 @@ export const documentUnpackers: Unpacker[] = [
   pdfUnpacker,
   binhexUnpacker,
   mimeUnpacker,
+  uuencodeUnpacker,
   dataUriUnpacker,
 ];

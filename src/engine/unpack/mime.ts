@@ -1,44 +1,53 @@
 /**
- * MIME messages and mbox (RFC 5322, RFC 2045/2046), with uuencoded blocks inside text bodies.
- * Two passes over the random-access source keep memory bounded whatever the message size: the
- * first records where each leaf part's body lies (offsets only), the second streams each body
- * through its transfer decoder. message/rfc822 parts are yielded whole so the scanner recurses.
+ * MIME messages and mbox files (RFC 5322, RFC 2045/2046, mbox as in RFC 4155), with uuencoded
+ * blocks inside text bodies.
+ *
+ * Why not @zone-eu/mailsplit here: it is a push-style Transform that emits every node of the message
+ * in one pass, while the Entry contract hands out one entry at a time, each streamed when (and only
+ * if) the scanner opens it. Bridging the two would mean buffering decoded parts or pausing the whole
+ * split across entries. The object is already spooled with random access, so this unpacker works
+ * in two passes that keep memory bounded whatever the message size: the first records where each
+ * leaf body lies (offsets only, a few header lines at a time), the second streams one body through
+ * its transfer decoder when that entry is opened. The rewriting path (SMTP strip) keeps mailsplit.
+ *
+ * Limits: nested multiparts deeper than MAX_NESTING are treated as one opaque leaf (RFC 2046 sets no
+ * limit; 10,000-deep nesting is a known parser bomb); header blocks past MAX_HEADER_BYTES are
+ * skipped, not stored; an unterminated multipart ends at the end of the object.
  */
-import { UnpackError, UnpackLimitError } from '../../errors.js';
+import libmime from 'libmime';
 import type { ObjectSource } from '../source.js';
-import { Base64Decoder, QuotedPrintableDecoder, UuDecoder } from './decoders.js';
+import { Base64Decoder, QuotedPrintableDecoder, type StreamDecoder } from './decoders.js';
+import { EntryCounter, limitOutput } from './limits.js';
+import { type Line, lines, type UuBlock, UuScanner } from './textlines.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
+import { decodeUuBlock } from './uuencode.js';
 
-/** Header lines past this are ignored (but still skipped), so a header bomb cannot grow memory. */
+/** Header bytes kept per entity; more are skipped, so a header bomb cannot grow memory. */
 const MAX_HEADER_BYTES = 64 * 1024;
-/** Bytes of a line kept for inspection; the rest of a long line is body data we only skip. */
-const MAX_INSPECT = 998;
-/** Nested multiparts deeper than this are treated as opaque bodies (RFC 2046 sets no limit). */
-const MAX_NESTING = 64;
+/** Multipart nesting kept track of; deeper multiparts become opaque leaves. */
+export const MAX_NESTING = 64;
 
 const HEADER_NAMES =
-  /^(from|to|cc|subject|date|received|return-path|message-id|mime-version|content-type|content-transfer-encoding|delivered-to|reply-to|x-[a-z0-9-]+):/i;
+  /^(from|to|cc|subject|date|received|return-path|message-id|mime-version|content-type|content-transfer-encoding|content-disposition|delivered-to|reply-to|sender|x-[a-z0-9-]+):/i;
 
-interface PartLocation {
+type Encoding = 'base64' | 'quoted-printable' | 'identity';
+
+interface Part {
   name: string;
   start: number;
   end: number;
-  encoding: 'base64' | 'quoted-printable' | 'uuencode' | 'identity';
+  encoding: Encoding;
+  /** Set for a uuencoded block found in a text body. */
+  uu?: UuBlock;
 }
 
-interface Entity {
-  headers: string[];
-  headerBytes: number;
-}
-
+/** Header lines at the start (after an mbox `From ` line), at least two of them well-known names. */
 export function looksLikeMail(head: Buffer): boolean {
-  const text = head.subarray(0, 4096).toString('latin1');
-  const lines = text.split(/\r?\n/);
-  let i = 0;
-  if (lines[0]?.startsWith('From ')) i = 1;
+  const lns = head.subarray(0, 4096).toString('latin1').split(/\r?\n/);
+  let i = lns[0]?.startsWith('From ') ? 1 : 0;
   let known = 0;
-  for (; i < lines.length && i < 40; i++) {
-    const l = lines[i]!;
+  for (; i < lns.length && i < 40; i++) {
+    const l = lns[i]!;
     if (l === '') break;
     if (/^[ \t]/.test(l)) continue;
     if (!/^[\x21-\x39\x3b-\x7e]+:/.test(l)) return false;
@@ -47,204 +56,187 @@ export function looksLikeMail(head: Buffer): boolean {
   return known >= 2;
 }
 
-/** Reads a header parameter, including RFC 2231 `name*=charset''percent-encoded` forms. */
+/**
+ * A header parameter, decoded: RFC 2231 continuations and charsets (`name*0*=utf-8''…; name*1*=…`)
+ * through libmime, then RFC 2047 encoded words (`=?utf-8?B?…?=`), which many mailers still put in
+ * filenames although RFC 2047 §5 forbids it.
+ */
 export function headerParam(value: string, param: string): string | undefined {
-  const ext = new RegExp(`;\\s*${param}\\*(?:0\\*)?=\\s*([^;]*)`, 'i').exec(value);
-  if (ext) {
-    const raw = ext[1]!.trim().replace(/^"|"$/g, '');
-    const m = /^([^']*)'[^']*'(.*)$/.exec(raw);
-    try {
-      return decodeURIComponent(m ? m[2]! : raw);
-    } catch {
-      return m ? m[2]! : raw;
-    }
+  let raw: string | undefined;
+  try {
+    const params = libmime.parseHeaderValue(value).params as Record<string, string>;
+    raw = params[param.toLowerCase()];
+  } catch {
+    return undefined;
   }
-  const plain = new RegExp(`;\\s*${param}\\s*=\\s*("(?:[^"\\\\]|\\\\.)*"|[^;\\s]*)`, 'i').exec(value);
-  if (!plain) return undefined;
-  return plain[1]!.replace(/^"|"$/g, '').replace(/\\(.)/g, '$1');
-}
-
-function field(entity: Entity, name: string): string {
-  const prefix = `${name.toLowerCase()}:`;
-  for (const h of entity.headers)
-    if (h.toLowerCase().startsWith(prefix)) return h.slice(prefix.length).trim();
-  return '';
-}
-
-/** Splits a source into lines with absolute offsets; only the first MAX_INSPECT bytes of a line are kept. */
-async function* lines(
-  source: ObjectSource,
-  signal: AbortSignal,
-): AsyncGenerator<{ text: string; start: number; next: number }> {
-  let pending: Buffer[] = [];
-  let pendingLen = 0;
-  let lineStart = 0;
-  let pos = 0;
-  for await (const chunk of source.stream()) {
-    if (signal.aborted) throw new UnpackLimitError('MaxScanTime', 'scan aborted');
-    let from = 0;
-    for (;;) {
-      const nl = chunk.indexOf(10, from);
-      const end = nl < 0 ? chunk.length : nl;
-      if (pendingLen < MAX_INSPECT) {
-        const piece = chunk.subarray(from, Math.min(end, from + (MAX_INSPECT - pendingLen)));
-        pending.push(piece);
-        pendingLen += piece.length;
-      }
-      if (nl < 0) break;
-      const text = Buffer.concat(pending).toString('latin1').replace(/\r$/, '');
-      const next = pos + nl + 1;
-      yield { text, start: lineStart, next };
-      lineStart = next;
-      pending = [];
-      pendingLen = 0;
-      from = nl + 1;
-    }
-    pos += chunk.length;
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return libmime.decodeWords(raw);
+  } catch {
+    return raw;
   }
-  if (lineStart < source.size)
-    yield { text: Buffer.concat(pending).toString('latin1'), start: lineStart, next: source.size };
 }
 
-/** First pass: where every leaf body lies. */
-async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<PartLocation[]> {
-  const parts: PartLocation[] = [];
-  const boundaries: string[] = [];
-  let entity: Entity | null = { headers: [], headerBytes: 0 };
-  let leaf: { name: string; start: number; encoding: PartLocation['encoding'] } | null = null;
-  let uu: { name: string; start: number } | null = null;
-  let first = true;
-  let prevLineStart = 0;
+class Entity {
+  readonly headers: string[] = [];
+  private bytes = 0;
 
-  const push = (p: PartLocation) => {
+  add(line: string): void {
+    if (this.bytes >= MAX_HEADER_BYTES) return;
+    this.bytes += line.length;
+    if (/^[ \t]/.test(line) && this.headers.length)
+      this.headers[this.headers.length - 1] += ` ${line.trim()}`;
+    else this.headers.push(line);
+  }
+
+  field(name: string): string {
+    const prefix = `${name}:`;
+    for (const h of this.headers)
+      if (h.toLowerCase().startsWith(prefix)) return h.slice(prefix.length).trim();
+    return '';
+  }
+}
+
+/** The name a mail reader would save the part under; control characters are dropped. */
+function partName(e: Entity): string | undefined {
+  const n =
+    headerParam(e.field('content-disposition'), 'filename') ?? headerParam(e.field('content-type'), 'name');
+  const clean = n?.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  return clean || undefined;
+}
+
+/** First pass: where every leaf body (and every uuencoded block in a text body) lies. */
+class PartIndexer {
+  readonly parts: Part[] = [];
+  private readonly counter: EntryCounter;
+  private boundaries: string[] = [];
+  private entity: Entity | null = new Entity();
+  private leaf: { name: string; start: number; encoding: Encoding } | null = null;
+  private uu: UuScanner | null = null;
+  private prev: Line | null = null;
+  private mbox = false;
+
+  constructor(ctx: UnpackContext) {
+    this.counter = new EntryCounter('mime', ctx);
+  }
+
+  private push(p: Part): void {
     if (p.end <= p.start) return;
-    if (parts.length >= ctx.maxFiles)
-      throw new UnpackLimitError('MaxFiles', `mime: more than ${ctx.maxFiles} parts`);
-    parts.push(p);
-  };
-  const closeLeaf = (end: number) => {
-    // Writers often omit the final `end` line; the block then runs to the end of its part.
-    if (uu) push({ name: uu.name, start: uu.start, end, encoding: 'uuencode' });
-    if (leaf) push({ name: leaf.name, start: leaf.start, end, encoding: leaf.encoding });
-    leaf = null;
-    uu = null;
-  };
-
-  for await (const line of lines(source, ctx.signal)) {
-    const t = line.text;
-    if (first && t.startsWith('From ')) {
-      first = false;
-      continue;
-    }
-    first = false;
-
-    if (entity) {
-      if (t === '') {
-        const ctype = field(entity, 'content-type').toLowerCase();
-        const cte = field(entity, 'content-transfer-encoding').toLowerCase();
-        const disposition = field(entity, 'content-disposition');
-        const name =
-          headerParam(disposition, 'filename') ??
-          headerParam(field(entity, 'content-type'), 'name') ??
-          `part-${parts.length + 1}`;
-        const boundary = ctype.startsWith('multipart/')
-          ? headerParam(field(entity, 'content-type'), 'boundary')
-          : undefined;
-        entity = null;
-        if (boundary && boundaries.length < MAX_NESTING) {
-          boundaries.push(boundary);
-        } else {
-          const encoding =
-            cte === 'base64' ? 'base64' : cte === 'quoted-printable' ? 'quoted-printable' : 'identity';
-          leaf = { name, start: line.next, encoding };
-        }
-      } else if (entity.headerBytes < MAX_HEADER_BYTES) {
-        if (/^[ \t]/.test(t) && entity.headers.length)
-          entity.headers[entity.headers.length - 1] += ` ${t.trim()}`;
-        else entity.headers.push(t);
-        entity.headerBytes += t.length;
-      }
-      prevLineStart = line.start;
-      continue;
-    }
-
-    // A boundary line ends the current part; the CRLF before it belongs to the boundary (RFC 2046 5.1.1).
-    const b = t.startsWith('--')
-      ? boundaries.findLastIndex((x) => t === `--${x}` || t === `--${x}--` || t.startsWith(`--${x} `))
-      : -1;
-    if (b >= 0) {
-      closeLeaf(
-        Math.max(
-          leaf ? leaf.start : 0,
-          line.start - (line.start > 0 ? crlfBefore(line.start, prevLineStart) : 0),
-        ),
-      );
-      const closing = t.startsWith(`--${boundaries[b]}--`);
-      boundaries.length = closing ? b : b + 1;
-      if (!closing) entity = { headers: [], headerBytes: 0 };
-      prevLineStart = line.start;
-      continue;
-    }
-
-    // uuencoded blocks appear in text parts and in x-uuencode parts alike.
-    if (leaf && leaf.encoding === 'identity') {
-      const m = /^begin(?:-base64)? [0-7]{3,4} (.+)$/.exec(t);
-      if (m && !uu) uu = { name: m[1]!.trim(), start: line.next };
-      else if (uu && t.trimEnd() === 'end') {
-        push({ name: uu.name, start: uu.start, end: line.start, encoding: 'uuencode' });
-        uu = null;
-      }
-    }
-    prevLineStart = line.start;
+    this.counter.next();
+    this.parts.push(p);
   }
-  closeLeaf(source.size);
-  return parts;
+
+  private closeLeaf(end: number): void {
+    if (this.uu) {
+      const b = this.uu.close(end);
+      if (b) this.push({ name: b.name, start: b.start, end: b.end, encoding: 'identity', uu: b });
+    }
+    if (this.leaf) this.push({ ...this.leaf, end: Math.max(this.leaf.start, end) });
+    this.leaf = null;
+    this.uu = null;
+  }
+
+  /** Where the body before `line` ends: the line break before a delimiter belongs to it (RFC 2046 §5.1.1). */
+  private endBefore(line: Line): number {
+    return line.start - (this.prev ? this.prev.eol : 0);
+  }
+
+  private boundaryAt(t: string): { index: number; closing: boolean } | null {
+    if (!t.startsWith('--') || this.boundaries.length === 0) return null;
+    for (let i = this.boundaries.length - 1; i >= 0; i--) {
+      const b = this.boundaries[i]!;
+      if (!t.startsWith(b, 2)) continue;
+      const rest = t.slice(2 + b.length);
+      // Transport padding (trailing white space) is allowed after a delimiter.
+      if (/^[ \t]*$/.test(rest)) return { index: i, closing: false };
+      if (/^--[ \t]*$/.test(rest)) return { index: i, closing: true };
+    }
+    return null;
+  }
+
+  private startLeafOrMultipart(e: Entity, bodyStart: number): void {
+    const ctype = e.field('content-type');
+    const boundary = /^multipart\//i.test(ctype) ? headerParam(ctype, 'boundary') : undefined;
+    if (boundary && this.boundaries.length < MAX_NESTING) {
+      this.boundaries.push(boundary);
+      return; // the preamble up to the first delimiter is not a part
+    }
+    const cte = e.field('content-transfer-encoding').toLowerCase();
+    const encoding: Encoding =
+      cte === 'base64' ? 'base64' : cte === 'quoted-printable' ? 'quoted-printable' : 'identity';
+    this.leaf = { name: partName(e) ?? `part-${this.parts.length + 1}`, start: bodyStart, encoding };
+    if (encoding === 'identity') this.uu = new UuScanner();
+  }
+
+  line(l: Line, first: boolean): void {
+    const t = l.text;
+    // mbox (RFC 4155): a `From ` line at the start, and after a blank line, starts a message.
+    if (t.startsWith('From ') && (first || (this.mbox && this.prev?.text === ''))) {
+      if (first) this.mbox = true;
+      this.closeLeaf(this.endBefore(l));
+      this.boundaries = [];
+      this.entity = new Entity();
+      this.prev = l;
+      return;
+    }
+    const delimiter = this.boundaryAt(t);
+    if (delimiter) {
+      this.closeLeaf(this.endBefore(l));
+      this.boundaries.length = delimiter.closing ? delimiter.index : delimiter.index + 1;
+      this.entity = delimiter.closing ? null : new Entity();
+    } else if (this.entity) {
+      if (t === '') {
+        const e = this.entity;
+        this.entity = null;
+        this.startLeafOrMultipart(e, l.next);
+      } else this.entity.add(t);
+    } else if (this.uu) {
+      const b = this.uu.line(l);
+      if (b) this.push({ name: b.name, start: b.start, end: b.end, encoding: 'identity', uu: b });
+    }
+    this.prev = l;
+  }
+
+  end(size: number): Part[] {
+    // A message that ends inside its headers has no body; an open leaf runs to the end.
+    this.closeLeaf(size);
+    return this.parts;
+  }
 }
 
-/** Length of the line break just before `lineStart` (the line break is part of the boundary delimiter). */
-function crlfBefore(lineStart: number, prevLineStart: number): number {
-  return lineStart - prevLineStart >= 2 ? 2 : 1;
+async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Part[]> {
+  const ix = new PartIndexer(ctx);
+  let first = true;
+  for await (const l of lines(source, ctx)) {
+    ix.line(l, first);
+    first = false;
+  }
+  return ix.end(source.size);
 }
 
-async function* decode(source: ObjectSource, p: PartLocation, ctx: UnpackContext): AsyncGenerator<Buffer> {
-  const decoder =
+function decode(source: ObjectSource, p: Part, ctx: UnpackContext): AsyncIterable<Buffer> {
+  if (p.uu) return decodeUuBlock(source, p.uu, ctx);
+  const decoder: StreamDecoder | null =
     p.encoding === 'base64'
       ? new Base64Decoder()
       : p.encoding === 'quoted-printable'
         ? new QuotedPrintableDecoder()
-        : p.encoding === 'uuencode'
-          ? new UuDecoder()
-          : null;
-  let produced = 0;
-  const emit = function* (out: Buffer) {
-    if (out.length === 0) return;
-    produced += out.length;
-    if (produced > ctx.maxFileSize)
-      throw new UnpackLimitError('MaxFileSize', `mime: part "${p.name}" exceeds ${ctx.maxFileSize} bytes`);
-    yield out;
+        : null;
+  const body = async function* () {
+    for await (const chunk of source.stream(p.start, p.end)) {
+      const out = decoder ? decoder.write(chunk) : chunk;
+      if (out.length) yield out;
+    }
+    const last = decoder?.end();
+    if (last?.length) yield last;
   };
-  for await (const chunk of source.stream(p.start, p.end)) {
-    if (ctx.signal.aborted) throw new UnpackLimitError('MaxScanTime', 'scan aborted');
-    yield* emit(decoder ? decoder.write(chunk) : chunk);
-  }
-  if (decoder) yield* emit(decoder.end());
+  return limitOutput('mime', body(), ctx, Math.max(1, p.end - p.start));
 }
 
 export const mimeUnpacker: Unpacker = {
   type: 'mime',
   detect: (head) => looksLikeMail(head),
   async *entries(source: ObjectSource, ctx: UnpackContext): AsyncIterable<Entry> {
-    let parts: PartLocation[];
-    try {
-      parts = await indexParts(source, ctx);
-    } catch (e) {
-      if (e instanceof UnpackLimitError) throw e;
-      throw new UnpackError('mime', 'ERR_MIME_CORRUPT', (e as Error).message, { cause: e });
-    }
-    // A single identity part spanning the whole body is the message itself: nothing to unpack.
-    for (const p of parts) {
-      if (p.encoding === 'identity' && p.start === 0 && p.end === source.size) continue;
-      yield { name: p.name, open: () => decode(source, p, ctx) };
-    }
+    for (const p of await indexParts(source, ctx)) yield { name: p.name, open: () => decode(source, p, ctx) };
   },
 };
