@@ -75,9 +75,9 @@ export function normalizeNames(names: CertNames): Required<CertNames> & { key: s
   if (cn && 'dns' in cn) dns.add(cn.dns);
   else if (cn) ips.add(cn.ip);
   if (commonName.length > 64) commonName = '';
-  if (!commonName) commonName = [...dns][0] ?? [...ips][0] ?? 'scangate';
   const dnsNames = [...dns].sort();
   const ipAddresses = [...ips].sort();
+  if (!commonName) commonName = [...dnsNames, ...ipAddresses].find((x) => x.length <= 64) ?? '';
   return {
     commonName,
     dnsNames,
@@ -216,7 +216,7 @@ export class LeafMinter {
       ...n.dnsNames.map((value) => ({ type: 'dns' as const, value })),
       ...n.ipAddresses.map((value) => ({ type: 'ip' as const, value })),
     ];
-    const cnFits = n.commonName.length <= 64;
+    const cnFits = n.commonName.length > 0 && n.commonName.length <= 64;
     const subject = cnFits ? `CN=${escapeDnValue(n.commonName)}, O=scangate` : 'O=scangate';
     const extensions: x509.Extension[] = [
       new x509.BasicConstraintsExtension(false, undefined, true),

@@ -135,6 +135,11 @@ export async function connectUpstreamTls(o: UpstreamTlsOptions): Promise<Upstrea
 function handshakeError(e: Error, host: string, port: number): UpstreamError {
   const code = (e as NodeJS.ErrnoException).code ?? '';
   const where = formatHostPort(host, port);
+  // Node's wording when the peer sent FIN before the handshake finished (code ECONNRESET, but no RST).
+  if (/disconnected before secure TLS connection/.test(e.message))
+    return new UpstreamError('ERR_UPSTREAM_RESET', `${where} closed the connection during the TLS handshake`, {
+      cause: e,
+    });
   if (/^E[A-Z]+$/.test(code)) return upstreamErrorFrom(e, host, port);
   // OpenSSL errors: ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION, ERR_SSL_WRONG_VERSION_NUMBER, …
   const reason = (e as { reason?: string }).reason ?? e.message;
@@ -188,7 +193,7 @@ function untrustedReason(code: string): string {
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
       return 'self-signed certificate';
     case 'SELF_SIGNED_CERT_IN_CHAIN':
-      return 'self-signed certificate in the chain (unknown root)';
+      return 'the chain ends in a root we do not trust';
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
     case 'UNABLE_TO_GET_ISSUER_CERT':
