@@ -17,6 +17,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { EICAR } from '../helpers/eicar.js';
+import { selfSignedCert, TestCa, writePem } from '../helpers/pki.js';
 
 /** `size` bytes of AES-CTR keystream: fast, deterministic, incompressible. */
 export function bigStream(size: number, seed = 1): Readable {
@@ -229,4 +230,35 @@ export function splitHead(out: Buffer): { status: number; headers: string; body:
     if (status >= 200 && !/^HTTP\/[\d.]+ 200 Connection established/i.test(text)) break;
   }
   return { status, headers, body: out.subarray(start) };
+}
+
+/** Origin-side PKI for these tests, over test/helpers/pki.ts: a CA file to trust and server certificates. */
+export interface TestPki {
+  caFile: string;
+  caPem: string;
+  caName: string;
+  server(names: string[], opts?: { expired?: boolean }): Promise<{ cert: string; key: string }>;
+  selfSigned(names: string[]): Promise<{ cert: string; key: string }>;
+}
+
+export async function createTestPki(dir: string): Promise<TestPki> {
+  const caName = 'scangate test origin CA';
+  const ca = await TestCa.create(caName);
+  const day = 86_400_000;
+  return {
+    caFile: writePem(dir, 'origin-ca.pem', ca.certPem),
+    caPem: ca.certPem,
+    caName,
+    async server(names, opts = {}) {
+      const past = opts.expired
+        ? { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) }
+        : {};
+      const c = await ca.issue({ dnsNames: names, ...past });
+      return { cert: c.chainPem, key: c.keyPem };
+    },
+    async selfSigned(names) {
+      const c = await selfSignedCert({ dnsNames: names });
+      return { cert: c.certPem, key: c.keyPem };
+    },
+  };
 }
