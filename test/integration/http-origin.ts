@@ -125,7 +125,7 @@ function route(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
 }
 
 export async function startOrigin(
-  opts: { tls?: { cert: string | Buffer; key: string | Buffer } } = {},
+  opts: { tls?: { cert: string | Buffer; key: string | Buffer }; host?: string } = {},
 ): Promise<Origin> {
   const requests: OriginRecord[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -173,7 +173,7 @@ export async function startOrigin(
     if (head.length) socket.write(head);
     socket.pipe(socket);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, opts.host ?? '127.0.0.1', resolve));
   origin.port = (server.address() as AddressInfo).port;
   return origin;
 }
@@ -189,14 +189,17 @@ export interface CurlResult {
 export function curl(
   bin: string,
   args: string[],
-  opts: { sink?: (s: NodeJS.ReadableStream) => Promise<unknown>; timeoutMs?: number } = {},
+  opts: {
+    sink?: (s: NodeJS.ReadableStream) => Promise<unknown>;
+    timeoutMs?: number;
+    /** A command that runs curl, e.g. ['setpriv', '--reuid', '65534', …]. */
+    wrap?: string[];
+  } = {},
 ): Promise<CurlResult & { sinkResult?: unknown }> {
   const t0 = performance.now();
-  const child = spawn(
-    bin,
-    ['-sS', '--max-time', String(Math.ceil((opts.timeoutMs ?? 60_000) / 1000)), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const argv = [bin, '-sS', '--max-time', String(Math.ceil((opts.timeoutMs ?? 60_000) / 1000)), ...args];
+  const cmd = [...(opts.wrap ?? []), ...argv];
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   let err = '';
   child.stderr.on('data', (d) => {
