@@ -185,6 +185,68 @@ describe('explicit proxy: CONNECT discipline', () => {
   });
 });
 
+describe('explicit proxy: protocols that are not HTTP', () => {
+  /** A server that speaks first (SSH/SMTP style) and echoes one line back. */
+  async function bannerServer() {
+    const srv = createServer((s: Socket) => {
+      s.write('SSH-2.0-OpenSSH_9.6\r\n');
+      s.on('data', (d) => s.end(Buffer.concat([Buffer.from('echo:'), d])));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { srv, port: (srv.address() as AddressInfo).port };
+  }
+
+  function tunnel(
+    port: number,
+    proxyAt: number,
+    onBanner: (s: Socket, data: Buffer) => void,
+  ): Promise<Buffer> {
+    return new Promise((resolve) => {
+      const s = connect(proxyAt, '127.0.0.1');
+      let buf = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        onBanner(s, buf);
+      });
+      s.on('close', () => resolve(buf));
+      s.on('error', () => {});
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    });
+  }
+
+  it('splices a server-speaks-first protocol without waiting for the client', async () => {
+    const { srv, port } = await bannerServer();
+    let sent = false;
+    const got = await tunnel(port, proxyPort, (s, buf) => {
+      if (!sent && buf.includes('SSH-2.0')) {
+        sent = true;
+        s.write('SSH-2.0-client\r\n');
+      }
+    });
+    srv.close();
+    assert.match(
+      got.toString(),
+      /^HTTP\/1\.1 200 [^]*\r\n\r\nSSH-2\.0-OpenSSH_9\.6\r\necho:SSH-2\.0-client\r\n$/,
+    );
+  });
+
+  it('closes tunnels of unknown protocols when unknownProtocol is block', async () => {
+    const blocking = await startService({ name: 'strict', unknownProtocol: 'block' });
+    try {
+      const { srv, port } = await bannerServer();
+      const before = events.events.length;
+      const got = await tunnel(port, blocking.port, () => {});
+      srv.close();
+      assert.doesNotMatch(got.toString(), /SSH-2\.0/);
+      const ev = events.events.slice(before).find((e) => e.kind === 'splice');
+      assert.equal(ev?.action, 'blocked');
+      assert.equal(ev?.listener, 'strict');
+    } finally {
+      await blocking.service.close(100);
+    }
+  });
+});
+
 describe('explicit proxy: HTTPS interception', () => {
   it('blocks EICAR inside TLS with 403 and the verdict header; clean objects pass', async (t) => {
     const bin = peer(t, 'curl');

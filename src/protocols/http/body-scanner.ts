@@ -197,6 +197,16 @@ export class ScannedBody {
   }
 
   async write(chunk: Buffer): Promise<void> {
+    try {
+      await this.accept(chunk);
+    } catch (e) {
+      // The receiver went away: stop the scans now rather than leave them waiting for an end.
+      await this.abortScan();
+      throw e;
+    }
+  }
+
+  private async accept(chunk: Buffer): Promise<void> {
     if (chunk.length === 0) return;
     this.received += chunk.length;
     await Promise.all(this.lanes.map((l) => l.write(chunk)));
