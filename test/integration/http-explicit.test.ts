@@ -247,6 +247,41 @@ describe('explicit proxy: protocols that are not HTTP', () => {
   });
 });
 
+describe('explicit proxy: service lifecycle', () => {
+  it('drops a connection that stalls mid-body after idleTimeout', async () => {
+    const s = await startService({ name: 'idle', idleTimeout: '300ms' });
+    try {
+      const t0 = performance.now();
+      const closed = await new Promise<number>((resolve) => {
+        const c = connect(s.port, '127.0.0.1');
+        c.on('close', () => resolve(performance.now() - t0));
+        c.on('error', () => {});
+        c.write(
+          `POST http://127.0.0.1:${plain.port}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part`,
+        );
+      });
+      assert.ok(closed >= 250 && closed < 3000, `closed after ${closed.toFixed(0)} ms`);
+    } finally {
+      await s.service.close(100);
+    }
+  });
+
+  it('close() ends idle keep-alive connections at once instead of waiting for the deadline', async () => {
+    const s = await startService({ name: 'closing' });
+    const c = connect(s.port, '127.0.0.1');
+    c.on('error', () => {});
+    const closed = new Promise<void>((resolve) => c.on('close', () => resolve()));
+    await new Promise<void>((resolve) => {
+      c.once('data', () => resolve());
+      c.write(`GET http://127.0.0.1:${plain.port}/clean.txt HTTP/1.1\r\nHost: x\r\n\r\n`);
+    });
+    const t0 = performance.now();
+    await s.service.close(10_000);
+    await closed;
+    assert.ok(performance.now() - t0 < 2000);
+  });
+});
+
 describe('explicit proxy: HTTPS interception', () => {
   it('blocks EICAR inside TLS with 403 and the verdict header; clean objects pass', async (t) => {
     const bin = peer(t, 'curl');

@@ -54,9 +54,12 @@ const events = new MemoryEventSink();
 /** A plain TCP server running HttpSession with the given listener settings. */
 async function startProxy(
   overrides: Record<string, unknown> = {},
+  engine?: Scanner,
+  onError: 'block' | 'allow' = 'block',
 ): Promise<{ server: Server; port: number }> {
   const config = configSchema.parse({
     dataDir: dir,
+    engine: { onError },
     listeners: [
       {
         name: 'web',
@@ -71,7 +74,7 @@ async function startProxy(
   const listener = config.listeners[0] as HttpListenerConfig;
   const env: SessionEnv = {
     listener,
-    deps: { config, scanner, logger: silentLogger, events },
+    deps: { config, scanner: engine ?? scanner, logger: silentLogger, events },
     connect: (o) => plainConnect(o.host, o.port),
     relay: pipeBoth,
     spoolDir: join(dir, 'spool'),
@@ -331,6 +334,35 @@ describe('http session limits and edge cases', () => {
       assert.deepEqual(idle.statuses, []);
     } finally {
       slow.server.close();
+    }
+  });
+
+  it('answers 503 when the scanner fails, or forwards when engine.onError is allow', async () => {
+    const broken: Scanner = {
+      scan: async (input) => {
+        (input as NodeJS.ReadableStream).resume?.();
+        return { status: 'error', reason: 'clamd is not answering' };
+      },
+      version: () => ({ engine: 'broken', signatures: 0, databaseVersion: '0' }),
+    };
+    const closed = await startProxy({}, broken, 'block');
+    const open = await startProxy({}, broken, 'allow');
+    try {
+      const req = Buffer.from(`GET ${url('/clean.txt')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const a = await rawExchange(req, 1, ['GET'], closed.port);
+      assert.deepEqual(a.statuses, [503]);
+      assert.match(a.bodies[0]!, /clamd is not answering/);
+      const b = await rawExchange(req, 1, ['GET'], open.port);
+      assert.deepEqual(b.statuses, [200]);
+      assert.deepEqual(b.bodies, ['hello, clean world\n']);
+      const ev = events.events.filter((e) => e.kind === 'verdict' && e.reason === 'clamd is not answering');
+      assert.deepEqual(
+        ev.map((e) => e.action),
+        ['blocked', 'allowed'],
+      );
+    } finally {
+      closed.server.close();
+      open.server.close();
     }
   });
 

@@ -399,13 +399,13 @@ describe('http parser properties', () => {
     fc.assert(
       fc.property(validRequest, (req) => {
         const whole = normalize(new HttpParser('request').feed(req.wire, true));
-        for (let i = 0; i <= req.wire.length; i += Math.max(1, Math.floor(req.wire.length / 60))) {
+        for (let i = 0; i <= req.wire.length; i++) {
           const p = new HttpParser('request');
           const ev = [...p.feed(req.wire.subarray(0, i)), ...p.feed(req.wire.subarray(i), true)];
           assert.deepEqual(normalize(ev), whole);
         }
       }),
-      { numRuns: 200 },
+      { numRuns: 60 },
     );
   });
 
