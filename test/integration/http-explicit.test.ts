@@ -226,7 +226,7 @@ describe('explicit proxy: protocols that are not HTTP', () => {
     srv.close();
     assert.match(
       got.toString(),
-      /^HTTP\/1\.1 200 [^]*\r\n\r\nSSH-2\.0-OpenSSH_9\.6\r\necho:SSH-2\.0-client\r\n$/,
+      /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nSSH-2\.0-OpenSSH_9\.6\r\necho:SSH-2\.0-client\r\n$/,
     );
   });
 
