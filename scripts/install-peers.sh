@@ -9,6 +9,7 @@ PACKAGES=(
   iptables iproute2                                 # transparent mode in a network namespace
   mitmproxy                                         # benchmark peer (mitmdump)
   zip unzip bzip2 cpio p7zip-full gcab mscompress arj   # archive fixtures built by real tools (unpack tests)
+  swaks libio-socket-ssl-perl libauthen-sasl-perl   # SMTP client for the mail gateway tests (TLS, AUTH)
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
