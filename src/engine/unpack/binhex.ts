@@ -51,12 +51,17 @@ export class BinHexDecoder {
     if (this.marker) {
       this.marker = false;
       // 0x90 0x00 is a literal 0x90; 0x90 n repeats the previous byte to a run of n in all.
-      if (b === 0) out.push((this.last = 0x90));
-      else for (let i = 1; i < b; i++) out.push(this.last);
+      if (b === 0) {
+        this.last = 0x90;
+        out.push(0x90);
+      } else for (let i = 1; i < b; i++) out.push(this.last);
       return;
     }
     if (b === 0x90) this.marker = true;
-    else out.push((this.last = b));
+    else {
+      this.last = b;
+      out.push(b);
+    }
   }
 }
 

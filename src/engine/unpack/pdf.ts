@@ -18,15 +18,17 @@ interface PdfStream {
   end: number;
   filters: string[];
   params: Record<string, number>;
+  /** `N G` of the enclosing object, when its header was seen. */
+  obj: string | null;
 }
 
 const CARRY = 2048;
 const FILTERS = /\/(FlateDecode|Fl|ASCIIHexDecode|AHx|ASCII85Decode|A85|LZWDecode|LZW|RunLengthDecode|RL)\b/g;
 
-function lastMatch(text: string, re: RegExp): number {
-  let at = -1;
-  for (const m of text.matchAll(re)) at = m.index;
-  return at;
+function lastMatch(text: string, re: RegExp): RegExpExecArray | null {
+  let last: RegExpExecArray | null = null;
+  for (const m of text.matchAll(re)) last = m;
+  return last;
 }
 
 async function findStreams(source: ObjectSource, ctx: UnpackContext): Promise<PdfStream[]> {
@@ -63,10 +65,15 @@ async function findStreams(source: ObjectSource, ctx: UnpackContext): Promise<Pd
       if (text[bodyAt] === '\n') bodyAt++;
       // The stream's dictionary: from its `N G obj` (a nested << >> such as /DecodeParms must not hide /Filter).
       const before = text.slice(Math.max(0, s - CARRY), s);
-      const objAt = lastMatch(before, /\d+\s+\d+\s+obj\b/g);
-      const dict = before.slice(objAt >= 0 ? objAt : Math.max(0, before.lastIndexOf('<<')));
+      const obj = lastMatch(before, /(\d+)\s+(\d+)\s+obj\b/g);
+      const dict = before.slice(obj ? obj.index : Math.max(0, before.lastIndexOf('<<')));
       const filters = [...dict.matchAll(FILTERS)].map((m) => m[1]!);
-      open = { start: base + bodyAt, filters, params: decodeParams(dict) };
+      open = {
+        start: base + bodyAt,
+        filters,
+        params: decodeParams(dict),
+        obj: obj ? `${obj[1]} ${obj[2]}` : null,
+      };
       cursor = bodyAt;
     }
     // Keep only what a keyword or dictionary may still need.
@@ -118,7 +125,7 @@ export const pdfUnpacker: Unpacker = {
     let n = 0;
     for (const s of streams) {
       n++;
-      yield { name: `stream-${n}`, open: () => decode(source, s, ctx) };
+      yield { name: s.obj ? `obj ${s.obj}` : `stream-${n}`, open: () => decode(source, s, ctx) };
     }
   },
 };

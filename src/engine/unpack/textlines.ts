@@ -4,8 +4,8 @@
  * the random-access source without ever being held. A line longer than `inspect` is only skipped.
  */
 import type { ObjectSource } from '../source.js';
-import type { UnpackContext } from './types.js';
 import { checkAbort } from './limits.js';
+import type { UnpackContext } from './types.js';
 
 export interface Line {
   /** The line's first bytes (latin1), without its CR LF / LF. */

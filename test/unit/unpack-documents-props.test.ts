@@ -1,0 +1,178 @@
+/**
+ * fast-check properties for every document parser, each called directly (whatever its detect()
+ * says): arbitrary bytes and mutated valid inputs only ever raise UnpackError/UnpackLimitError and
+ * finish in bounded time; every streaming decoder gives the same output however its input is cut.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { deflateSync } from 'node:zlib';
+import fc from 'fast-check';
+import { BinHexDecoder } from '../../src/engine/unpack/binhex.js';
+import {
+  Base64Decoder,
+  QuotedPrintableDecoder,
+  type StreamDecoder,
+  UuDecoder,
+} from '../../src/engine/unpack/decoders.js';
+import { documentUnpackers } from '../../src/engine/unpack/documents.js';
+import { VbaDecompressor } from '../../src/engine/unpack/vba.js';
+import { UnpackError, UnpackLimitError } from '../../src/errors.js';
+import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
+import {
+  buildCfb,
+  ctx,
+  drain,
+  lzwEncode,
+  ole1Object,
+  packageNative,
+  uuencodeLines,
+  vbaCompress,
+  vbaDir,
+} from './unpack-documents-helpers.js';
+
+const TESTFILES = '/usr/share/clamav-testfiles';
+const fixture = (f: string): Buffer[] =>
+  existsSync(`${TESTFILES}/${f}`) ? [readFileSync(`${TESTFILES}/${f}`)] : [];
+
+const pdf = (dict: string, body: Buffer) =>
+  Buffer.concat([
+    Buffer.from(`%PDF-1.4\n3 0 obj\n<< ${dict} >>\nstream\n`),
+    body,
+    Buffer.from('\nendstream\nendobj\n'),
+  ]);
+
+/** Valid inputs per unpacker type, to be mutated. */
+const SEEDS: Record<string, Buffer[]> = {
+  mime: [mailWithAttachment(EICAR), ...fixture('clam.mail'), ...fixture('clam.exe.mbox.base64')],
+  uuencode: [
+    Buffer.from(`begin 644 e.com\n${uuencodeLines(EICAR).join('\n')}\nend\n`),
+    ...fixture('clam.exe.mbox.uu'),
+  ],
+  binhex: fixture('clam.exe.binhex'),
+  tnef: fixture('clam.tnef'),
+  pdf: [
+    pdf(
+      '/Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 4 >>',
+      deflateSync(Buffer.alloc(400, 1)),
+    ),
+    pdf('/Filter /LZWDecode', lzwEncode(Buffer.concat([EICAR, EICAR]))),
+    pdf('/Filter [/ASCIIHexDecode /RunLengthDecode]', Buffer.from('02414243FD44 80>')),
+    ...fixture('clam.pdf'),
+  ],
+  rtf: fixture('clam.exe.rtf'),
+  ole1: [ole1Object('Package', packageNative('a.exe', EICAR)), ole1Object('Paint.Picture', EICAR)],
+  ole2: [
+    buildCfb([
+      { path: 'Macros/VBA/dir', data: vbaCompress(vbaDir('M', 8)) },
+      { path: 'Macros/VBA/_VBA_PROJECT', data: Buffer.alloc(7) },
+      {
+        path: 'Macros/VBA/M',
+        data: Buffer.concat([Buffer.alloc(8), vbaCompress(Buffer.from('Sub A()\r\nEnd Sub'))]),
+      },
+    ]),
+    ...fixture('clam.ole.doc'),
+    ...fixture('clam.ppt'),
+  ],
+  'data-uri': fixture('clam.exe.html'),
+};
+
+const LIMITS = ctx({ maxFileSize: 1024 * 1024, maxFiles: 50 });
+
+async function survives(type: string, data: Buffer): Promise<void> {
+  const u = documentUnpackers.find((x) => x.type === type)!;
+  const t0 = performance.now();
+  try {
+    await drain(u, data, LIMITS);
+  } catch (e) {
+    if (!(e instanceof UnpackError || e instanceof UnpackLimitError)) throw e;
+  }
+  assert.ok(
+    performance.now() - t0 < 5000,
+    `${type} took ${performance.now() - t0} ms on ${data.length} bytes`,
+  );
+}
+
+for (const u of documentUnpackers) {
+  test(`${u.type}: arbitrary and mutated input only raises UnpackError/UnpackLimitError and terminates`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 3000 }), async (bytes) =>
+        survives(u.type, Buffer.from(bytes)),
+      ),
+      { numRuns: 100 },
+    );
+    const seeds = SEEDS[u.type] ?? [];
+    if (seeds.length === 0) return;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: seeds.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 24 }),
+        fc.nat(),
+        async (which, flips, cutAt) => {
+          const data = Buffer.from(seeds[which]!);
+          for (const [pos, v] of flips) data[pos % data.length] = v;
+          await survives(u.type, data.subarray(0, 1 + (cutAt % data.length)));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+}
+
+function cutInto(
+  d: { write(b: Buffer): Buffer | Buffer[]; end?(): Buffer | Buffer[] },
+  input: Buffer,
+  cuts: number[],
+) {
+  const out: Buffer[] = [];
+  const add = (x: Buffer | Buffer[]) => out.push(...(Array.isArray(x) ? x : [x]));
+  let prev = 0;
+  for (const c of [...cuts, input.length]) {
+    add(d.write(input.subarray(prev, c)));
+    prev = c;
+  }
+  if (d.end) add(d.end());
+  return Buffer.concat(out);
+}
+
+const cutsFor = (raw: number[], len: number) =>
+  [...new Set(raw.map((c) => c % (len + 1)))].sort((a, b) => a - b);
+
+test('streaming decoders (base64, QP, uuencode, BinHex, VBA) are indifferent to how input is cut', () => {
+  const binhex = fixture('clam.exe.binhex')[0];
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 2000 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      fc.string({ maxLength: 300 }),
+      (bytes, rawCuts, noise) => {
+        const data = Buffer.from(bytes);
+        const inputs: [
+          () => StreamDecoder | { write(b: Buffer): Buffer | Buffer[]; end(): Buffer[] },
+          Buffer,
+        ][] = [
+          [() => new Base64Decoder(), Buffer.from(data.toString('base64').replace(/.{1,76}/g, '$&\r\n'))],
+          [() => new Base64Decoder(), Buffer.from(noise)], // arbitrary text: garbage in, same garbage out
+          [() => new QuotedPrintableDecoder(), Buffer.from(`${noise}=4=\r\n=41=\n=`)],
+          [() => new UuDecoder(), Buffer.from(uuencodeLines(data).join('\r\n'))],
+          [() => new VbaDecompressor(), vbaCompress(data)],
+          [() => new VbaDecompressor(), Buffer.concat([Buffer.from([1]), data])],
+        ];
+        for (const [make, input] of inputs) {
+          const whole = cutInto(make(), input, []);
+          assert.ok(cutInto(make(), input, cutsFor(rawCuts, input.length)).equals(whole));
+        }
+        assert.ok(cutInto(new UuDecoder(), Buffer.from(uuencodeLines(data).join('\n')), []).equals(data));
+        assert.ok(cutInto(new VbaDecompressor(), vbaCompress(data), []).equals(data));
+        if (binhex) {
+          const feed = (cuts: number[]) => {
+            const d = new BinHexDecoder();
+            return cutInto({ write: (b) => d.feed(b) }, binhex, cuts);
+          };
+          assert.ok(feed(cutsFor(rawCuts, binhex.length)).equals(feed([])));
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
