@@ -23,6 +23,7 @@ import { EICAR } from '../helpers/eicar.js';
 import { peer } from '../helpers/peers.js';
 import {
   bigStream,
+  closedPort,
   createTestPki,
   curl,
   type Origin,
@@ -116,14 +117,6 @@ function rawConnect(request: string): Promise<{ text: string; ms: number }> {
     s.on('error', () => {});
     s.write(request);
   });
-}
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 describe('explicit proxy: CONNECT discipline', () => {

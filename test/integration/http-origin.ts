@@ -13,7 +13,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { EICAR } from '../helpers/eicar.js';
@@ -264,4 +264,26 @@ export async function createTestPki(dir: string): Promise<TestPki> {
       return { cert: c.certPem, key: c.keyPem };
     },
   };
+}
+
+/**
+ * A TCP port on 127.0.0.1 where nothing listens. Port 1 (tcpmux) is preferred: a port freed a moment
+ * ago can be handed out again as an ephemeral port under a parallel test load, and a connect to it
+ * then hangs or succeeds instead of being refused.
+ */
+export async function closedPort(): Promise<number> {
+  const refused = await new Promise<boolean>((resolve) => {
+    const s = connect(1, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
+  if (refused) return 1;
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,7 +19,15 @@ import type { RunningService } from '../../src/net/service.js';
 import { startHttpListener } from '../../src/protocols/http/index.js';
 import { createTlsRuntime } from '../../src/tls/runtime.js';
 import { peer } from '../helpers/peers.js';
-import { createTestPki, curl, type Origin, splitHead, startOrigin, type TestPki } from './http-origin.js';
+import {
+  closedPort,
+  createTestPki,
+  curl,
+  type Origin,
+  splitHead,
+  startOrigin,
+  type TestPki,
+} from './http-origin.js';
 
 let dir: string;
 let scanner: Scanner;
@@ -47,14 +55,6 @@ async function start(listener: Record<string, unknown>) {
   const caFile = join(dir, `ca-${services.length}.pem`);
   writeFileSync(caFile, runtime.ca.certPem);
   return { port: (service.address as AddressInfo).port, caFile };
-}
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** Opens TLS to the port: 'secure' if a handshake completed, else the socket error code. */

@@ -21,7 +21,7 @@ import { HttpParser } from '../../src/protocols/http/parser.js';
 import { HttpSession, type SessionEnv } from '../../src/protocols/http/session.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import { peer } from '../helpers/peers.js';
-import { bigStream, curl, type Origin, sha256Of, splitHead, startOrigin } from './http-origin.js';
+import { bigStream, closedPort, curl, type Origin, sha256Of, splitHead, startOrigin } from './http-origin.js';
 
 function plainConnect(host: string, port: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
@@ -191,10 +191,7 @@ describe('http session through curl', () => {
   it('answers 502 naming the reason when the origin is down', async (t) => {
     const bin = peer(t, 'curl');
     if (!bin) return;
-    const closed = createServer();
-    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((r) => closed.close(r));
+    const port = await closedPort();
     const r = await curl(bin, [...viaProxy(), '-D', '-', `http://127.0.0.1:${port}/`]);
     const { status, body } = splitHead(r.stdout);
     assert.equal(status, 502);
