@@ -11,41 +11,22 @@
  */
 import { ProtocolError } from '../../errors.js';
 import type { RawHeaders } from './headers.js';
+import type { BodyFraming, HttpEvent, RequestHead, ResponseHead } from './messages.js';
+import {
+  contentLength,
+  FIELD_VALUE,
+  parseVersion,
+  printable,
+  statusFor,
+  TARGET,
+  TOKEN,
+  transferCodings,
+  validChunkExt,
+} from './syntax.js';
 
 export type Role = 'request' | 'response';
 
-export interface RequestHead {
-  method: string;
-  /** The request-target exactly as sent (origin, absolute, authority or asterisk form). */
-  target: string;
-  /** '1.0' or '1.1'. */
-  version: string;
-  headers: RawHeaders;
-}
-
-export interface ResponseHead {
-  version: string;
-  status: number;
-  reason: string;
-  headers: RawHeaders;
-}
-
-/** How the body of the message just announced is delimited. */
-export type BodyFraming =
-  | { kind: 'none' }
-  | { kind: 'length'; length: number }
-  | { kind: 'chunked' }
-  /** Response body delimited by the connection's end (RFC 9112 §6.3 item 8). */
-  | { kind: 'close' };
-
-export type HttpEvent =
-  | { type: 'request-head'; head: RequestHead; framing: BodyFraming }
-  | { type: 'response-head'; head: ResponseHead; framing: BodyFraming; requestMethod: string }
-  /** Body bytes with transfer coding removed (chunk framing stripped). */
-  | { type: 'body'; data: Buffer }
-  | { type: 'trailers'; headers: RawHeaders }
-  | { type: 'message-end' }
-  | { type: 'error'; error: ProtocolError };
+export type { BodyFraming, HttpEvent, RequestHead, ResponseHead } from './messages.js';
 
 export interface ParserOptions {
   /** Bytes of start line + header section (and of a trailer section). Default 64 KiB. */
@@ -73,11 +54,6 @@ type State =
 
 const CRLF = Buffer.from('\r\n');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Field values: visible ASCII, SP, HTAB and obs-text; CR, LF and NUL are refused (RFC 9110 §5.5). */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const TARGET = /^[\x21-\x7e\x80-\xff]+$/;
-const MAX_SAFE_DIGITS = 15;
 
 export class HttpParser {
   private buf: Buffer = Buffer.alloc(0);
@@ -499,68 +475,4 @@ export class HttpParser {
     this.pos = end + 2;
     return { type: 'trailers', headers: fields };
   }
-}
-
-function statusFor(code: string): number {
-  switch (code) {
-    case 'ERR_HTTP_URI_TOO_LONG':
-      return 414;
-    case 'ERR_HTTP_HEADER_TOO_LARGE':
-      return 431;
-    case 'ERR_HTTP_TRANSFER_CODING':
-      return 501;
-    case 'ERR_HTTP_VERSION':
-      return 505;
-    default:
-      return 400;
-  }
-}
-
-function parseVersion(proto: string): string | null {
-  const m = /^HTTP\/(\d)\.(\d)$/.exec(proto);
-  return m ? `${m[1]}.${m[2]}` : null;
-}
-
-/** The transfer codings in order, lower-cased; null when the field is absent. */
-function transferCodings(headers: RawHeaders): string[] | null {
-  let seen = false;
-  const out: string[] = [];
-  for (const [n, v] of headers) {
-    if (n.length !== 17 || n.toLowerCase() !== 'transfer-encoding') continue;
-    seen = true;
-    for (const p of v.split(',')) {
-      const t = p.trim().toLowerCase();
-      if (t) out.push(t.split(';')[0]!.trim());
-    }
-  }
-  if (!seen) return null;
-  return out.length ? out : ['(empty)'];
-}
-
-/** The Content-Length (all copies must agree, §6.3 item 5); null when absent. */
-function contentLength(headers: RawHeaders): number | null | 'invalid' {
-  let value: string | null = null;
-  for (const [n, v] of headers) {
-    if (n.length !== 14 || n.toLowerCase() !== 'content-length') continue;
-    for (const p of v.split(',')) {
-      const t = p.trim();
-      if (!/^\d+$/.test(t)) return 'invalid';
-      const norm = t.replace(/^0+(?=.)/, '');
-      if (norm.length > MAX_SAFE_DIGITS) return 'invalid';
-      if (value !== null && value !== norm) return 'invalid';
-      value = norm;
-    }
-  }
-  return value === null ? null : Number(value);
-}
-
-/** chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ). */
-function validChunkExt(ext: string): boolean {
-  return /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*[ \t]*$/.test(
-    ext,
-  );
-}
-
-function printable(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
 }

@@ -11,10 +11,17 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { EventAction } from '../../admin/events.js';
 import type { HttpListenerConfig } from '../../config/schema.js';
-import type { Verdict } from '../../engine/types.js';
 import { UpstreamError } from '../../errors.js';
 import type { ServiceDeps } from '../../net/service.js';
 import { type BodyOutcome, ScannedBody } from './body-scanner.js';
+import {
+  type Exchange,
+  type Origin,
+  objectName,
+  originKey,
+  verdictResponse,
+  wantsClose,
+} from './exchange.js';
 import {
   getHeader,
   hasHeader,
@@ -26,24 +33,11 @@ import {
 } from './headers.js';
 import { endGracefully, MessageReader, send } from './io.js';
 import { type BodyFraming, HttpParser, type RequestHead, type ResponseHead } from './parser.js';
-import {
-  blockResponse,
-  errorResponse,
-  type ProxyResponse,
-  scanErrorResponse,
-  serializeProxyResponse,
-} from './responses.js';
+import { errorResponse, type ProxyResponse, serializeProxyResponse } from './responses.js';
 import { encodeChunk, encodeLastChunk, serializeRequestHead, serializeResponseHead } from './serialize.js';
 import { formatAuthority, parseRequestTarget } from './target.js';
 
-export interface Origin {
-  host: string;
-  port: number;
-  /** Speak TLS to the origin (verified by the TLS runtime). */
-  tls: boolean;
-  /** TLS server name to send and verify, when it differs from `host` (an IP from SO_ORIGINAL_DST). */
-  servername?: string;
-}
+export type { Origin } from './exchange.js';
 
 export interface SessionEnv {
   listener: HttpListenerConfig;
@@ -497,44 +491,5 @@ export class HttpSession {
     const up = this.upstream;
     this.upstream = null;
     if (up && destroy) up.socket.destroy();
-  }
-}
-
-interface Exchange {
-  url: string;
-  origin: Origin;
-  scheme: 'http' | 'https';
-  clientVersion: string;
-  method: string;
-}
-
-function originKey(o: Origin): string {
-  return `${o.tls ? 'https' : 'http'}://${formatAuthority(o.host, o.port)}`;
-}
-
-/** Connection: close, or HTTP/1.0 without keep-alive (RFC 9112 §9.3). */
-function wantsClose(head: { version: string; headers: RawHeaders }): boolean {
-  if (hasToken(head.headers, 'connection', 'close')) return true;
-  return head.version === '1.0' && !hasToken(head.headers, 'connection', 'keep-alive');
-}
-
-function verdictResponse(
-  url: string,
-  v: Exclude<Verdict, { status: 'clean' }>,
-  close: boolean,
-): ProxyResponse {
-  if (v.status === 'infected')
-    return blockResponse({ url, signature: v.signature, location: v.location, close });
-  return scanErrorResponse({ url, reason: v.reason, close });
-}
-
-/** The last path segment of a URL (decoded when possible), for the verdict's location. */
-function objectName(url: string, fallback: string): string {
-  const path = url.replace(/^[a-z]+:\/\/[^/]*/, '').split('?')[0] ?? '';
-  const last = path.split('/').pop() ?? '';
-  try {
-    return decodeURIComponent(last) || fallback;
-  } catch {
-    return last || fallback;
   }
 }
