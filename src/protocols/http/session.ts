@@ -324,14 +324,14 @@ export class HttpSession {
     }
     const clientClose = wantsClose(req) || this.env.shutdown?.aborted === true;
     const upstreamClose = ev.framing.kind === 'close' || wantsClose(resp);
-    const toClientChunked =
-      (ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && info.clientVersion === '1.1';
-    const closeAfter =
-      clientClose || ((ev.framing.kind === 'chunked' || ev.framing.kind === 'close') && !toClientChunked);
+    const unsized = ev.framing.kind === 'chunked' || ev.framing.kind === 'close';
+    const toClientChunked = unsized && info.clientVersion === '1.1';
+    const closeAfter = clientClose || (unsized && !toClientChunked);
     let headers = stripHopByHop(resp.headers);
     headers.push(['Via', `${resp.version} ${VIA}`]);
-    if (toClientChunked)
-      headers = setHeader(withoutHeaders(headers, ['content-length']), 'Transfer-Encoding', 'chunked');
+    // A Content-Length next to chunked framing is wrong by definition (RFC 9112 §6.3 item 3): drop it.
+    if (unsized) headers = withoutHeaders(headers, ['content-length']);
+    if (toClientChunked) headers = setHeader(headers, 'Transfer-Encoding', 'chunked');
     if (closeAfter) headers.push(['Connection', 'close']);
     const outHead = serializeResponseHead({
       version: info.clientVersion === '1.0' ? '1.0' : '1.1',
