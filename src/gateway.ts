@@ -12,12 +12,14 @@ import type { Scanner } from './engine/types.js';
 import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { RunningService, ServiceDeps } from './net/service.js';
-import { CertificateAuthority } from './tls/ca.js';
+import type { CertificateAuthority } from './tls/ca.js';
+import { createTlsRuntime, type TlsRuntime } from './tls/runtime.js';
 
 export interface Gateway {
   readonly config: Config;
   readonly scanner: Scanner;
   readonly ca: CertificateAuthority;
+  readonly tls: TlsRuntime;
   readonly services: RunningService[];
   readonly admin: AdminServer | null;
   banner(): string[];
@@ -35,11 +37,18 @@ export interface GatewayOptions {
  * Protocol services are added here as they are built (issue tracker: HTTPS, SMTP, FTP, tunnel,
  * clamd, ICAP). A listener naming one that is not in this build is refused with its key path.
  */
-const SERVICES: Partial<
-  Record<ListenerConfig['protocol'], (l: ListenerConfig, deps: ServiceDeps) => Promise<RunningService>>
-> = {};
+type GatewayDeps = ServiceDeps & { tls: TlsRuntime };
 
-async function startService(l: ListenerConfig, deps: ServiceDeps): Promise<RunningService> {
+const SERVICES: Partial<
+  Record<ListenerConfig['protocol'], (l: ListenerConfig, deps: GatewayDeps) => Promise<RunningService>>
+> = {
+  http: async (l, deps) => {
+    const { startHttpListener } = await import('./protocols/http/index.js');
+    return startHttpListener(l as Extract<ListenerConfig, { protocol: 'http' }>, deps);
+  },
+};
+
+async function startService(l: ListenerConfig, deps: GatewayDeps): Promise<RunningService> {
   const start = SERVICES[l.protocol];
   if (!start)
     throw new ConfigError(
@@ -56,14 +65,11 @@ export async function startGateway(
 ): Promise<Gateway> {
   const events = new FanoutEventSink([new LogEventSink(logger), ...(options.events ?? [])]);
   const scanner = await createScanner(config.engine, { dataDir: config.dataDir, logger });
-  const { ca, created } = await CertificateAuthority.loadOrCreate({
-    dataDir: config.dataDir,
-    ...config.tls.ca,
-    logger,
-  });
-  if (created)
-    logger.info({ cert: ca.files.cert, fingerprint: ca.fingerprint256 }, 'interception CA created');
-  const deps = { config, scanner, logger, events };
+  // One TLS runtime per process: the CA (created on first start), the leaf-context cache and the
+  // learned passthrough list are shared by every listener.
+  const tls = await createTlsRuntime(config, logger, events);
+  const ca = tls.ca;
+  const deps: GatewayDeps = { config, scanner, logger, events, tls };
   const services: RunningService[] = [];
   const unavailable: string[] = [];
   let admin: AdminServer | null = null;
@@ -98,6 +104,7 @@ export async function startGateway(
     config,
     scanner,
     ca,
+    tls,
     services,
     admin,
     banner() {
