@@ -75,6 +75,7 @@ const SEEDS: Record<string, Buffer[]> = {
     ...fixture('clam.ppt'),
   ],
   'data-uri': fixture('clam.exe.html'),
+  chm: fixture('clam.chm'),
 };
 
 const LIMITS = ctx({ maxFileSize: 1024 * 1024, maxFiles: 50 });

@@ -55,6 +55,8 @@ for (const f of [
   'clam.pdf',
   'clam.exe.rtf',
   'clam.exe.html',
+  'clam.ppt',
+  'clam.chm',
 ]) {
   test(`${f} yields clam.exe byte-exact`, async (t) => {
     if (!existsSync(`${TESTFILES}/${f}`)) {
@@ -162,6 +164,8 @@ test('hostile input: every document unpacker only raises UnpackError/UnpackLimit
     'clam.pdf',
     'clam.exe.rtf',
     'clam.exe.html',
+    'clam.ppt',
+    'clam.chm',
   ]
     .filter((f) => existsSync(`${TESTFILES}/${f}`))
     .map((f): Buffer => readFileSync(`${TESTFILES}/${f}`));

@@ -1,5 +1,6 @@
 /** Mail and document containers, tried after the archive formats (their detection reads text). */
 import { binhexUnpacker } from './binhex.js';
+import { chmUnpacker } from './chm.js';
 import { dataUriUnpacker } from './datauri.js';
 import { mimeUnpacker } from './mime.js';
 import { ole2Unpacker } from './ole2.js';
@@ -11,6 +12,7 @@ import { uuencodeUnpacker } from './uuencode.js';
 
 export const documentUnpackers: Unpacker[] = [
   ole2Unpacker,
+  chmUnpacker,
   tnefUnpacker,
   ole1Unpacker,
   rtfUnpacker,
