@@ -158,6 +158,7 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
         if (connections.size === 0) return;
         timer = setTimeout(() => {
           for (const s of connections) s.destroy();
+          connections.clear();
         }, deadlineMs);
         timer.unref();
       });

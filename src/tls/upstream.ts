@@ -137,9 +137,13 @@ function handshakeError(e: Error, host: string, port: number): UpstreamError {
   const where = formatHostPort(host, port);
   // Node's wording when the peer sent FIN before the handshake finished (code ECONNRESET, but no RST).
   if (/disconnected before secure TLS connection/.test(e.message))
-    return new UpstreamError('ERR_UPSTREAM_RESET', `${where} closed the connection during the TLS handshake`, {
-      cause: e,
-    });
+    return new UpstreamError(
+      'ERR_UPSTREAM_RESET',
+      `${where} closed the connection during the TLS handshake`,
+      {
+        cause: e,
+      },
+    );
   if (/^E[A-Z]+$/.test(code)) return upstreamErrorFrom(e, host, port);
   // OpenSSL errors: ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION, ERR_SSL_WRONG_VERSION_NUMBER, …
   const reason = (e as { reason?: string }).reason ?? e.message;

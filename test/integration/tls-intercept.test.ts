@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, type Socket, connect as netConnect } from 'node:net';
+import { type AddressInfo, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
 import { Duplex } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { MemoryEventSink } from '../../src/admin/events.js';
@@ -24,7 +24,7 @@ import { LeafMinter } from '../../src/tls/leaf.js';
 import { PassthroughPolicy } from '../../src/tls/passthrough.js';
 import type { TlsRuntime } from '../../src/tls/runtime.js';
 import { peer } from '../helpers/peers.js';
-import { TestCa, type TlsOrigin, startTlsOrigin, writePem } from '../helpers/pki.js';
+import { startTlsOrigin, TestCa, type TlsOrigin, writePem } from '../helpers/pki.js';
 
 const execFileP = promisify(execFile);
 /** Runs a program with stdin closed at once (openssl s_client would otherwise wait for input). */
@@ -51,7 +51,10 @@ interface Gateway {
  * A minimal interception gateway: each connection is intercepted toward `target`, then spliced.
  * `consumeHead` reads the first chunk itself and hands it over as `head` (as the HTTP proxy does).
  */
-async function gateway(targetPort: number, opts: { alpn?: string[]; consumeHead?: boolean } = {}): Promise<Gateway> {
+async function gateway(
+  targetPort: number,
+  opts: { alpn?: string[]; consumeHead?: boolean } = {},
+): Promise<Gateway> {
   const results: (Intercepted | Error)[] = [];
   const listener: TcpListener = await createTcpListener({
     name: 'test',
@@ -94,7 +97,10 @@ async function gateway(targetPort: number, opts: { alpn?: string[]; consumeHead?
 }
 
 async function origin(alpn?: string[]): Promise<TlsOrigin> {
-  const cert = await originCa.issue({ dnsNames: ['origin.test', '*.origin.test'], ipAddresses: ['127.0.0.1'] });
+  const cert = await originCa.issue({
+    dnsNames: ['origin.test', '*.origin.test'],
+    ipAddresses: ['127.0.0.1'],
+  });
   const o = await startTlsOrigin(cert, alpn ? { alpn } : {});
   closers.push(() => o.close());
   return o;
@@ -160,7 +166,9 @@ describe('interceptTls', () => {
     assert.match(stdout, /Verify return code: 0 \(ok\)/);
     assert.match(stdout, /issuer=CN ?= ?scangate interception CA/);
     const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)![0];
-    const text = (await run(openssl, ['x509', '-noout', '-ext', 'subjectAltName', '-in', writePem(dir, 'seen.pem', leaf)])).stdout;
+    const text = (
+      await run(openssl, ['x509', '-noout', '-ext', 'subjectAltName', '-in', writePem(dir, 'seen.pem', leaf)])
+    ).stdout;
     assert.match(text, /DNS:origin\.test/);
     assert.match(text, /DNS:\*\.origin\.test/);
     assert.match(text, /IP Address:127\.0\.0\.1/);
@@ -239,9 +247,12 @@ describe('interceptTls', () => {
     const o = await origin();
     const g = await gateway(o.port);
     const host = 'curl-pinned.origin.test';
-    const r = await run(curl, ['-sS', '--resolve', `${host}:${g.port}:127.0.0.1`, `https://${host}:${g.port}/`]).catch(
-      (e: { code: number }) => e,
-    );
+    const r = await run(curl, [
+      '-sS',
+      '--resolve',
+      `${host}:${g.port}:127.0.0.1`,
+      `https://${host}:${g.port}/`,
+    ]).catch((e: { code: number }) => e);
     assert.equal((r as { code?: number }).code, 60, 'curl: certificate problem');
     await waitFor(() => g.results.length > 0);
     assert.equal(runtime.passthrough.shouldPassthrough(host), true);
@@ -270,9 +281,13 @@ async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
 
 function nodeGet(port: number, servername: string, ca: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ port, host: '127.0.0.1', servername, ca }, () => s.write('GET / HTTP/1.1\r\n\r\n'));
+    const s = tlsConnect({ port, host: '127.0.0.1', servername, ca }, () =>
+      s.write('GET / HTTP/1.1\r\n\r\n'),
+    );
     let out = '';
-    s.on('data', (d) => (out += d));
+    s.on('data', (d) => {
+      out += d;
+    });
     s.on('end', () => resolve(out));
     s.on('error', reject);
   });
@@ -280,11 +295,14 @@ function nodeGet(port: number, servername: string, ca: string): Promise<string> 
 
 function alpnSeen(port: number, offers: string[]): Promise<string | false> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ port, host: '127.0.0.1', servername: 'origin.test', ca: runtime.ca.certPem, ALPNProtocols: offers }, () => {
-      const p = s.alpnProtocol ?? false;
-      s.destroy();
-      resolve(p);
-    });
+    const s = tlsConnect(
+      { port, host: '127.0.0.1', servername: 'origin.test', ca: runtime.ca.certPem, ALPNProtocols: offers },
+      () => {
+        const p = s.alpnProtocol ?? false;
+        s.destroy();
+        resolve(p);
+      },
+    );
     s.on('error', reject);
   });
 }
@@ -295,16 +313,20 @@ function rawHello(port: number): Promise<{ bytes: number; error?: string }> {
     // Capture a genuine ClientHello by letting tls.connect write into a raw socket pair.
     const s = netConnect(port, '127.0.0.1');
     let bytes = 0;
-    s.on('data', (d) => (bytes += d.length));
+    s.on('data', (d) => {
+      bytes += d.length;
+    });
     s.on('error', (e: NodeJS.ErrnoException) => resolve({ bytes, error: e.code }));
     s.on('close', () => resolve({ bytes }));
     s.on('connect', () => {
-      const t = tlsConnect({ socket: new PassThroughSocket(s) as unknown as Socket, servername: 'origin.test' });
+      const t = tlsConnect({
+        socket: new PassThroughSocket(s) as unknown as Socket,
+        servername: 'origin.test',
+      });
       t.on('error', () => {});
     });
   });
 }
-
 
 /** A duplex that forwards writes to the raw socket but never feeds it the server's bytes (we count them). */
 class PassThroughSocket extends Duplex {
@@ -312,8 +334,8 @@ class PassThroughSocket extends Duplex {
     super();
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (this.raw.destroyed) return cb();
-    this.raw.write(chunk, () => cb());
+    if (this.raw.destroyed) cb();
+    else this.raw.write(chunk, () => cb());
   }
   override _read(): void {}
 }

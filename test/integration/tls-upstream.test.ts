@@ -8,22 +8,33 @@ import { after, before, describe, test } from 'node:test';
 import { UpstreamError } from '../../src/errors.js';
 import { UpstreamFirstConnector } from '../../src/net/connect.js';
 import { connectUpstreamTls, type UpstreamTlsOptions } from '../../src/tls/upstream.js';
-import { selfSignedCert, TestCa, type TlsOrigin, startTlsOrigin } from '../helpers/pki.js';
+import { selfSignedCert, startTlsOrigin, TestCa, type TlsOrigin } from '../helpers/pki.js';
 
 let ca: TestCa;
 let otherCa: TestCa;
 const origins: TlsOrigin[] = [];
 const servers: Server[] = [];
 
-async function origin(kind: 'good' | 'expired' | 'future' | 'wrong-name' | 'self-signed' | 'other-ca', alpn?: string[]) {
+async function origin(
+  kind: 'good' | 'expired' | 'future' | 'wrong-name' | 'self-signed' | 'other-ca',
+  alpn?: string[],
+) {
   const names = { dnsNames: ['origin.test', 'localhost'], ipAddresses: ['127.0.0.1'] };
   const cert =
     kind === 'good'
       ? await ca.issue(names)
       : kind === 'expired'
-        ? await ca.issue({ ...names, notBefore: new Date('2019-01-01T00:00:00Z'), notAfter: new Date('2020-01-01T00:00:00Z') })
+        ? await ca.issue({
+            ...names,
+            notBefore: new Date('2019-01-01T00:00:00Z'),
+            notAfter: new Date('2020-01-01T00:00:00Z'),
+          })
         : kind === 'future'
-          ? await ca.issue({ ...names, notBefore: new Date('2099-01-01T00:00:00Z'), notAfter: new Date('2100-01-01T00:00:00Z') })
+          ? await ca.issue({
+              ...names,
+              notBefore: new Date('2099-01-01T00:00:00Z'),
+              notAfter: new Date('2100-01-01T00:00:00Z'),
+            })
           : kind === 'wrong-name'
             ? await ca.issue({ dnsNames: ['elsewhere.test'] })
             : kind === 'self-signed'
@@ -35,7 +46,15 @@ async function origin(kind: 'good' | 'expired' | 'future' | 'wrong-name' | 'self
 }
 
 function opts(port: number, extra: Partial<UpstreamTlsOptions> = {}): UpstreamTlsOptions {
-  return { host: '127.0.0.1', port, servername: 'origin.test', verify: true, extraCa: [ca.certPem], timeoutMs: 3000, ...extra };
+  return {
+    host: '127.0.0.1',
+    port,
+    servername: 'origin.test',
+    verify: true,
+    extraCa: [ca.certPem],
+    timeoutMs: 3000,
+    ...extra,
+  };
 }
 
 async function rawServer(onSocket: (s: Socket) => void): Promise<number> {
@@ -84,7 +103,11 @@ describe('connectUpstreamTls', () => {
 
   test('the same origin without our extra root is untrusted (system roots only)', async () => {
     const o = await origin('good');
-    await expectCode(connectUpstreamTls(opts(o.port, { extraCa: [] })), 'ERR_UPSTREAM_CERT_UNTRUSTED', /not trusted: the chain ends in a root we do not trust \(issuer test origin CA\)/);
+    await expectCode(
+      connectUpstreamTls(opts(o.port, { extraCa: [] })),
+      'ERR_UPSTREAM_CERT_UNTRUSTED',
+      /not trusted: the chain ends in a root we do not trust \(issuer test origin CA\)/,
+    );
   });
 
   test('signed by a CA we do not trust', async () => {
@@ -103,12 +126,20 @@ describe('connectUpstreamTls', () => {
 
   test('not yet valid', async () => {
     const o = await origin('future');
-    await expectCode(connectUpstreamTls(opts(o.port)), 'ERR_UPSTREAM_CERT_EXPIRED', /not yet valid \(notBefore 2099-01-01\)/);
+    await expectCode(
+      connectUpstreamTls(opts(o.port)),
+      'ERR_UPSTREAM_CERT_EXPIRED',
+      /not yet valid \(notBefore 2099-01-01\)/,
+    );
   });
 
   test('wrong name: says which names the certificate has', async () => {
     const o = await origin('wrong-name');
-    await expectCode(connectUpstreamTls(opts(o.port)), 'ERR_UPSTREAM_CERT_NAME_MISMATCH', /for elsewhere\.test, not origin\.test/);
+    await expectCode(
+      connectUpstreamTls(opts(o.port)),
+      'ERR_UPSTREAM_CERT_NAME_MISMATCH',
+      /for elsewhere\.test, not origin\.test/,
+    );
   });
 
   test('an IP literal is checked against IP SANs (and not sent as SNI)', async () => {
@@ -119,7 +150,11 @@ describe('connectUpstreamTls', () => {
     assert.match(reply, /origin sni=- /);
     up.socket.destroy();
     const w = await origin('wrong-name');
-    await expectCode(connectUpstreamTls(opts(w.port, { servername: undefined })), 'ERR_UPSTREAM_CERT_NAME_MISMATCH', /not 127\.0\.0\.1/);
+    await expectCode(
+      connectUpstreamTls(opts(w.port, { servername: undefined })),
+      'ERR_UPSTREAM_CERT_NAME_MISMATCH',
+      /not 127\.0\.0\.1/,
+    );
   });
 
   test('self-signed', async () => {
@@ -141,14 +176,22 @@ describe('connectUpstreamTls', () => {
 
     const silent = await rawServer(() => {});
     const t0 = Date.now();
-    await expectCode(connectUpstreamTls(opts(silent, { timeoutMs: 300 })), 'ERR_UPSTREAM_TIMEOUT', /within 300 ms/);
+    await expectCode(
+      connectUpstreamTls(opts(silent, { timeoutMs: 300 })),
+      'ERR_UPSTREAM_TIMEOUT',
+      /within 300 ms/,
+    );
     assert.ok(Date.now() - t0 < 2000);
 
     const resetting = await rawServer((s) => s.once('data', () => s.resetAndDestroy()));
     await expectCode(connectUpstreamTls(opts(resetting)), 'ERR_UPSTREAM_RESET');
 
     const closing = await rawServer((s) => s.once('data', () => s.end()));
-    await expectCode(connectUpstreamTls(opts(closing)), 'ERR_UPSTREAM_RESET', /closed the connection during the TLS handshake/);
+    await expectCode(
+      connectUpstreamTls(opts(closing)),
+      'ERR_UPSTREAM_RESET',
+      /closed the connection during the TLS handshake/,
+    );
 
     const http = await rawServer((s) => s.once('data', () => s.write('HTTP/1.1 400 Bad Request\r\n\r\n')));
     await expectCode(connectUpstreamTls(opts(http)), 'ERR_UPSTREAM_TLS', /TLS handshake failed/);
@@ -173,7 +216,11 @@ describe('UpstreamFirstConnector', () => {
     s.destroy();
     servers.at(-1)!.close();
     await expectCode(c.connect('127.0.0.1', port), 'ERR_UPSTREAM_REFUSED');
-    await expectCode(c.connect('no-such-host.invalid', 80), 'ERR_UPSTREAM_UNREACHABLE', /could not be resolved/);
+    await expectCode(
+      c.connect('no-such-host.invalid', 80),
+      'ERR_UPSTREAM_UNREACHABLE',
+      /could not be resolved/,
+    );
     assert.equal(c.stats.attempts, 3);
     assert.equal(c.stats.failures, 2);
   });

@@ -9,7 +9,12 @@ import { type AddressInfo, createServer, connect as netConnect, type Socket } fr
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
-import { type ClientHelloResult, classifyFirstBytes, parseClientHello, peekFirstBytes } from '../../src/net/sniff.js';
+import {
+  type ClientHelloResult,
+  classifyFirstBytes,
+  parseClientHello,
+  peekFirstBytes,
+} from '../../src/net/sniff.js';
 import { which } from '../helpers/peers.js';
 
 /** Starts a TCP server that records what the client sends for `ms`, then closes. */
@@ -31,7 +36,13 @@ async function captureClientBytes(start: (port: number) => void, ms = 300): Prom
 
 async function nodeClientHello(servername: string, alpn: string[]): Promise<Buffer> {
   return captureClientBytes((port) => {
-    const s = tlsConnect({ port, host: '127.0.0.1', servername, ALPNProtocols: alpn, rejectUnauthorized: false });
+    const s = tlsConnect({
+      port,
+      host: '127.0.0.1',
+      servername,
+      ALPNProtocols: alpn,
+      rejectUnauthorized: false,
+    });
     s.on('error', () => {});
   });
 }
@@ -57,9 +68,13 @@ before(async () => {
   const openssl = which('openssl');
   if (openssl) {
     opensslHello = await captureClientBytes((port) => {
-      const p = spawn(openssl, ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'mail.example.test', '-alpn', 'smtp'], {
-        stdio: ['pipe', 'ignore', 'ignore'],
-      });
+      const p = spawn(
+        openssl,
+        ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'mail.example.test', '-alpn', 'smtp'],
+        {
+          stdio: ['pipe', 'ignore', 'ignore'],
+        },
+      );
       setTimeout(() => p.kill(), 600);
     }, 400);
   }
@@ -145,7 +160,10 @@ describe('parseClientHello', () => {
 
   test('property: TLS-looking records with random bodies never throw; ok results stay inside the input', () => {
     const record = fc
-      .record({ minor: fc.integer({ min: 0, max: 5 }), body: fc.uint8Array({ minLength: 0, maxLength: 400 }) })
+      .record({
+        minor: fc.integer({ min: 0, max: 5 }),
+        body: fc.uint8Array({ minLength: 0, maxLength: 400 }),
+      })
       .map(({ minor, body }) => {
         const h = Buffer.from([22, 3, minor, 0, 0]);
         h.writeUInt16BE(body.length, 3);
@@ -164,7 +182,10 @@ describe('parseClientHello', () => {
   test('property: a real ClientHello with random byte mutations never throws', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), {
+          minLength: 1,
+          maxLength: 6,
+        }),
         fc.nat(),
         (mutations, cut) => {
           const b = Buffer.from(nodeHello);
@@ -192,10 +213,22 @@ describe('parseClientHello', () => {
 
 describe('classifyFirstBytes', () => {
   test('HTTP methods, with prefixes needing more', () => {
-    for (const m of ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'CONNECT', 'PATCH', 'PROPFIND', 'VERSION-CONTROL']) {
+    for (const m of [
+      'GET',
+      'POST',
+      'PUT',
+      'DELETE',
+      'HEAD',
+      'OPTIONS',
+      'CONNECT',
+      'PATCH',
+      'PROPFIND',
+      'VERSION-CONTROL',
+    ]) {
       const line = Buffer.from(`${m} /x HTTP/1.1\r\n`);
       assert.equal(classifyFirstBytes(line), 'http', m);
-      for (let i = 0; i <= m.length + 1; i++) assert.equal(classifyFirstBytes(line.subarray(0, i)), 'need-more', `${m}[${i}]`);
+      for (let i = 0; i <= m.length + 1; i++)
+        assert.equal(classifyFirstBytes(line.subarray(0, i)), 'need-more', `${m}[${i}]`);
     }
     assert.equal(classifyFirstBytes(Buffer.from('GET http://a/ HTTP/1.1')), 'http');
     assert.equal(classifyFirstBytes(Buffer.from('OPTIONS * HTTP/1.1')), 'http');
@@ -210,7 +243,10 @@ describe('classifyFirstBytes', () => {
   });
 
   test('other protocols are unknown: BitTorrent, SSH, lower-case methods, binary', () => {
-    assert.equal(classifyFirstBytes(Buffer.from('\x13BitTorrent protocol\0\0\0\0\0\x10\0\x05', 'latin1')), 'unknown');
+    assert.equal(
+      classifyFirstBytes(Buffer.from('\x13BitTorrent protocol\0\0\0\0\0\x10\0\x05', 'latin1')),
+      'unknown',
+    );
     assert.equal(classifyFirstBytes(Buffer.from('SSH-2.0-OpenSSH_9.6 Debian\r\n')), 'unknown');
     assert.equal(classifyFirstBytes(Buffer.from('get / HTTP/1.1')), 'unknown');
     assert.equal(classifyFirstBytes(Buffer.from('GET  / HTTP/1.1')), 'unknown');

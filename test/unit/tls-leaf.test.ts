@@ -11,7 +11,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { PeerCertificate } from 'node:tls';
 import { CertificateAuthority } from '../../src/tls/ca.js';
-import { LeafMinter, namesFromPeerCertificate, normalizeNames, parseSubjectAltName } from '../../src/tls/leaf.js';
+import {
+  LeafMinter,
+  namesFromPeerCertificate,
+  normalizeNames,
+  parseSubjectAltName,
+} from '../../src/tls/leaf.js';
 import { peer } from '../helpers/peers.js';
 import { writePem } from '../helpers/pki.js';
 
@@ -36,7 +41,11 @@ test('CA: created with a 0600 key in a 0700 folder, the same CA on the next star
 
 test('CA: configured files that do not exist are an error, not a silent new CA', async () => {
   await assert.rejects(
-    CertificateAuthority.loadOrCreate({ dataDir: join(dir, 'x'), cert: join(dir, 'nope.crt'), key: join(dir, 'nope.key') }),
+    CertificateAuthority.loadOrCreate({
+      dataDir: join(dir, 'x'),
+      cert: join(dir, 'nope.crt'),
+      key: join(dir, 'nope.key'),
+    }),
     /do not exist/,
   );
 });
@@ -46,12 +55,18 @@ test('leaf: openssl verifies it against our CA; SANs, backdated notBefore, rando
   if (!openssl) return;
   const { ca } = await CertificateAuthority.loadOrCreate({ dataDir: join(dir, 'leafca') });
   const minter = new LeafMinter(ca, { validityMs: 7 * 86_400_000 });
-  const names = { commonName: 'www.example.test', dnsNames: ['www.example.test', '*.cdn.example.test'], ipAddresses: ['127.0.0.1', '::1'] };
+  const names = {
+    commonName: 'www.example.test',
+    dnsNames: ['www.example.test', '*.cdn.example.test'],
+    ipAddresses: ['127.0.0.1', '::1'],
+  };
   const a = await minter.leaf(names);
   const b = await minter.leaf({ ...names, dnsNames: [...names.dnsNames, 'other.example.test'] });
   const caFile = writePem(dir, 'ca.crt', ca.certPem);
   const leafFile = writePem(dir, 'leaf.pem', a.certPem);
-  const verified = execFileSync(openssl, ['verify', '-CAfile', caFile, '-purpose', 'sslserver', leafFile], { encoding: 'utf8' });
+  const verified = execFileSync(openssl, ['verify', '-CAfile', caFile, '-purpose', 'sslserver', leafFile], {
+    encoding: 'utf8',
+  });
   assert.match(verified, /leaf\.pem: OK/);
 
   const text = execFileSync(openssl, ['x509', '-in', leafFile, '-noout', '-text'], { encoding: 'utf8' });
@@ -65,7 +80,11 @@ test('leaf: openssl verifies it against our CA; SANs, backdated notBefore, rando
   assert.match(text, /CA:FALSE/);
   assert.match(text, /Authority Key Identifier/);
 
-  const dates = execFileSync(openssl, ['x509', '-in', leafFile, '-noout', '-startdate', '-enddate', '-serial'], { encoding: 'utf8' });
+  const dates = execFileSync(
+    openssl,
+    ['x509', '-in', leafFile, '-noout', '-startdate', '-enddate', '-serial'],
+    { encoding: 'utf8' },
+  );
   const notBefore = new Date(/notBefore=(.+)/.exec(dates)![1]!);
   const notAfter = new Date(/notAfter=(.+)/.exec(dates)![1]!);
   const hoursBack = (Date.now() - notBefore.getTime()) / 3_600_000;
@@ -118,11 +137,17 @@ test('leaf cache: a leaf is minted afresh once half its validity has passed', as
 });
 
 test('names: copied from the peer certificate (quoted SAN values too) plus SNI; junk dropped', () => {
-  assert.deepEqual(parseSubjectAltName('DNS:a.test, DNS:"we,ird.test", IP Address:10.0.0.1, URI:http://x, email:a@b'), {
-    dns: ['a.test', 'we,ird.test'],
-    ip: ['10.0.0.1'],
-  });
-  const cert = { subject: { CN: 'Origin.Test' }, subjectaltname: 'DNS:origin.test, DNS:*.origin.test, IP Address:192.0.2.1' };
+  assert.deepEqual(
+    parseSubjectAltName('DNS:a.test, DNS:"we,ird.test", IP Address:10.0.0.1, URI:http://x, email:a@b'),
+    {
+      dns: ['a.test', 'we,ird.test'],
+      ip: ['10.0.0.1'],
+    },
+  );
+  const cert = {
+    subject: { CN: 'Origin.Test' },
+    subjectaltname: 'DNS:origin.test, DNS:*.origin.test, IP Address:192.0.2.1',
+  };
   const names = namesFromPeerCertificate(cert as unknown as PeerCertificate, 'api.origin.test');
   assert.deepEqual(normalizeNames(names), {
     commonName: 'Origin.Test',
@@ -134,5 +159,8 @@ test('names: copied from the peer certificate (quoted SAN values too) plus SNI; 
   assert.deepEqual(junk.dnsNames, ['ok.test']);
   const long = normalizeNames({ commonName: `${'x'.repeat(70)}.test`, dnsNames: [], ipAddresses: [] });
   assert.equal(long.commonName.length <= 64, true, 'a CN over 64 characters is replaced');
-  assert.deepEqual(namesFromPeerCertificate({} as PeerCertificate, '10.1.2.3'), { dnsNames: [], ipAddresses: ['10.1.2.3'] });
+  assert.deepEqual(namesFromPeerCertificate({} as PeerCertificate, '10.1.2.3'), {
+    dnsNames: [],
+    ipAddresses: ['10.1.2.3'],
+  });
 });
