@@ -1,9 +1,10 @@
 /**
  * `scangate ca init|show|export`: the interception CA clients must trust (README: "Trusting the CA").
  */
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import { CertificateAuthority } from '../tls/ca.js';
 
 interface CaOptions {
@@ -34,13 +35,20 @@ export function registerCa(program: Command): void {
       .option('-c, --config <file>', 'YAML configuration file')
       .option('-d, --data-dir <dir>', 'data folder (default from the config: ./data)');
 
-  common(
-    ca.command('init').description('create the CA (ECDSA P-256, key mode 0600) unless it exists'),
-  ).action(async (opts: CaOptions) => {
-    const f = await caFiles(opts);
-    const { ca: authority, created } = await CertificateAuthority.loadOrCreate(f);
-    process.stdout.write(`${created ? 'created' : 'already present'}\n${describe(authority)}\n`);
-  });
+  common(ca.command('init').description('create the CA (ECDSA P-256, key mode 0600) unless it exists'))
+    .option('--force', 'replace an existing CA (clients must then trust the new one)')
+    .action(async (opts: CaOptions & { force?: boolean }) => {
+      const f = await caFiles(opts);
+      if (opts.force) {
+        // Only the default locations are ours to replace; configured files belong to the operator.
+        if (f.cert || f.key)
+          throw new ConfigError('tls.ca', '--force does not replace a CA configured by tls.ca.cert/key');
+        const files = CertificateAuthority.filesFor(f.dataDir);
+        await Promise.all([rm(files.cert, { force: true }), rm(files.key, { force: true })]);
+      }
+      const { ca: authority, created } = await CertificateAuthority.loadOrCreate(f);
+      process.stdout.write(`${created ? 'created' : 'already present'}\n${describe(authority)}\n`);
+    });
   common(ca.command('show').description('show the CA in use')).action(async (opts: CaOptions) => {
     const f = await caFiles(opts);
     const authority = await CertificateAuthority.load(

@@ -20,7 +20,9 @@ const listener = await createTcpListener({
   logger: silentLogger,
   onConnection: (s) => {
     s.on('error', () => {});
-    s.end(`${JSON.stringify({ original: getOriginalDestination(s), local: `${s.localAddress}:${s.localPort}` })}\n`);
+    s.end(
+      `${JSON.stringify({ original: getOriginalDestination(s), local: `${s.localAddress}:${s.localPort}` })}\n`,
+    );
   },
 });
 
