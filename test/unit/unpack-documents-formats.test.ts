@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { deflateSync } from 'node:zlib';
+import { BufferSource } from '../../src/engine/source.js';
 import { binhexUnpacker } from '../../src/engine/unpack/binhex.js';
+import { chmUnpacker } from '../../src/engine/unpack/chm.js';
 import { mimeUnpacker } from '../../src/engine/unpack/mime.js';
 import { ole2Unpacker } from '../../src/engine/unpack/ole2.js';
 import { pdfUnpacker } from '../../src/engine/unpack/pdf.js';
@@ -15,6 +17,7 @@ import { tnefUnpacker } from '../../src/engine/unpack/tnef.js';
 import { uuencodeUnpacker } from '../../src/engine/unpack/uuencode.js';
 import { UnpackLimitError } from '../../src/errors.js';
 import { EICAR } from '../helpers/eicar.js';
+import { buildChm } from './unpack-documents-chm-helpers.js';
 import {
   buildCfb,
   ctx,
@@ -382,4 +385,50 @@ test('rtf: \\objdata hex (split by white space) gives the OLE1 object, whose Pac
   const [file] = await drain(ole1Unpacker, o!.data);
   assert.equal(file!.name, 'invoice.exe');
   assert.ok(file!.data.equals(EICAR));
+});
+
+test('chm: LZX verbatim/aligned/uncompressed blocks over many frames and reset intervals, seeking by reset table', async () => {
+  // Text-like data with repeats at many distances, plus incompressible noise, over ~5 frames.
+  let seed = 7;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed >>> 16;
+  };
+  const words = ['alpha ', 'beta ', 'gamma ', 'delta ', EICAR.toString('latin1'), '\r\n'];
+  const parts: string[] = [];
+  for (let i = 0; i < 20000; i++) parts.push(words[rnd() % words.length]!);
+  const text = Buffer.from(parts.join(''), 'latin1');
+  const noise = Buffer.from(Array.from({ length: 40000 }, () => rnd() & 0xff));
+  const files = [
+    { name: '/a.txt', data: text.subarray(0, 50000) },
+    { name: '/noise.bin', data: noise },
+    { name: '/b.txt', data: text.subarray(50000) },
+    { name: '/eicar.com', data: EICAR },
+  ];
+  for (const o of [
+    { windowBits: 16, resetInterval: 2, blockSize: 20000 },
+    { windowBits: 15, resetInterval: 1, blockSize: 70000 },
+    { windowBits: 17, resetInterval: 4, blockSize: 9001 },
+  ]) {
+    const chm = buildChm(files, [{ name: '/stored.bin', data: EICAR }], o);
+    assert.ok(chmUnpacker.detect(chm, chm.length));
+    const got = await drain(chmUnpacker, chm);
+    const want = [...files.map((f) => f.name.slice(1)), 'stored.bin'].sort();
+    assert.deepEqual(got.map((e) => e.name).sort(), want, JSON.stringify(o));
+    for (const f of [...files, { name: '/stored.bin', data: EICAR }]) {
+      const e = got.find((x) => x.name === f.name.slice(1))!;
+      assert.ok(
+        e.data.equals(f.data),
+        `${f.name} ${JSON.stringify(o)}: ${e.data.length} vs ${f.data.length}`,
+      );
+    }
+  }
+  // Only the last file opened: the reader seeks to its reset point instead of decoding from the start.
+  const chm = buildChm(files, [], { windowBits: 16, resetInterval: 1, blockSize: 30000 });
+  for await (const e of chmUnpacker.entries(new BufferSource(chm), ctx())) {
+    if (e.name !== 'eicar.com') continue;
+    const parts: Buffer[] = [];
+    for await (const c of e.open()) parts.push(c);
+    assert.ok(Buffer.concat(parts).equals(EICAR));
+  }
 });

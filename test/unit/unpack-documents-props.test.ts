@@ -19,6 +19,7 @@ import { documentUnpackers } from '../../src/engine/unpack/documents.js';
 import { VbaDecompressor } from '../../src/engine/unpack/vba.js';
 import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
+import { buildChm } from './unpack-documents-chm-helpers.js';
 import {
   buildCfb,
   ctx,
@@ -75,7 +76,17 @@ const SEEDS: Record<string, Buffer[]> = {
     ...fixture('clam.ppt'),
   ],
   'data-uri': fixture('clam.exe.html'),
-  chm: fixture('clam.chm'),
+  chm: [
+    ...fixture('clam.chm'),
+    buildChm(
+      [
+        { name: '/a', data: Buffer.concat([EICAR, EICAR, Buffer.alloc(500, 0x61)]) },
+        { name: '/b', data: Buffer.from('abcabcabd'.repeat(300)) },
+      ],
+      [{ name: '/s', data: EICAR }],
+      { windowBits: 15, resetInterval: 1, blockSize: 700 },
+    ),
+  ],
 };
 
 const LIMITS = ctx({ maxFileSize: 1024 * 1024, maxFiles: 50 });
