@@ -79,7 +79,7 @@ async function gateway(
           events,
           listener: 'test',
           protocol: 'https',
-          timeoutMs: 3000,
+          timeoutMs: opts.timeoutMs ?? 3000,
         });
         results.push(pair);
         pair.client.on('error', () => {});
@@ -267,6 +267,28 @@ describe('interceptTls', () => {
     await waitFor(() => g.results.length > 0);
     assert.equal((g.results[0] as { code?: string }).code, 'ERR_TLS_CLIENT_HELLO');
     assert.equal(o.sockets.length, 0);
+    s.destroy();
+  });
+
+  test('a client that stalls mid-handshake (never sends Finished) times out with a typed error', async () => {
+    const o = await origin();
+    const g = await gateway(o.port, { timeoutMs: 300 });
+    const r = rawHello(g.port);
+    await waitFor(() => g.results.length > 0);
+    assert.equal((g.results[0] as { code?: string }).code, 'ERR_TLS_CLIENT_TIMEOUT');
+    assert.ok((await r).bytes > 0, 'the ServerHello went out (upstream was fine)');
+  });
+
+  test('slowloris on the ClientHello: half a hello, then silence, is cut after the timeout', async () => {
+    const o = await origin();
+    const g = await gateway(o.port, { timeoutMs: 200 });
+    const s = netConnect(g.port, '127.0.0.1');
+    s.on('error', () => {});
+    s.write(Buffer.from([22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3]));
+    await waitFor(() => g.results.length > 0);
+    assert.equal((g.results[0] as { code?: string }).code, 'ERR_TLS_CLIENT_HELLO');
+    assert.match((g.results[0] as Error).message, /incomplete ClientHello/);
+    assert.equal(o.sockets.length, 0, 'no upstream connection for a client that never finished its hello');
     s.destroy();
   });
 });
