@@ -53,7 +53,7 @@ interface Gateway {
  */
 async function gateway(
   targetPort: number,
-  opts: { alpn?: string[]; consumeHead?: boolean } = {},
+  opts: { alpn?: string[]; consumeHead?: boolean; timeoutMs?: number } = {},
 ): Promise<Gateway> {
   const results: (Intercepted | Error)[] = [];
   const listener: TcpListener = await createTcpListener({
