@@ -165,7 +165,7 @@ async function main() {
       'run',
       '-c',
       join(dir, 'scangate.yaml'),
-    ]);
+    ], { env: { SCANGATE_FROM_SOURCE: '1' } });
     sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
     await waitPort(sgPort);
     const sgCa = join(dir, 'data', 'ca.crt');
