@@ -432,3 +432,22 @@ test('chm: LZX verbatim/aligned/uncompressed blocks over many frames and reset i
     assert.ok(Buffer.concat(parts).equals(EICAR));
   }
 });
+
+test('rtf: obfuscated objdata (control words, ignorable groups, \\binN with braces, escapes) still decodes', async () => {
+  const obj = ole1Object('Package', packageNative('invoice.exe', EICAR)); // EICAR holds a '}'
+  const hex = obj.toString('hex');
+  const half = Math.floor(obj.length / 2);
+  const noise = ['\\par ', '{\\*\\datastore ffffeeee}', '\r\n', ' ', "\\'41", '\\lang1033 ', '{}'];
+  let first = '';
+  for (let i = 0; i < half * 2; i += 10)
+    first += hex.slice(i, Math.min(i + 10, half * 2)) + noise[(i / 10) % noise.length];
+  const rtf = Buffer.concat([
+    Buffer.from(`{\\rtf1{\\object\\objemb{\\*\\objdata ${first}\\bin${obj.length - half} `, 'latin1'),
+    obj.subarray(half),
+    Buffer.from('}}{\\par after}}', 'latin1'),
+  ]);
+  const [o] = await drain(rtfUnpacker, rtf);
+  assert.ok(o!.data.equals(obj), `${o!.data.length} vs ${obj.length}`);
+  const [file] = await drain(ole1Unpacker, o!.data);
+  assert.ok(file!.data.equals(EICAR));
+});

@@ -9,13 +9,9 @@ import { test } from 'node:test';
 import { deflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { BinHexDecoder } from '../../src/engine/unpack/binhex.js';
-import {
-  Base64Decoder,
-  QuotedPrintableDecoder,
-  type StreamDecoder,
-  UuDecoder,
-} from '../../src/engine/unpack/decoders.js';
+import { Base64Decoder, QuotedPrintableDecoder, UuDecoder } from '../../src/engine/unpack/decoders.js';
 import { documentUnpackers } from '../../src/engine/unpack/documents.js';
+import { RtfHexDecoder } from '../../src/engine/unpack/rtf.js';
 import { VbaDecompressor } from '../../src/engine/unpack/vba.js';
 import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
@@ -150,7 +146,7 @@ function cutInto(
 const cutsFor = (raw: number[], len: number) =>
   [...new Set(raw.map((c) => c % (len + 1)))].sort((a, b) => a - b);
 
-test('streaming decoders (base64, QP, uuencode, BinHex, VBA) are indifferent to how input is cut', () => {
+test('streaming decoders (base64, QP, uuencode, BinHex, VBA, RTF hex) are indifferent to how input is cut', () => {
   const binhex = fixture('clam.exe.binhex')[0];
   fc.assert(
     fc.property(
@@ -159,16 +155,17 @@ test('streaming decoders (base64, QP, uuencode, BinHex, VBA) are indifferent to 
       fc.string({ maxLength: 300 }),
       (bytes, rawCuts, noise) => {
         const data = Buffer.from(bytes);
-        const inputs: [
-          () => StreamDecoder | { write(b: Buffer): Buffer | Buffer[]; end(): Buffer[] },
-          Buffer,
-        ][] = [
+        const inputs: [() => { write(b: Buffer): Buffer | Buffer[]; end?(): Buffer | Buffer[] }, Buffer][] = [
           [() => new Base64Decoder(), Buffer.from(data.toString('base64').replace(/.{1,76}/g, '$&\r\n'))],
           [() => new Base64Decoder(), Buffer.from(noise)], // arbitrary text: garbage in, same garbage out
           [() => new QuotedPrintableDecoder(), Buffer.from(`${noise}=4=\r\n=41=\n=`)],
           [() => new UuDecoder(), Buffer.from(uuencodeLines(data).join('\r\n'))],
           [() => new VbaDecompressor(), vbaCompress(data)],
           [() => new VbaDecompressor(), Buffer.concat([Buffer.from([1]), data])],
+          [
+            () => new RtfHexDecoder(),
+            Buffer.from(`${data.toString('hex')}\\par{\\*\\x ab}\\bin3 a}b\\'41${noise}\\bin2${noise}`),
+          ],
         ];
         for (const [make, input] of inputs) {
           const whole = cutInto(make(), input, []);

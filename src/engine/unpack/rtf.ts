@@ -1,62 +1,235 @@
 /**
- * RTF embedded objects: each `\objdata` group's hex is decoded and yielded (an OLE1 object, which
- * `ole1Unpacker` opens in turn). OLE1 (MS-OLEDS §2.2.4): version, format 2 = embedded, class name,
- * topic, item, then the native data; for class "Package" the native data wraps the dropped file
- * (label, source path, then a length-prefixed copy of the file), which is what users double-click.
+ * RTF embedded objects (RTF 1.9.1 spec, "Objects"): each `\objdata` destination holds the object
+ * as hex digits, which is decoded and yielded (an OLE1 object, which `ole1Unpacker` opens in turn).
+ *
+ * Crafted documents (CVE-2017-11882, CVE-2017-0199 droppers) hide the hex among control words,
+ * nested groups, line breaks and `\binN` runs, which Word ignores or decodes. So the object's
+ * extent is the whole group (brace depth tracked, escaped braces skipped), and the decoder is an
+ * RTF tokenizer that keeps hex digits and `\bin` bytes and drops control words and symbols.
+ * Both are byte-level state machines fed chunk by chunk: nothing is held but the current state.
  */
-import { UnpackError, UnpackLimitError } from '../../errors.js';
 import type { ObjectSource } from '../source.js';
-import { limitOutput } from './limits.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
+import { ole1Unpacker, packagedFile } from './ole1.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
-const KEYWORD = '\\objdata';
+export { ole1Unpacker, packagedFile };
 
-async function findObjData(
-  source: ObjectSource,
-  ctx: UnpackContext,
-): Promise<{ start: number; end: number }[]> {
-  const found: { start: number; end: number }[] = [];
-  let base = 0;
-  let text = '';
-  let open: number | null = null;
-  for await (const chunk of source.stream()) {
-    if (ctx.signal.aborted) throw new UnpackLimitError('MaxScanTime', 'scan aborted');
-    text += chunk.toString('latin1');
-    let cursor = 0;
-    for (;;) {
-      if (open !== null) {
-        const close = text.indexOf('}', Math.max(cursor, open - base));
-        if (close < 0) break;
-        found.push({ start: open, end: base + close });
-        if (found.length > ctx.maxFiles)
-          throw new UnpackLimitError('MaxFiles', `rtf: more than ${ctx.maxFiles} objects`);
-        open = null;
-        cursor = close + 1;
-        continue;
+const BACKSLASH = 0x5c;
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+/** Control words longer than this are not real ones; they are cut (RTF caps them at 32). */
+const MAX_WORD = 32;
+
+const isLetter = (c: number) => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+function hexValue(c: number): number {
+  if (isDigit(c)) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** What the lexer reports; `i` is the index in the chunk being fed. */
+export interface RtfSink {
+  open(i: number): void;
+  close(i: number): void;
+  /** A control word, reported at the byte that ended it (a delimiting space is consumed). */
+  word(name: string, param: number | null, i: number): void;
+  /** A control symbol such as `\*`, `\{`, `\\`; `\'hh` is reported as the symbol `'`. */
+  symbol(c: number): void;
+  text(c: number): void;
+  /** One byte of a `\binN` run. */
+  bin(b: number): void;
+}
+
+/**
+ * RTF tokenizer (RTF 1.9.1 "Conventions of an RTF reader"): groups, control words with optional
+ * numeric parameter and delimiting space, control symbols, `\'hh` escapes, `\binN` raw data.
+ * A byte-level state machine, so tokens may straddle chunks.
+ */
+export class RtfLexer {
+  private mode: 'text' | 'escape' | 'word' | 'param' | 'hex' | 'bin' = 'text';
+  private word = '';
+  private param = 0;
+  private negative = false;
+  private remaining = 0;
+
+  feed(chunk: Buffer, sink: RtfSink): void {
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      switch (this.mode) {
+        case 'bin':
+          sink.bin(c);
+          if (--this.remaining === 0) this.mode = 'text';
+          continue;
+        case 'hex':
+          if (--this.remaining === 0) this.mode = 'text';
+          continue;
+        case 'escape':
+          if (isLetter(c)) {
+            this.mode = 'word';
+            this.word = String.fromCharCode(c);
+            continue;
+          }
+          sink.symbol(c);
+          if (c === 0x27) {
+            this.mode = 'hex'; // \'hh: an escaped character, not object data
+            this.remaining = 2;
+          } else this.mode = 'text';
+          continue;
+        case 'word':
+          if (isLetter(c)) {
+            if (this.word.length < MAX_WORD) this.word += String.fromCharCode(c);
+            continue;
+          }
+          if (isDigit(c) || c === 0x2d) {
+            this.mode = 'param';
+            this.negative = c === 0x2d;
+            this.param = this.negative ? 0 : c - 0x30;
+            continue;
+          }
+          this.mode = 'text';
+          sink.word(this.word, null, i);
+          if (c === 0x20) continue; // the delimiting space belongs to the control word
+          break;
+        case 'param': {
+          if (isDigit(c)) {
+            this.param = Math.min(this.param * 10 + (c - 0x30), 0x7fffffff);
+            continue;
+          }
+          const param = this.negative ? -this.param : this.param;
+          this.mode = 'text';
+          sink.word(this.word, param, i);
+          if (this.word === 'bin' && param > 0) {
+            this.mode = 'bin';
+            this.remaining = param;
+            if (c === 0x20) continue;
+            sink.bin(c); // no delimiter: this byte is already \bin data
+            if (--this.remaining === 0) this.mode = 'text';
+            continue;
+          }
+          if (c === 0x20) continue;
+          break;
+        }
+        case 'text':
+          break;
       }
-      const k = text.indexOf(KEYWORD, cursor);
-      if (k < 0) break;
-      open = base + k + KEYWORD.length;
-      cursor = k + KEYWORD.length;
+      if (c === BACKSLASH) this.mode = 'escape';
+      else if (c === OPEN) sink.open(i);
+      else if (c === CLOSE) sink.close(i);
+      else sink.text(c);
     }
-    const cut =
-      open !== null
-        ? Math.max(0, Math.min(open - base, text.length))
-        : Math.max(0, text.length - KEYWORD.length);
-    text = text.slice(cut);
-    base += cut;
   }
-  if (open !== null) found.push({ start: open, end: source.size });
+}
+
+interface ObjRange {
+  start: number;
+  end: number;
+}
+
+/** Finds every `\objdata` group: from just after the keyword to the brace that closes its group. */
+async function findObjData(source: ObjectSource, ctx: UnpackContext): Promise<ObjRange[]> {
+  const found: ObjRange[] = [];
+  const counter = new EntryCounter('rtf', ctx);
+  const lexer = new RtfLexer();
+  let depth = 0;
+  let open: { start: number; depth: number } | null = null;
+  let base = 0;
+  const sink: RtfSink = {
+    open: () => {
+      depth++;
+    },
+    close: (i) => {
+      if (open && depth <= open.depth) {
+        counter.next();
+        found.push({ start: open.start, end: base + i });
+        open = null;
+      }
+      depth = Math.max(0, depth - 1);
+    },
+    word: (name, _param, i) => {
+      if (name === 'objdata' && !open) open = { start: base + i, depth };
+    },
+    symbol: () => {},
+    text: () => {},
+    bin: () => {},
+  };
+  for await (const chunk of source.stream()) {
+    checkAbort(ctx);
+    lexer.feed(chunk, sink);
+    base += chunk.length;
+  }
+  if (open) {
+    counter.next();
+    found.push({ start: (open as { start: number }).start, end: base }); // unterminated: runs to the end
+  }
   return found;
 }
 
-async function* hexBytes(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let half = '';
-  for await (const c of chunks) {
-    const digits = half + c.toString('latin1').replace(/[^0-9a-fA-F]/g, '');
-    const even = digits.length - (digits.length % 2);
-    if (even) yield Buffer.from(digits.slice(0, even), 'hex');
-    half = digits.slice(even);
+/**
+ * Decodes an `\objdata` body: hex digit pairs and `\binN` bytes. Control words are dropped, and so
+ * are ignorable destinations (`{\* …}`), which Word skips whole.
+ */
+export class RtfHexDecoder implements RtfSink {
+  private readonly lexer = new RtfLexer();
+  private out: number[] = [];
+  private nibble = -1;
+  private depth = 0;
+  /** Depth of the ignorable group being skipped (0: none). */
+  private skipFrom = 0;
+  private groupOpened = false;
+
+  write(chunk: Buffer): Buffer {
+    this.lexer.feed(chunk, this);
+    const b = Buffer.from(this.out);
+    this.out = [];
+    return b;
+  }
+
+  open(): void {
+    this.depth++;
+    this.groupOpened = true;
+  }
+
+  close(): void {
+    if (this.skipFrom && this.depth <= this.skipFrom) this.skipFrom = 0;
+    this.depth = Math.max(0, this.depth - 1);
+    this.groupOpened = false;
+  }
+
+  word(): void {
+    this.groupOpened = false;
+  }
+
+  symbol(c: number): void {
+    if (c === 0x2a && this.groupOpened && !this.skipFrom) this.skipFrom = this.depth;
+    this.groupOpened = false;
+  }
+
+  text(c: number): void {
+    const v = hexValue(c);
+    if (v < 0 || this.skipFrom) return; // white space, stray characters, skipped groups
+    this.groupOpened = false;
+    if (this.nibble < 0) this.nibble = v;
+    else {
+      this.out.push((this.nibble << 4) | v);
+      this.nibble = -1;
+    }
+  }
+
+  bin(b: number): void {
+    if (this.skipFrom) return;
+    this.nibble = -1;
+    this.out.push(b);
+  }
+}
+
+async function* decodeObject(source: ObjectSource, o: ObjRange): AsyncGenerator<Buffer> {
+  const d = new RtfHexDecoder();
+  for await (const chunk of source.stream(o.start, o.end)) {
+    const out = d.write(chunk);
+    if (out.length) yield out;
   }
 }
 
@@ -69,79 +242,8 @@ export const rtfUnpacker: Unpacker = {
       n++;
       yield {
         name: `objdata-${n}`,
-        open: () => limitOutput('rtf', hexBytes(source.stream(o.start, o.end)), ctx, o.end - o.start),
+        open: () => limitOutput('rtf', decodeObject(source, o), ctx, Math.max(1, o.end - o.start)),
       };
     }
-  },
-};
-
-/** Reads a length-prefixed (uint32 LE) string at `pos`; returns the value and the next offset. */
-function lpString(b: Buffer, pos: number): [string, number] {
-  if (pos + 4 > b.length) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'header cut short');
-  const len = b.readUInt32LE(pos);
-  if (pos + 4 + len > b.length)
-    throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'string runs past the header');
-  return [
-    b
-      .subarray(pos + 4, pos + 4 + len)
-      .toString('latin1')
-      .replace(/\0+$/, ''),
-    pos + 4 + len,
-  ];
-}
-
-function cString(b: Buffer, pos: number): [string, number] {
-  const end = b.indexOf(0, pos);
-  if (end < 0) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'unterminated package string');
-  return [b.subarray(pos, end).toString('latin1'), end + 1];
-}
-
-/**
- * The file inside OLE1 "Package" native data: 2-byte signature, label\0, source path\0, 4 bytes,
- * uint32-prefixed temp path, uint32 size, the file. Returns its range, or null if `b` does not hold it.
- */
-export function packagedFile(
-  b: Buffer,
-  start: number,
-  end: number,
-): { name: string; start: number; end: number } | null {
-  try {
-    const [label, a] = cString(b, start + 2);
-    const [, p] = cString(b, a);
-    const [, q] = lpString(b, p + 4);
-    if (q + 4 > b.length) return null;
-    const size = b.readUInt32LE(q);
-    if (q + 4 + size > end) return null;
-    return { name: label || 'package', start: q + 4, end: q + 4 + size };
-  } catch {
-    return null;
-  }
-}
-
-export const ole1Unpacker: Unpacker = {
-  type: 'ole1',
-  detect: (head) => head.length >= 12 && head.readUInt32LE(0) === 0x0501 && head.readUInt32LE(4) === 2,
-  async *entries(source: ObjectSource, ctx: UnpackContext): AsyncIterable<Entry> {
-    const head = await source.read(0, Math.min(source.size, 8192));
-    let [className, pos] = lpString(head, 8);
-    [, pos] = lpString(head, pos); // topic
-    [, pos] = lpString(head, pos); // item
-    if (pos + 4 > head.length) throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'no native data size');
-    const nativeSize = head.readUInt32LE(pos);
-    const nativeStart = pos + 4;
-    if (nativeStart + nativeSize > source.size)
-      throw new UnpackError('ole1', 'ERR_OLE1_TRUNCATED', 'native data runs past the end');
-    if (nativeSize > ctx.maxFileSize)
-      throw new UnpackLimitError('MaxFileSize', `ole1: native data of ${nativeSize} bytes`);
-    const pkg = className === 'Package' ? packagedFile(head, nativeStart, nativeStart + nativeSize) : null;
-    if (pkg) {
-      yield { name: pkg.name, size: pkg.end - pkg.start, open: () => source.stream(pkg.start, pkg.end) };
-      return;
-    }
-    yield {
-      name: className || 'native',
-      size: nativeSize,
-      open: () => source.stream(nativeStart, nativeStart + nativeSize),
-    };
   },
 };
