@@ -8,10 +8,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { deflateSync } from 'node:zlib';
 import fc from 'fast-check';
+import { BufferSource, type ObjectSource } from '../../src/engine/source.js';
 import { BinHexDecoder } from '../../src/engine/unpack/binhex.js';
 import { Base64Decoder, QuotedPrintableDecoder, UuDecoder } from '../../src/engine/unpack/decoders.js';
 import { documentUnpackers } from '../../src/engine/unpack/documents.js';
 import { RtfHexDecoder } from '../../src/engine/unpack/rtf.js';
+import { lines } from '../../src/engine/unpack/textlines.js';
 import { VbaDecompressor } from '../../src/engine/unpack/vba.js';
 import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
@@ -180,6 +182,31 @@ test('streaming decoders (base64, QP, uuencode, BinHex, VBA, RTF hex) are indiff
           };
           assert.ok(feed(cutsFor(rawCuts, binhex.length)).equals(feed([])));
         }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('text line splitting gives the same lines, offsets and line-break lengths however the source is chunked', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.constantFrom('a', 'b', '\r', '\n', '\r\n', 'x'.repeat(40)), { maxLength: 200 }),
+      fc.integer({ min: 1, max: 64 }),
+      async (parts, chunkSize) => {
+        const data = Buffer.from(parts.join(''), 'latin1');
+        const whole = new BufferSource(data);
+        const chunked: ObjectSource = {
+          size: data.length,
+          read: (p, l) => whole.read(p, l),
+          stream: (s, e) => whole.stream(s, e, chunkSize),
+        };
+        const collect = async (src: ObjectSource) => {
+          const out: string[] = [];
+          for await (const l of lines(src, ctx(), 30)) out.push(JSON.stringify(l));
+          return out;
+        };
+        assert.deepEqual(await collect(chunked), await collect(whole));
       },
     ),
     { numRuns: 200 },

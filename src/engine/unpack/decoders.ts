@@ -15,38 +15,48 @@ for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 B64['-'.charCodeAt(0)] = 62;
 B64['_'.charCodeAt(0)] = 63;
 
-/** Base64, tolerant as mail readers are: characters outside the alphabet are skipped, padding optional. */
+/**
+ * Base64, tolerant as mail readers are: characters outside the alphabet (line breaks, spaces, junk)
+ * are skipped, padding is optional, the URL-safe alphabet is accepted. An `=` where a quantum is
+ * incomplete ends the data (what follows is not part of it); an `=` between whole quanta is skipped.
+ * Whole quanta go through Node's native decoder; only up to 3 characters are carried between chunks.
+ */
 export class Base64Decoder implements StreamDecoder {
-  private acc = 0;
-  private bits = 0;
+  private pending = '';
   private done = false;
 
   write(chunk: Buffer): Buffer {
-    const out = Buffer.allocUnsafe(Math.ceil((chunk.length * 3) / 4) + 3);
-    let o = 0;
-    for (let i = 0; i < chunk.length && !this.done; i++) {
-      const c = chunk[i]!;
-      if (c === 0x3d) {
-        // '=' ends the data; bits left over are padding.
-        if (this.bits > 0) this.done = true;
-        continue;
+    if (this.done || chunk.length === 0) return Buffer.alloc(0);
+    const out: Buffer[] = [];
+    let rest = chunk.toString('latin1');
+    for (;;) {
+      const eq = rest.indexOf('=');
+      this.pending += (eq < 0 ? rest : rest.slice(0, eq)).replace(NOT_BASE64, '');
+      const whole = this.pending.length - (this.pending.length % 4);
+      if (whole > 0) {
+        out.push(Buffer.from(this.pending.slice(0, whole), 'base64'));
+        this.pending = this.pending.slice(whole);
       }
-      const v = B64[c]!;
-      if (v < 0) continue;
-      this.acc = ((this.acc << 6) | v) & 0xffffff;
-      this.bits += 6;
-      if (this.bits >= 8) {
-        this.bits -= 8;
-        out[o++] = (this.acc >> this.bits) & 0xff;
+      if (eq < 0) break;
+      if (this.pending.length > 0) {
+        out.push(this.end());
+        this.done = true;
+        break;
       }
+      rest = rest.slice(eq + 1);
     }
-    return out.subarray(0, o);
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
 
+  /** A final incomplete quantum: 2 or 3 characters still carry 1 or 2 bytes. */
   end(): Buffer {
-    return Buffer.alloc(0);
+    const tail = this.pending;
+    this.pending = '';
+    return tail.length >= 2 ? Buffer.from(tail, 'base64') : Buffer.alloc(0);
   }
 }
+
+const NOT_BASE64 = /[^A-Za-z0-9+/_-]+/g;
 
 function hexVal(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;

@@ -37,6 +37,17 @@ export async function* lines(
     for (;;) {
       const nl = chunk.indexOf(10, from);
       const end = nl < 0 ? chunk.length : nl;
+      if (nl >= 0 && pendingLen === 0) {
+        // The whole line is in this chunk (the common case): no copy.
+        const text = chunk.toString('latin1', from, Math.min(end, from + inspect));
+        const next = pos + nl + 1;
+        const before = nl > 0 ? chunk[nl - 1] : prevLast;
+        const eol = before === 13 && next - lineStart >= 2 ? 2 : 1;
+        yield { text: text.endsWith('\r') ? text.slice(0, -1) : text, start: lineStart, next, eol };
+        lineStart = next;
+        from = nl + 1;
+        continue;
+      }
       if (pendingLen < inspect) {
         const piece = chunk.subarray(from, Math.min(end, from + (inspect - pendingLen)));
         pending.push(Buffer.from(piece));
