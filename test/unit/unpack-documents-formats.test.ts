@@ -451,3 +451,21 @@ test('rtf: obfuscated objdata (control words, ignorable groups, \\binN with brac
   const [file] = await drain(ole1Unpacker, o!.data);
   assert.ok(file!.data.equals(EICAR));
 });
+
+test('ole2: hundreds of directory entries sharing one long chain end quickly (walk budget)', async () => {
+  const items = [{ path: 'Big', data: Buffer.alloc(400_000, 1) }];
+  for (let i = 0; i < 400; i++) items.push({ path: `S${i}`, data: Buffer.alloc(600, 2) });
+  const cfb = buildCfb(items);
+  // Point every stream's directory entry at the big stream's chain, with the big size.
+  const entries: number[] = [];
+  for (let off = 512; off + 128 <= cfb.length; off += 128)
+    if (cfb[off + 66] === 2 && cfb.readUInt16LE(off + 64) > 0) entries.push(off);
+  const big = entries.find((off) => cfb.readUInt32LE(off + 120) === 400_000)!;
+  for (const off of entries) {
+    cfb.writeUInt32LE(cfb.readUInt32LE(big + 116), off + 116);
+    cfb.writeUInt32LE(400_000, off + 120);
+  }
+  const t0 = performance.now();
+  await assert.rejects(drain(ole2Unpacker, cfb), /chains overlap/);
+  assert.ok(performance.now() - t0 < 2000);
+});

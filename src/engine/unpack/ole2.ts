@@ -118,18 +118,36 @@ export class CompoundFile {
     }
   }
 
-  /** The chain starting at `start`, ended by a marker, an out-of-range link, or a sector seen before. */
+  /** Visit stamps per table (one generation per chain walk), so no walk allocates a bitmap. */
+  private readonly stamps = new Map<Uint32Array, Uint32Array>();
+  private generation = 0;
+  /** Sectors walked over all chains; real files visit each sector about once. */
+  private walked = 0;
+
+  /**
+   * The chain starting at `start`, ended by a marker, an out-of-range link, or a sector seen before
+   * in this chain (a cycle). Chains of a hostile file may all share one long run of sectors, so the
+   * total walked is capped at a few times the FAT's size: beyond that the file is corrupt.
+   */
   chain(start: number, table: Uint32Array, maxUnits = table.length): number[] {
+    let stamp = this.stamps.get(table);
+    if (!stamp) {
+      stamp = new Uint32Array(table.length);
+      this.stamps.set(table, stamp);
+    }
+    const gen = ++this.generation;
     const out: number[] = [];
-    const seen = new Uint8Array(table.length);
     for (
       let s = start;
-      s < table.length && s < MAX_REGSECT && !seen[s] && out.length < maxUnits;
+      s < table.length && s < MAX_REGSECT && stamp[s] !== gen && out.length < maxUnits;
       s = table[s]!
     ) {
-      seen[s] = 1;
+      stamp[s] = gen;
       out.push(s);
     }
+    this.walked += out.length;
+    if (this.walked > 4 * (this.fat.length + this.miniFat.length) + 4096)
+      throw corrupt('sector chains overlap far beyond the file size');
     return out;
   }
 
