@@ -25,16 +25,15 @@ const SAFETY = 64; // runs in READ_LENGTHS may write a little past the last symb
 
 const EXTRA_BITS = new Uint8Array(52);
 const POSITION_BASE = new Uint32Array(52);
-{
-  for (let i = 0, j = 0; i < 52; i += 2) {
-    EXTRA_BITS[i] = j;
-    EXTRA_BITS[i + 1] = j;
-    if (i !== 0 && j < 17) j++;
-  }
-  for (let i = 0, j = 0; i < 52; i++) {
-    POSITION_BASE[i] = j;
-    j += 1 << EXTRA_BITS[i]!;
-  }
+// Extra bits per position slot: 0,0,0,0,1,1,2,2,…,16,16 then 17; bases accumulate 2^extra.
+for (let i = 0, j = 0; i < 52; i += 2) {
+  EXTRA_BITS[i] = j;
+  EXTRA_BITS[i + 1] = j;
+  if (i !== 0 && j < 17) j++;
+}
+for (let i = 0, j = 0; i < 52; i++) {
+  POSITION_BASE[i] = j;
+  j += 1 << EXTRA_BITS[i]!;
 }
 
 function fail(msg: string): UnpackError {
