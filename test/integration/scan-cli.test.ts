@@ -120,7 +120,7 @@ test('a .cvd built with the real header format loads and its version shows in sc
   assert.match(r.out, /Test\.Cvd\.Body FOUND/);
 });
 
-test("ClamAV's own test files: a one-line .hdb for clam.exe is found in at least 25 of the 44", (t) => {
+test("ClamAV's own test files: a one-line .hdb for clam.exe is found in at least 27 of the 44 (issue bar: 25)", (t) => {
   const root = '/usr/share/clamav-testfiles';
   if (!peer(t, 'clamscan', 'clamav-testfiles')) return;
   const files = readdirSync(root).map((f) => join(root, f));
@@ -134,5 +134,5 @@ test("ClamAV's own test files: a one-line .hdb for clam.exe is found in at least
   t.diagnostic(
     `found in ${found.length}/${files.length}; not found: ${missed.map((l) => l.replace(`${root}/`, '')).join(' | ')}`,
   );
-  assert.ok(found.length >= 25, `found in only ${found.length} files`);
+  assert.ok(found.length >= 27, `found in only ${found.length} files`);
 });
