@@ -46,6 +46,10 @@ const SERVICES: Partial<
     const { startHttpListener } = await import('./protocols/http/index.js');
     return startHttpListener(l as Extract<ListenerConfig, { protocol: 'http' }>, deps);
   },
+  smtp: async (l, deps) => {
+    const { startSmtpListener } = await import('./protocols/smtp/index.js');
+    return startSmtpListener(l as Extract<ListenerConfig, { protocol: 'smtp' }>, deps);
+  },
 };
 
 async function startService(l: ListenerConfig, deps: GatewayDeps): Promise<RunningService> {

@@ -125,6 +125,12 @@ const smtpListener = z.strictObject({
   onInfected: z.enum(['reject', 'strip', 'tag']).default('reject'),
   unreachable: z.enum(['reset', '421']).default('reset'),
   maxMessageSize: size.default(50 * 1024 ** 2),
+  /** Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions need more; Postfix uses 2048). */
+  maxCommandLength: z.number().int().min(512).max(65_536).default(2048),
+  /** Bytes of a message kept in memory while it is scanned; larger ones go to dataDir/spool. */
+  spoolMemory: size.default(4 * 1024 ** 2),
+  /** Upstream TCP connect + TLS handshake deadline. */
+  connectTimeout: duration.default(30_000),
 });
 
 const ftpListener = z.strictObject({
@@ -232,6 +238,7 @@ export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
 export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
+export type SmtpListenerConfig = Extract<ListenerConfig, { protocol: 'smtp' }>;
 export type EngineConfig = Config['engine'];
 export type EngineLimits = EngineConfig['limits'];
 export type TlsConfig = Config['tls'];

@@ -1,0 +1,87 @@
+/**
+ * What every session of one SMTP listener shares: its config, the upstream target, where to spool,
+ * and how to get the certificate the client leg presents.
+ */
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import type { SmtpListenerConfig } from '../../config/schema.js';
+import { ConfigError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { ServiceDeps } from '../../net/service.js';
+import { type CertNames, namesFromPeerCertificate } from '../../tls/leaf.js';
+import type { TlsRuntime } from '../../tls/runtime.js';
+import { parseAddress } from '../../util/units.js';
+import type { UpstreamTarget } from './upstream.js';
+
+export interface SmtpDeps extends ServiceDeps {
+  tls: TlsRuntime;
+}
+
+export interface SmtpContext {
+  cfg: SmtpListenerConfig;
+  deps: SmtpDeps;
+  log: Logger;
+  target: UpstreamTarget;
+  spoolDir: string;
+  /** Our name: in EHLO toward the server and in our own replies. */
+  hostname: string;
+  shutdown: AbortSignal;
+  /**
+   * The client leg's certificate: the configured cert/key, else one minted for `tls.name`, else for
+   * the server certificate's names (TLS upstream), else for the upstream host name.
+   */
+  clientContext(upstreamCert: PeerCertificate | null): Promise<SecureContext>;
+}
+
+function namesFor(name: string): CertNames {
+  return isIP(name)
+    ? { commonName: name, dnsNames: [], ipAddresses: [name] }
+    : { commonName: name, dnsNames: [name], ipAddresses: [] };
+}
+
+export async function createSmtpContext(
+  cfg: SmtpListenerConfig,
+  deps: SmtpDeps,
+  shutdown: AbortSignal,
+): Promise<SmtpContext> {
+  let target: UpstreamTarget;
+  try {
+    const a = parseAddress(cfg.upstream);
+    if (!('host' in a)) throw new RangeError('a unix socket is not an SMTP server address');
+    target = a;
+  } catch (e) {
+    throw new ConfigError(`listeners.${cfg.name}.upstream`, (e as Error).message);
+  }
+  let fixed: SecureContext | null = null;
+  if (cfg.tls.cert || cfg.tls.key) {
+    if (!cfg.tls.cert || !cfg.tls.key)
+      throw new ConfigError(`listeners.${cfg.name}.tls`, 'cert and key must be given together');
+    try {
+      fixed = createSecureContext({ cert: await readFile(cfg.tls.cert), key: await readFile(cfg.tls.key) });
+    } catch (e) {
+      throw new ConfigError(`listeners.${cfg.name}.tls`, `cannot load cert/key: ${(e as Error).message}`);
+    }
+  }
+  const minter = deps.tls.minter;
+  return {
+    cfg,
+    deps,
+    log: deps.logger.child({ listener: cfg.name }),
+    target,
+    spoolDir: join(deps.config.dataDir, 'spool'),
+    hostname: cfg.tls.name ?? hostname(),
+    shutdown,
+    clientContext(upstreamCert) {
+      if (fixed) return Promise.resolve(fixed);
+      if (cfg.tls.name) return minter.secureContext(namesFor(cfg.tls.name));
+      if (upstreamCert && Object.keys(upstreamCert).length > 0) {
+        const names = namesFromPeerCertificate(upstreamCert);
+        if (names.dnsNames.length || names.ipAddresses.length) return minter.secureContext(names);
+      }
+      return minter.secureContext(namesFor(target.host));
+    },
+  };
+}
