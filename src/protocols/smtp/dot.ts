@@ -43,6 +43,8 @@ export interface UnstuffResult {
 
 export class DotUnstuffer {
   private state = U.LineStart;
+  /** The current line began after a bare CR or LF: its "." alone is content, not the end (§4.1.1.4). */
+  private bareStart = false;
   /** Line breaks that were not CRLF and were rewritten to it. */
   normalized = 0;
   /** Content bytes produced so far. */
@@ -76,6 +78,7 @@ export class DotUnstuffer {
             emit(CRLF);
             this.normalized++;
             this.state = U.LineStart;
+            this.bareStart = true;
           } else if (runStart < 0) runStart = i;
           i++;
           break;
@@ -85,6 +88,7 @@ export class DotUnstuffer {
           else if (c === LF) {
             emit(CRLF);
             this.normalized++;
+            this.bareStart = true;
           } else {
             runStart = i;
             this.state = U.Mid;
@@ -100,6 +104,7 @@ export class DotUnstuffer {
             emit(Buffer.from('.\r\n'));
             this.normalized++;
             this.state = U.LineStart;
+            this.bareStart = true;
             i++;
           } else if (c === DOT) {
             // ".." → "." (the stuffed dot is dropped, the second kept).
@@ -107,35 +112,43 @@ export class DotUnstuffer {
             this.state = U.Mid;
             i++;
           } else {
-            // A client that did not stuff: keep the dot as content (Postfix does the same).
-            emit(Buffer.from('.'));
+            // ".x": "the first character is deleted" (§4.5.2), stuffed or not.
             runStart = i;
             this.state = U.Mid;
             i++;
           }
           break;
         case U.DotCr:
-          if (c === LF) {
+          if (c === LF && !this.bareStart) {
             this.state = U.Done;
             rest = input.subarray(i + 1);
             i = input.length;
+          } else if (c === LF) {
+            // "LF . CRLF": the end only for lax servers, so for us a content line holding one dot.
+            emit(Buffer.from('.\r\n'));
+            this.state = U.LineStart;
+            this.bareStart = false;
+            i++;
           } else {
             // ". CR x": a dot line ended by a bare CR; x starts the next line.
             emit(Buffer.from('.\r\n'));
             this.normalized++;
             this.state = U.LineStart;
+            this.bareStart = true;
           }
           break;
         case U.Cr:
           if (c === LF) {
             emit(CRLF);
             this.state = U.LineStart;
+            this.bareStart = false;
             i++;
           } else {
             // Bare CR: a line break for lax servers, so it becomes CRLF; c starts the next line.
             emit(CRLF);
             this.normalized++;
             this.state = U.LineStart;
+            this.bareStart = true;
           }
           break;
         case U.Done:
