@@ -100,3 +100,109 @@ export function withoutScangateHeaders(data: Buffer): { headers: string[]; rest:
   }
   return { headers, rest: data.subarray(pos) };
 }
+
+export interface RawReply {
+  code: number;
+  text: string;
+}
+
+/**
+ * A hand-driven SMTP client over a raw socket, for what real clients never do: pipelining past
+ * STARTTLS, bare LF, 10 MB lines. Replies are read line by line (multi-line joined with \n).
+ */
+export class RawSmtpClient {
+  private buf = '';
+  private closed = false;
+  private waiter: (() => void) | null = null;
+  private socket: import('node:net').Socket | import('node:tls').TLSSocket;
+
+  private constructor(socket: import('node:net').Socket) {
+    this.socket = socket;
+    this.listen(socket);
+  }
+
+  static async connect(port: number): Promise<RawSmtpClient> {
+    const { connect } = await import('node:net');
+    const s = connect({ port, host: '127.0.0.1' });
+    s.on('error', () => {});
+    const c = new RawSmtpClient(s);
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', () => resolve());
+      s.once('error', reject);
+    });
+    return c;
+  }
+
+  private listen(s: import('node:net').Socket | import('node:tls').TLSSocket): void {
+    s.on('data', (d: Buffer) => {
+      this.buf += d.toString('latin1');
+      this.waiter?.();
+    });
+    s.on('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Next complete reply; null when the connection closed first. */
+  async reply(timeoutMs = 10_000): Promise<RawReply | null> {
+    const deadline = Date.now() + timeoutMs;
+    const lines: string[] = [];
+    for (;;) {
+      const i = this.buf.indexOf('\r\n');
+      if (i >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 2);
+        lines.push(line.slice(4));
+        if (line[3] !== '-') return { code: Number(line.slice(0, 3)), text: lines.join('\n') };
+        continue;
+      }
+      if (this.closed) return null;
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`no reply within ${timeoutMs} ms (buffer ${JSON.stringify(this.buf.slice(0, 100))})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+  }
+
+  async command(line: string): Promise<RawReply | null> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** TLS client handshake on the current socket (after a 220 to STARTTLS). */
+  async startTls(ca: string): Promise<void> {
+    const { connect } = await import('node:tls');
+    const raw = this.socket as import('node:net').Socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('close');
+    this.buf = '';
+    const t = connect({ socket: raw, ca, checkServerIdentity: () => undefined });
+    t.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      t.once('secureConnect', () => resolve());
+      t.once('error', reject);
+    });
+    this.socket = t;
+    this.listen(t);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
