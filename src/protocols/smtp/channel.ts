@@ -122,6 +122,7 @@ export class SmtpChannel {
           this.wake = null;
           reject(new SmtpTimeoutError(what, timeoutMs));
         }, timeoutMs);
+        timer.unref();
         this.wake = () => {
           clearTimeout(timer);
           resolve();
@@ -212,9 +213,11 @@ export class SmtpChannel {
     return dropped;
   }
 
-  /** Half-closes after flushing what was written. */
+  /** Half-closes after flushing what was written. A pending next() returns null. */
   end(): void {
     this.detach();
+    this.ended = true;
+    this.notify();
     this.stream.on('error', () => {});
     if (!this.stream.destroyed) this.stream.end();
     const t = setTimeout(() => this.stream.destroy(), 2_000);
@@ -224,6 +227,8 @@ export class SmtpChannel {
 
   destroy(): void {
     this.detach();
+    this.ended = true;
+    this.notify();
     this.stream.on('error', () => {});
     this.stream.destroy();
   }
