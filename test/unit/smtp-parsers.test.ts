@@ -232,6 +232,51 @@ describe('DATA transparency (RFC 5321 §4.5.2)', () => {
     );
   });
 
+  it('the streaming unstuffer agrees with a line-by-line reading of the RFC, in any chunking (property)', () => {
+    /** Reference: split into lines at CRLF, bare CR or bare LF; "." ends only after and before CRLF. */
+    const reference = (wire: string): { content: string; rest: string } => {
+      let content = '';
+      let prevProper = true;
+      let pos = 0;
+      for (;;) {
+        const m = /\r\n|\r|\n/.exec(wire.slice(pos));
+        if (!m) throw new Error('no end');
+        const line = wire.slice(pos, pos + m.index);
+        const proper = m[0] === '\r\n';
+        pos += m.index + m[0].length;
+        if (line === '.' && proper && prevProper) return { content, rest: wire.slice(pos) };
+        content += `${line === '.' ? '.' : line.startsWith('.') ? line.slice(1) : line}\r\n`;
+        prevProper = proper;
+      }
+    };
+    const piece = fc.constantFrom('\r', '\n', '.', 'a', 'b', '\r\n', '..', ' ');
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 60 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (pieces, points) => {
+          const wire = `${pieces.join('')}\r\n.\r\nTAIL`;
+          const expected = reference(wire);
+          const u = new DotUnstuffer();
+          let out = '';
+          let rest: string | null = null;
+          for (const p of cut(b(wire), points)) {
+            if (rest !== null) {
+              rest += p.toString('latin1');
+              continue;
+            }
+            const r = u.write(p);
+            out += r.out.toString('latin1');
+            if (r.rest) rest = r.rest.toString('latin1');
+          }
+          assert.equal(out, expected.content);
+          assert.equal(rest, expected.rest);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
   it('an unterminated last line gets its CRLF before the final dot', () => {
     assert.equal(dotStuff(b('abc')).toString(), 'abc\r\n.\r\n');
     assert.equal(dotStuff(b('')).toString(), '.\r\n');

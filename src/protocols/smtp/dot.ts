@@ -18,6 +18,8 @@ const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
 const CRLF = Buffer.from('\r\n');
+const DOT_LINE = Buffer.from('.\r\n');
+const EMPTY = Buffer.alloc(0);
 
 enum U {
   /** At the start of a line. */
@@ -57,51 +59,97 @@ export class DotUnstuffer {
   write(input: Buffer): UnstuffResult {
     if (this.state === U.Done) return { out: Buffer.alloc(0), rest: input };
     const parts: Buffer[] = [];
-    // Runs of ordinary bytes are copied as slices, not byte by byte.
+    // Content is copied as runs of the input (slices, no copy); a run breaks only where a byte is
+    // dropped (a stuffed dot) or a line break is rewritten, so ordinary mail comes out as one slice.
     let runStart = -1;
     const flush = (end: number) => {
       if (runStart >= 0 && end > runStart) parts.push(input.subarray(runStart, end));
       runStart = -1;
     };
-    const emit = (b: Buffer) => parts.push(b);
+    const len = input.length;
+    // Next CR and LF at or after i, found with the native indexOf and reused until passed.
+    let cr = -2;
+    let lf = -2;
     let i = 0;
     let rest: Buffer | null = null;
-    while (i < input.length) {
-      const c = input[i]!;
+    while (i < len) {
       switch (this.state) {
-        case U.Mid:
-          if (c === CR) {
-            flush(i);
-            this.state = U.Cr;
-          } else if (c === LF) {
-            flush(i);
-            emit(CRLF);
+        case U.Mid: {
+          if (cr !== -1 && cr < i) cr = input.indexOf(CR, i);
+          if (lf !== -1 && lf < i) lf = input.indexOf(LF, i);
+          if (runStart < 0) runStart = i;
+          const j = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
+          if (j < 0) {
+            i = len;
+            break;
+          }
+          if (input[j] === CR) {
+            if (j + 1 < len && input[j + 1] === LF) {
+              // CRLF stays in the run.
+              i = j + 2;
+              this.state = U.LineStart;
+              this.bareStart = false;
+            } else if (j + 1 === len) {
+              flush(j);
+              this.state = U.Cr;
+              i = len;
+            } else {
+              // Bare CR: a line break for lax servers, so it becomes CRLF.
+              flush(j);
+              parts.push(CRLF);
+              this.normalized++;
+              this.state = U.LineStart;
+              this.bareStart = true;
+              i = j + 1;
+            }
+          } else {
+            // Bare LF.
+            flush(j);
+            parts.push(CRLF);
             this.normalized++;
             this.state = U.LineStart;
             this.bareStart = true;
-          } else if (runStart < 0) runStart = i;
-          i++;
+            i = j + 1;
+          }
           break;
-        case U.LineStart:
-          if (c === DOT) this.state = U.Dot;
-          else if (c === CR) this.state = U.Cr;
-          else if (c === LF) {
-            emit(CRLF);
+        }
+        case U.LineStart: {
+          const c = input[i]!;
+          if (c === DOT) {
+            flush(i);
+            this.state = U.Dot;
+            i++;
+          } else if (c === CR) {
+            if (i + 1 < len && input[i + 1] === LF) {
+              // An empty line.
+              if (runStart < 0) runStart = i;
+              this.bareStart = false;
+              i += 2;
+            } else {
+              flush(i);
+              this.state = U.Cr;
+              i++;
+            }
+          } else if (c === LF) {
+            flush(i);
+            parts.push(CRLF);
             this.normalized++;
             this.bareStart = true;
+            i++;
           } else {
-            runStart = i;
+            if (runStart < 0) runStart = i;
             this.state = U.Mid;
           }
-          i++;
           break;
-        case U.Dot:
+        }
+        case U.Dot: {
+          const c = input[i]!;
           if (c === CR) {
             this.state = U.DotCr;
             i++;
           } else if (c === LF) {
             // ". LF": not the end (only CRLF.CRLF is); a content line holding one dot.
-            emit(Buffer.from('.\r\n'));
+            parts.push(DOT_LINE);
             this.normalized++;
             this.state = U.LineStart;
             this.bareStart = true;
@@ -115,49 +163,50 @@ export class DotUnstuffer {
             // ".x": "the first character is deleted" (§4.5.2), stuffed or not.
             runStart = i;
             this.state = U.Mid;
-            i++;
           }
           break;
-        case U.DotCr:
+        }
+        case U.DotCr: {
+          const c = input[i]!;
           if (c === LF && !this.bareStart) {
             this.state = U.Done;
             rest = input.subarray(i + 1);
-            i = input.length;
+            i = len;
           } else if (c === LF) {
             // "LF . CRLF": the end only for lax servers, so for us a content line holding one dot.
-            emit(Buffer.from('.\r\n'));
+            parts.push(DOT_LINE);
             this.state = U.LineStart;
             this.bareStart = false;
             i++;
           } else {
             // ". CR x": a dot line ended by a bare CR; x starts the next line.
-            emit(Buffer.from('.\r\n'));
+            parts.push(DOT_LINE);
             this.normalized++;
             this.state = U.LineStart;
             this.bareStart = true;
           }
           break;
-        case U.Cr:
-          if (c === LF) {
-            emit(CRLF);
-            this.state = U.LineStart;
+        }
+        case U.Cr: {
+          parts.push(CRLF);
+          this.state = U.LineStart;
+          if (input[i] === LF) {
             this.bareStart = false;
             i++;
           } else {
-            // Bare CR: a line break for lax servers, so it becomes CRLF; c starts the next line.
-            emit(CRLF);
+            // Bare CR at a chunk boundary; the byte after it starts the next line.
             this.normalized++;
-            this.state = U.LineStart;
             this.bareStart = true;
           }
           break;
+        }
         case U.Done:
-          i = input.length;
+          i = len;
           break;
       }
     }
-    if (this.state === U.Mid) flush(input.length);
-    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (this.state !== U.Done) flush(len);
+    const out = parts.length === 1 ? parts[0]! : parts.length === 0 ? EMPTY : Buffer.concat(parts);
     this.size += out.length;
     return { out, rest };
   }

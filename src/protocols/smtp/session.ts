@@ -14,7 +14,6 @@
 import type { Socket } from 'node:net';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
-import { Spool } from '../../engine/source.js';
 import { ScangateError } from '../../errors.js';
 import { formatHostPort } from '../../net/connect.js';
 import { resetConnection } from '../../net/splice.js';
@@ -26,6 +25,7 @@ import { DotStuffer } from './dot.js';
 import { rewriteEhlo } from './ehlo.js';
 import { judgeMessage } from './message.js';
 import { type Reply, reply, replySummary } from './reply.js';
+import { MessageSpool } from './spool.js';
 import { REPLY_TIMEOUTS, UPSTREAM_KEEPALIVE_MS } from './timeouts.js';
 import { openUpstream, type UpstreamLeg } from './upstream.js';
 
@@ -433,7 +433,7 @@ export class SmtpSession {
     }
     await this.client.sendReply(reply(354, 'End data with <CR><LF>.<CR><LF>'));
     const started = Date.now();
-    const spool = new Spool({ dir: this.ctx.spoolDir, memoryLimit: this.ctx.cfg.spoolMemory });
+    const spool = new MessageSpool(this.ctx.spoolDir, this.ctx.cfg.spoolMemory);
     try {
       const received = await this.receive(spool);
       if (received === 'closed') {
@@ -446,7 +446,7 @@ export class SmtpSession {
         this.resetTransaction();
         return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
       }
-      const { source } = await spool.finish();
+      const source = await spool.finish();
       const decision = await judgeMessage(source, {
         scanner: this.ctx.deps.scanner,
         policy: this.ctx.cfg.onInfected,
@@ -504,7 +504,7 @@ export class SmtpSession {
   }
 
   /** Reads the client's message into the spool (bounded by maxMessageSize). */
-  private async receive(spool: Spool): Promise<'ok' | 'toobig' | 'closed'> {
+  private async receive(spool: MessageSpool): Promise<'ok' | 'toobig' | 'closed'> {
     const max = this.ctx.cfg.maxMessageSize;
     this.client.reader.startData();
     let size = 0;
