@@ -446,14 +446,28 @@ export class SmtpSession {
         this.resetTransaction();
         return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
       }
-      const source = await spool.finish();
-      const decision = await judgeMessage(source, {
-        scanner: this.ctx.deps.scanner,
-        policy: this.ctx.cfg.onInfected,
-        onError: this.ctx.deps.config.engine.onError,
-        spoolDir: this.ctx.spoolDir,
-        spoolMemory: this.ctx.cfg.spoolMemory,
-      });
+      let source: Awaited<ReturnType<MessageSpool['finish']>>;
+      let decision: Awaited<ReturnType<typeof judgeMessage>>;
+      try {
+        source = await spool.finish();
+        decision = await judgeMessage(source, {
+          scanner: this.ctx.deps.scanner,
+          policy: this.ctx.cfg.onInfected,
+          onError: this.ctx.deps.config.engine.onError,
+          spoolDir: this.ctx.spoolDir,
+          spoolMemory: this.ctx.cfg.spoolMemory,
+        });
+      } catch (e) {
+        // A local failure (spool disk full, …): the sender keeps the message and retries.
+        this.log.error(
+          { client: this.clientAddress, err: (e as Error).message },
+          'smtp: message not processed',
+        );
+        await this.rsetUpstream();
+        this.resetTransaction();
+        await this.client.sendReply(reply(451, '4.3.0 Local error in processing; try again later'));
+        return 'continue';
+      }
       const from = this.mailFrom;
       const recipients = this.recipients;
       this.resetTransaction();
