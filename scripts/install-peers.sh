@@ -10,6 +10,7 @@ PACKAGES=(
   mitmproxy                                         # benchmark peer (mitmdump)
   zip unzip bzip2 cpio p7zip-full gcab mscompress arj   # archive fixtures built by real tools (unpack tests)
   swaks libio-socket-ssl-perl libauthen-sasl-perl   # SMTP client for the mail gateway tests (TLS, AUTH)
+  chromium                                          # headless browser for page tests (playwright-core drives it)
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
