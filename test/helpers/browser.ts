@@ -15,7 +15,9 @@ export const SCREENSHOT_DIR = join(import.meta.dirname, '..', '..', 'test-output
  * Launches Chromium or skips (fails under CI) when it is not installed. The flags keep it from
  * reaching out to the network, which this machine refuses, and from needing a sandbox as root.
  */
-export async function launchBrowser(t: TestContext): Promise<{ browser: Browser; close(): Promise<void> } | null> {
+export async function launchBrowser(
+  t: TestContext,
+): Promise<{ browser: Browser; close(): Promise<void> } | null> {
   const exe = peer(t, 'chromium');
   if (!exe) return null;
   const browser = await chromium.launch({
