@@ -186,7 +186,23 @@ const clamdListener = z.strictObject({
 const icapListener = z.strictObject({
   ...listenerBase,
   protocol: z.literal('icap'),
+  /** Preview bytes asked for in OPTIONS (RFC 3507 §4.5); 0 still lets a client end a preview with ieof. */
   previewSize: size.default(1024),
+  /** Largest ICAP head, and separately largest encapsulated HTTP header section (Encapsulated offsets). */
+  maxHeaderSize: size.default(64 * 1024),
+  /** Bodies up to this size are held whole until the verdict (so a clean one can get 204); larger ones stream. */
+  holdLimit: size.default(32 * 1024 ** 2),
+  /** Bytes held back at the end of a streamed body until its verdict (HAVP's keep-back buffer). */
+  keepBack: size.default(1024 ** 2),
+  /** Bytes of a held body kept in memory before it moves to a temp file in dataDir/spool. */
+  spoolMemory: size.default(1024 ** 2),
+  /** Scanner error: block answers ICAP 500 (the client's bypass policy decides), allow passes it. Default engine.onError. */
+  onError: z.enum(['block', 'allow']).optional(),
+  /** Options-TTL advertised in OPTIONS: how long a client may cache them (ISTag still travels on every reply). */
+  optionsTtl: duration.default(3_600_000),
+  /** File extensions a client need not send (Transfer-Ignore) / must send whole (Transfer-Complete). */
+  transferIgnore: z.array(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)).default([]),
+  transferComplete: z.array(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)).default([]),
 });
 
 export const listenerSchema = z.discriminatedUnion('protocol', [
@@ -239,6 +255,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
 export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
 export type SmtpListenerConfig = Extract<ListenerConfig, { protocol: 'smtp' }>;
+export type IcapListenerConfig = Extract<ListenerConfig, { protocol: 'icap' }>;
 export type EngineConfig = Config['engine'];
 export type EngineLimits = EngineConfig['limits'];
 export type TlsConfig = Config['tls'];
