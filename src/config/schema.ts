@@ -221,7 +221,8 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
-  workers: z.union([z.literal('auto'), z.number().int().min(1)]).default(1),
+  /** Processes serving the listeners: 1 (no cluster), a number, or auto (one per core, node:cluster). */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default(1),
   engine: engineSchema.prefault({}),
   tls: tlsSchema.prefault({}),
   listeners: z
@@ -244,9 +245,30 @@ export const configSchema = z.strictObject({
     })
     .nullable()
     .default(null),
+  /** The admin listener (metrics, health, dashboard, event API); null disables it. */
   admin: z
-    .strictObject({ listen: address.default('127.0.0.1:9090'), token: z.string().nullable().default(null) })
+    .strictObject({
+      listen: address.default('127.0.0.1:9090'),
+      /** Bearer token for everything but /healthz; null: generated once into dataDir/admin.token (0600). */
+      token: z.string().min(16).nullable().default(null),
+      /** Client networks the admin answers (CIDRs); others get 403. Default loopback only. */
+      allow: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+    })
     .nullable()
+    .prefault({}),
+  /** Event store: every non-clean verdict and security event, queryable from the admin API; null disables it. */
+  events: z
+    .strictObject({
+      /** sqlite:PATH (relative to dataDir) or postgres://… */
+      database: z.string().default('sqlite:events.db'),
+      /** Events older than this are deleted (checked hourly). */
+      retention: duration.default(90 * 86_400_000),
+    })
+    .nullable()
+    .prefault({}),
+  /** How long sessions may finish: after SIGTERM (then the process exits 0), and on the old state after SIGHUP. */
+  drain: z
+    .strictObject({ timeout: duration.default(30_000), reloadTimeout: duration.default(600_000) })
     .prefault({}),
 });
 
