@@ -62,7 +62,13 @@ export const engineSchema = z.strictObject({
   cache: z
     .strictObject({
       entries: z.number().int().min(0).default(65_536),
+      /** redis://[:password@]host:port[/db] or a unix socket path; verdicts shared by every daemon using it. */
       redis: z.string().nullable().default(null),
+      /** How long a verdict stays in Redis (keys also carry the database version, so a new one never reads old). */
+      redisTtl: duration.default(7 * 86_400_000),
+      redisPrefix: z.string().default('scangate:verdict:'),
+      /** A Redis call slower than this counts as a miss (the scan goes on); Redis never fails a scan. */
+      redisTimeout: duration.default(500),
     })
     .prefault({}),
 });
@@ -177,10 +183,25 @@ const tunnelListener = z.strictObject({
   scan: z.boolean().default(false),
 });
 
+/**
+ * clamd-compatible daemon. `listen` is host:port or a unix socket path (clamd's TCPSocket/LocalSocket);
+ * `headerTimeout` is clamd's CommandReadTimeout (30 s), `readTimeout` its ReadTimeout (120 s).
+ */
 const clamdListener = z.strictObject({
   ...listenerBase,
   protocol: z.literal('clamd'),
   streamMaxLength: size.default(100 * 1024 ** 2),
+  readTimeout: duration.default(120_000),
+  /** Scans running at once (clamd's MaxThreads); others wait in arrival order. */
+  maxScans: z.number().int().min(1).max(1024).default(10),
+  /** Directory depth for SCAN/CONTSCAN/MULTISCAN (clamd's MaxDirectoryRecursion). */
+  maxDirectoryRecursion: z.number().int().min(1).max(1000).default(15),
+  /** Mode of the unix socket (clamd's LocalSocketMode); null keeps the process umask. */
+  socketMode: z
+    .string()
+    .regex(/^[0-7]{3,4}$/, 'expected an octal mode like 660')
+    .nullable()
+    .default(null),
 });
 
 const icapListener = z.strictObject({
@@ -277,6 +298,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
 export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
 export type SmtpListenerConfig = Extract<ListenerConfig, { protocol: 'smtp' }>;
+export type ClamdListenerConfig = Extract<ListenerConfig, { protocol: 'clamd' }>;
 export type IcapListenerConfig = Extract<ListenerConfig, { protocol: 'icap' }>;
 export type EngineConfig = Config['engine'];
 export type EngineLimits = EngineConfig['limits'];
