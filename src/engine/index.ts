@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { type EngineConfig, type EngineLimits, engineLimitsSchema } from '../config/schema.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { MemoryVerdictCache } from './cache.js';
+import { MemoryVerdictCache, type VerdictCache } from './cache.js';
 import { compileMatcher } from './match/index.js';
 import { BuiltinScanner, type EngineState } from './scanner.js';
 import { loadSignatures, type SignatureDb } from './signatures/index.js';
@@ -40,6 +40,8 @@ export interface BuiltinScannerFactoryOptions {
   cacheEntries?: number;
   spoolDir?: string;
   logger?: Logger;
+  /** A cache supplied by the caller (shared across workers, or read for metrics); default an LRU of cacheEntries. */
+  cache?: VerdictCache;
 }
 
 export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = {}): Promise<BuiltinScanner> {
@@ -55,7 +57,7 @@ export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = 
   }
   return new BuiltinScanner(engine, {
     limits,
-    cache: new MemoryVerdictCache(opts.cacheEntries ?? 65_536),
+    cache: opts.cache ?? new MemoryVerdictCache(opts.cacheEntries ?? 65_536),
     spoolDir: opts.spoolDir,
     logger,
   });
@@ -64,7 +66,7 @@ export async function createBuiltinScanner(opts: BuiltinScannerFactoryOptions = 
 /** The Scanner named by `engine.backend`. */
 export async function createScanner(
   cfg: EngineConfig,
-  opts: { dataDir: string; logger?: Logger },
+  opts: { dataDir: string; logger?: Logger; cache?: VerdictCache },
 ): Promise<Scanner> {
   if (cfg.backend === 'clamd') {
     const { createClamdScanner } = await import('./backends/index.js');
@@ -76,5 +78,6 @@ export async function createScanner(
     cacheEntries: cfg.cache.entries,
     spoolDir: join(opts.dataDir, 'spool'),
     logger: opts.logger,
+    ...(opts.cache ? { cache: opts.cache } : {}),
   });
 }
