@@ -50,6 +50,10 @@ const SERVICES: Partial<
     const { startSmtpListener } = await import('./protocols/smtp/index.js');
     return startSmtpListener(l as Extract<ListenerConfig, { protocol: 'smtp' }>, deps);
   },
+  icap: async (l, deps) => {
+    const { startIcapListener } = await import('./protocols/icap/index.js');
+    return startIcapListener(l as Extract<ListenerConfig, { protocol: 'icap' }>, deps);
+  },
 };
 
 async function startService(l: ListenerConfig, deps: GatewayDeps): Promise<RunningService> {
