@@ -152,11 +152,24 @@ const ftpListener = z.strictObject({
       name: z.string().optional(),
     })
     .prefault({}),
+  /** Ports of the gateway's own data listeners (client PASV/EPSV; server-side active mode). */
   passivePorts: z
     .string()
     .regex(/^\d{1,5}-\d{1,5}$/, 'expected a port range like 50000-50100')
     .default('50000-50100'),
+  /** How the gateway opens data connections to the server, whatever mode the client chose. */
+  upstreamData: z.enum(['passive', 'active']).default('passive'),
   unreachable: z.enum(['reset', '421']).default('reset'),
+  /** Largest file spooled for scanning; a larger transfer is refused (552), never passed unscanned. */
+  maxFileSize: size.default(1024 ** 3),
+  /** Bytes of a file kept in memory while it is scanned; larger ones go to dataDir/spool. */
+  spoolMemory: size.default(16 * 1024 ** 2),
+  /** Upstream TCP connect + TLS handshake deadline (control and data connections). */
+  connectTimeout: duration.default(30_000),
+  /** How long a data connection may take to arrive, and to move a byte once open. */
+  dataTimeout: duration.default(120_000),
+  /** RFC 959 sets no limit; vsftpd reads 4 KiB. */
+  maxCommandLength: z.number().int().min(512).max(65_536).default(4096),
 });
 
 const tunnelListener = z.strictObject({
@@ -298,6 +311,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
 export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
 export type SmtpListenerConfig = Extract<ListenerConfig, { protocol: 'smtp' }>;
+export type FtpListenerConfig = Extract<ListenerConfig, { protocol: 'ftp' }>;
 export type ClamdListenerConfig = Extract<ListenerConfig, { protocol: 'clamd' }>;
 export type IcapListenerConfig = Extract<ListenerConfig, { protocol: 'icap' }>;
 export type EngineConfig = Config['engine'];
