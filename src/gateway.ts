@@ -1,36 +1,68 @@
 /**
- * Assembles a running gateway from a Config: engine, TLS runtime, event sink, one service per
- * listener. Owned by `scangate run` and by integration tests, which start it in-process.
+ * Assembles a running gateway from a Config: engine, TLS runtime, event sinks, one service per
+ * listener, the admin listener. Owned by `scangate run` and by integration tests, which start it
+ * in-process.
+ *
+ * Reload (SIGHUP) builds a new *generation* — configuration, TLS runtime (CA and trust files
+ * re-read), engine (signatures re-read), services — and hands each listening socket over to it
+ * (net/listener.ts), so the port never closes. New connections get the new generation; connections
+ * already open finish on the old one, which closes once they have (or at drain.reloadTimeout).
  */
 
+import { join } from 'node:path';
 import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js';
-import { type AdminServer, startAdmin } from './admin/server.js';
+import type { EventStore } from './admin/event-store-types.js';
+import { EventFeed } from './admin/feed.js';
+import { MeteredScanner, MetricsEventSink } from './admin/instrument.js';
+import { describeListener, registry, reloads } from './admin/metrics.js';
+import { registerRuntimeMetrics } from './admin/runtime-metrics.js';
+import { type AdminServer, type AdminStatus, type ListenerState, startAdmin } from './admin/server.js';
+import { type AdminToken, loadOrCreateToken } from './admin/token.js';
 import type { Config, ListenerConfig } from './config/schema.js';
+import { MemoryVerdictCache, type VerdictCache } from './engine/cache.js';
 import { createScanner } from './engine/index.js';
 import { BuiltinScanner } from './engine/scanner.js';
 import type { Scanner } from './engine/types.js';
 import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
+import { beginHandover, endHandover } from './net/listener.js';
 import type { RunningService, ServiceDeps } from './net/service.js';
 import type { CertificateAuthority } from './tls/ca.js';
 import { createTlsRuntime, type TlsRuntime } from './tls/runtime.js';
 
 export interface Gateway {
+  /** The current generation's state (it changes on reload). */
   readonly config: Config;
   readonly scanner: Scanner;
   readonly ca: CertificateAuthority;
   readonly tls: TlsRuntime;
   readonly services: RunningService[];
   readonly admin: AdminServer | null;
+  readonly adminToken: AdminToken | null;
+  /** Latest events in memory (the dashboard's live feed). */
+  readonly feed: EventFeed;
+  readonly store: EventStore | null;
   banner(): string[];
-  /** Reloads signatures; connections in flight finish on the engine they started with. */
-  reload(): Promise<void>;
+  status(): AdminStatus;
+  /** Adds a subsystem's one-glance numbers to the dashboard (quarantine, registry). */
+  addSummary(name: string, read: () => Promise<Record<string, unknown>>): void;
+  /**
+   * Starts a new generation from `next` (default: the current config, re-reading every file it
+   * names). Rejects, keeping the running state, when the engine or TLS runtime cannot be built.
+   * `drained` resolves when the previous generation's connections have all finished.
+   */
+  reload(next?: Config): Promise<{ drained: Promise<void> }>;
+  /** Stops accepting, lets sessions finish until the deadline, then closes everything. */
   close(deadlineMs?: number): Promise<void>;
 }
 
 export interface GatewayOptions {
-  /** Extra event sinks (tests, the dashboard). */
+  /** Extra event sinks (tests, the dashboard, the cluster primary's relay). */
   events?: EventSink[];
+  /** Start the admin listener and event store when the config names them (default true; cluster workers: false). */
+  admin?: boolean;
+  /** The verdict cache the engine uses (cluster workers pass a shared one). */
+  cache?: VerdictCache;
 }
 
 /**
@@ -50,6 +82,10 @@ const SERVICES: Partial<
     const { startSmtpListener } = await import('./protocols/smtp/index.js');
     return startSmtpListener(l as Extract<ListenerConfig, { protocol: 'smtp' }>, deps);
   },
+  clamd: async (l, deps) => {
+    const { startClamdListener } = await import('./protocols/clamd/index.js');
+    return startClamdListener(l as Extract<ListenerConfig, { protocol: 'clamd' }>, deps);
+  },
   icap: async (l, deps) => {
     const { startIcapListener } = await import('./protocols/icap/index.js');
     return startIcapListener(l as Extract<ListenerConfig, { protocol: 'icap' }>, deps);
@@ -66,87 +102,259 @@ async function startService(l: ListenerConfig, deps: GatewayDeps): Promise<Runni
   return start(l, deps);
 }
 
+interface Generation {
+  config: Config;
+  scanner: MeteredScanner;
+  tls: TlsRuntime;
+  services: RunningService[];
+  unavailable: { name: string; protocol: string; reason: string }[];
+}
+
+/** The engine settings other than the signature list: when equal, a reload swaps the database in place. */
+function engineShape(c: Config): string {
+  return JSON.stringify({ ...c.engine, signatures: null });
+}
+
+async function startServices(gen: Generation, deps: GatewayDeps, logger: Logger): Promise<void> {
+  for (const l of gen.config.listeners) {
+    describeListener(l.name, l.protocol);
+    try {
+      gen.services.push(await startService(l, deps));
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      // Keep the rest running; readiness reports what is missing.
+      gen.unavailable.push({ name: l.name, protocol: l.protocol, reason: e.message });
+      logger.error({ listener: l.name, reason: e.message }, 'listener not started');
+    }
+  }
+}
+
+function addressText(a: RunningService['address']): string {
+  return typeof a === 'string' ? a : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
 export async function startGateway(
   config: Config,
   logger: Logger,
   options: GatewayOptions = {},
 ): Promise<Gateway> {
-  const events = new FanoutEventSink([new LogEventSink(logger), ...(options.events ?? [])]);
-  const scanner = await createScanner(config.engine, { dataDir: config.dataDir, logger });
-  // One TLS runtime per process: the CA (created on first start), the leaf-context cache and the
-  // learned passthrough list are shared by every listener.
-  const tls = await createTlsRuntime(config, logger, events);
-  const ca = tls.ca;
-  const deps: GatewayDeps = { config, scanner, logger, events, tls };
-  const services: RunningService[] = [];
-  const unavailable: string[] = [];
+  const withAdmin = options.admin !== false;
+  const feed = new EventFeed();
+  let store: EventStore | null = null;
+  if (withAdmin && config.events) {
+    const { openEventStore } = await import('./admin/event-store.js');
+    store = await openEventStore({
+      database: config.events.database,
+      dataDir: config.dataDir,
+      retentionMs: config.events.retention,
+      logger,
+    });
+  }
+  const events = new FanoutEventSink([
+    new LogEventSink(logger),
+    new MetricsEventSink(),
+    feed,
+    ...(store ? [store] : []),
+    ...(options.events ?? []),
+  ]);
+  const cache = options.cache ?? new MemoryVerdictCache(config.engine.cache.entries);
+
+  const newScanner = async (c: Config) =>
+    new MeteredScanner(await createScanner(c.engine, { dataDir: c.dataDir, logger, cache }));
+  let gen: Generation = {
+    config,
+    scanner: await newScanner(config),
+    tls: await createTlsRuntime(config, logger, events),
+    services: [],
+    unavailable: [],
+  };
+  const summaries = new Map<string, () => Promise<Record<string, unknown>>>();
   let admin: AdminServer | null = null;
-  try {
-    for (const l of config.listeners) {
+  let adminToken: AdminToken | null = null;
+  let draining = false;
+  const deps = (g: Generation): GatewayDeps => ({ config: g.config, scanner: g.scanner, logger, events, tls: g.tls });
+
+  registerRuntimeMetrics({
+    scanner: () => gen.scanner,
+    cache: () => (gen.config.engine.backend === 'builtin' ? cache : null),
+    listeners: () => gen.services.length,
+    spoolDir: join(config.dataDir, 'spool'),
+  });
+
+  const status = (): AdminStatus => {
+    const v = gen.scanner.version();
+    const listeners: ListenerState[] = [
+      ...gen.services.map((s) => ({
+        name: s.name,
+        protocol: s.protocol,
+        address: addressText(s.address),
+        state: 'listening' as const,
+      })),
+      ...gen.unavailable.map((u) => ({ ...u, address: '', state: 'not started' as const })),
+    ];
+    return {
+      ready: !draining && v.signatures > 0 && gen.services.length > 0 && gen.unavailable.length === 0,
+      engine: v,
+      workers: 1,
+      listeners,
+      summaries: {},
+    };
+  };
+  const fullStatus = async (): Promise<AdminStatus> => {
+    const s = status();
+    for (const [name, read] of summaries) {
       try {
-        services.push(await startService(l, deps));
+        s.summaries[name] = await read();
       } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        // Keep the rest running; readiness reports what is missing.
-        unavailable.push(e.message);
-        logger.error({ listener: l.name, reason: e.message }, 'listener not started');
+        s.summaries[name] = { error: (e as Error).message };
       }
     }
-    if (config.admin)
-      admin = await startAdmin({ listen: config.admin.listen, scanner, services: () => services, logger });
+    return s;
+  };
+
+  try {
+    await startServices(gen, deps(gen), logger);
+    if (withAdmin && config.admin) {
+      adminToken = await loadOrCreateToken(config.dataDir, config.admin.token);
+      admin = await startAdmin({
+        listen: config.admin.listen,
+        allow: config.admin.allow,
+        token: adminToken.value,
+        source: { collect: async () => registry, status: fullStatus },
+        feed,
+        store,
+        logger,
+      });
+    }
   } catch (e) {
-    await Promise.allSettled(services.map((s) => s.close(0)));
+    await Promise.allSettled(gen.services.map((s) => s.close(0)));
     await admin?.close();
-    await scanner.close?.();
+    await gen.scanner.close();
+    await store?.close();
     throw e;
   }
   logger.info(
     {
-      listeners: services.map((s) => ({ name: s.name, protocol: s.protocol, address: s.address })),
-      engine: scanner.version(),
+      listeners: gen.services.map((s) => ({ name: s.name, protocol: s.protocol, address: s.address })),
+      engine: gen.scanner.version(),
     },
     'scangate running',
   );
 
+  let reloading: Promise<unknown> = Promise.resolve();
+  const oldGenerations = new Set<Promise<void>>();
+
+  async function reloadOnce(next: Config): Promise<{ drained: Promise<void> }> {
+    const prev = gen;
+    if (next.admin?.listen !== prev.config.admin?.listen || next.dataDir !== prev.config.dataDir)
+      logger.warn('admin.listen and dataDir changes take effect at the next restart');
+    // 1. Everything that can fail, before anything changes hands.
+    const sameEngine = prev.scanner.inner instanceof BuiltinScanner && engineShape(next) === engineShape(prev.config);
+    let scanner = prev.scanner;
+    if (sameEngine) {
+      const { loadEngine } = await import('./engine/index.js');
+      const engine = await loadEngine(next.engine.signatures);
+      // Scans already running finish on the database they started with.
+      await (prev.scanner.inner as BuiltinScanner).swap(engine);
+      logger.info({ version: engine.version, signatures: engine.signatures }, 'signatures reloaded');
+    } else scanner = await newScanner(next);
+    const tls = await createTlsRuntime(next, logger, events);
+    // Hosts learned as pinned stay passed through.
+    for (const h of prev.tls.passthrough.learnedHosts())
+      tls.passthrough.learn(h.host, h.reason);
+    // 2. The new generation takes the sockets over.
+    const fresh: Generation = { config: next, scanner, tls, services: [], unavailable: [] };
+    beginHandover();
+    try {
+      await startServices(fresh, deps(fresh), logger);
+    } finally {
+      endHandover();
+    }
+    gen = fresh;
+    // 3. The old generation finishes what it has, then goes.
+    const drained = (async () => {
+      await Promise.allSettled(prev.services.map((s) => s.close(next.drain.reloadTimeout)));
+      if (prev.scanner !== gen.scanner) await prev.scanner.close();
+    })();
+    oldGenerations.add(drained);
+    void drained.finally(() => oldGenerations.delete(drained));
+    logger.info(
+      { listeners: fresh.services.length, notStarted: fresh.unavailable.length, engine: scanner.version() },
+      'configuration reloaded',
+    );
+    return { drained };
+  }
+
   return {
-    config,
-    scanner,
-    ca,
-    tls,
-    services,
+    get config() {
+      return gen.config;
+    },
+    get scanner() {
+      return gen.scanner;
+    },
+    get ca() {
+      return gen.tls.ca;
+    },
+    get tls() {
+      return gen.tls;
+    },
+    get services() {
+      return gen.services;
+    },
     admin,
+    adminToken,
+    feed,
+    store,
+    status,
+    addSummary(name, read) {
+      summaries.set(name, read);
+    },
     banner() {
-      const v = scanner.version();
-      const lines = [
-        `scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`,
-      ];
-      for (const s of services) {
-        const addr = typeof s.address === 'string' ? s.address : `${s.address.address}:${s.address.port}`;
-        lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addr}`);
-      }
-      if (admin)
+      const v = gen.scanner.version();
+      const lines = [`scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`];
+      for (const s of gen.services)
+        lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addressText(s.address)}`);
+      if (admin && adminToken) {
+        const url = `http://${addressText({ ...admin.address })}/`;
+        lines.push(`scangate: admin on ${url} (/healthz /readyz /metrics, dashboard at /)`);
+        if (adminToken.created) lines.push(`scangate: admin token (shown once): ${adminToken.value}`);
         lines.push(
-          `scangate: admin on http://${admin.address.address}:${admin.address.port}/ (/healthz /readyz /metrics)`,
+          adminToken.file
+            ? `scangate: admin token in ${adminToken.file}; open ${url}?token=TOKEN`
+            : 'scangate: admin token from admin.token in the configuration',
         );
-      for (const u of unavailable) lines.push(`scangate: NOT STARTED: ${u}`);
+      }
+      for (const u of gen.unavailable) lines.push(`scangate: NOT STARTED: ${u.reason}`);
+      const ca = gen.tls.ca;
       lines.push(`scangate: interception CA ${ca.files.cert} (SHA-256 ${ca.fingerprint256})`);
-      lines.push(
-        `scangate: clients must trust it, e.g. curl --cacert ${ca.files.cert} (README: "Trusting the CA")`,
-      );
+      lines.push(`scangate: clients must trust it, e.g. curl --cacert ${ca.files.cert} (README: "Trusting the CA")`);
       return lines;
     },
-    async reload() {
-      if (scanner instanceof BuiltinScanner) {
-        const { loadEngine } = await import('./engine/index.js');
-        const engine = await loadEngine(config.engine.signatures);
-        await scanner.swap(engine);
-        logger.info({ version: engine.version, signatures: engine.signatures }, 'signatures reloaded');
-      }
+    reload(next = gen.config) {
+      // One reload at a time: a second SIGHUP waits for the first.
+      const run = reloading.then(() => reloadOnce(next));
+      reloading = run.catch(() => {});
+      return run.then(
+        (r) => {
+          reloads.inc({ result: 'ok' });
+          return r;
+        },
+        (e: unknown) => {
+          reloads.inc({ result: 'failed' });
+          throw e;
+        },
+      );
     },
-    async close(deadlineMs = 30_000) {
-      await Promise.allSettled(services.map((s) => s.close(deadlineMs)));
+    async close(deadlineMs = gen.config.drain.timeout) {
+      draining = true;
+      await reloading;
+      await Promise.allSettled([
+        ...gen.services.map((s) => s.close(deadlineMs)),
+        ...[...oldGenerations].map((d) => Promise.race([d, new Promise((r) => setTimeout(r, deadlineMs).unref())])),
+      ]);
+      await store?.close();
       await admin?.close();
-      await scanner.close?.();
+      await gen.scanner.close();
     },
   };
 }

@@ -60,6 +60,10 @@ export class BuiltinScanner implements Scanner {
   private state: EngineState;
   private readonly limits: EngineLimits;
   private readonly logger: Logger;
+  /** Scans the matcher actually ran (cache answers and joined scans are not counted): the cost metric. */
+  readonly counters = { scans: 0, joined: 0 };
+  /** Scans in progress by database version + SHA-256: a second request for the same content waits for the first. */
+  private readonly inflight = new Map<string, Promise<Verdict>>();
 
   constructor(
     state: EngineState,
@@ -76,6 +80,11 @@ export class BuiltinScanner implements Scanner {
       signatures: this.state.signatures,
       databaseVersion: this.state.version,
     };
+  }
+
+  /** Hits and misses of the verdict cache (memory and, when configured, Redis). */
+  cacheStats(): { hits: number; misses: number; size: number } | undefined {
+    return this.options.cache?.stats();
   }
 
   /** Swaps in a new database; scans already running finish on the one they started with. */
@@ -109,17 +118,37 @@ export class BuiltinScanner implements Scanner {
       const cache = this.options.cache;
       const cached = await cache?.get(state.version, sha256);
       if (cached) return withRoot(cached, rootName);
+      const key = `${state.version}\0${sha256}`;
+      const running = this.inflight.get(key);
+      if (running) {
+        const joined = await running.catch(() => null);
+        // The first requester's failure (its abort, its timeout) is not ours: scan for ourselves then.
+        if (joined && joined.status !== 'error') {
+          this.counters.joined++;
+          return withRoot(joined, rootName);
+        }
+      }
 
       const budget: ScanBudget = {
         scannedBytes: 0,
         signal,
         deadline: performance.now() + this.limits.timeout,
       };
-      const verdict = await this.scanObject(state, source, [rootName], 0, budget);
-      if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
-        await cache.set(state.version, sha256, withoutRoot(verdict));
+      this.counters.scans++;
+      // The entry stays until the cache holds the verdict, so no request falls between the two.
+      const scanning = this.scanObject(state, source, [rootName], 0, budget).then(async (v) => {
+        const verdict = withoutRoot(v);
+        if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
+          await cache.set(state.version, sha256, verdict);
+        }
+        return verdict;
+      });
+      this.inflight.set(key, scanning);
+      try {
+        return withRoot(await scanning, rootName);
+      } finally {
+        if (this.inflight.get(key) === scanning) this.inflight.delete(key);
       }
-      return verdict;
     } catch (e) {
       if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
       if (timeout.aborted) return this.limitVerdict('MaxScanTime', [rootName]);
