@@ -172,34 +172,70 @@ const ftpListener = z.strictObject({
   maxCommandLength: z.number().int().min(512).max(65_536).default(4096),
 });
 
+/** mTLS long-connection gateway (README "mTLS tunnel"). `allow` here is the certificate allow-list; client networks go in `clients`. */
 const tunnelListener = z.strictObject({
   ...listenerBase,
   protocol: z.literal('tunnel'),
-  upstream: z.string(),
+  /** The application backend, host:port. */
+  upstream: address,
   mode: z.enum(['stream', 'message']).default('stream'),
+  /** Stream mode: no byte either way for this long closes the pair (stunnel's TIMEOUTidle, 12 h). */
+  idleTimeout: duration.default(43_200_000),
   tls: z.strictObject({
     cert: z.string(),
     key: z.string(),
+    /** Client certificates must chain to this bundle. */
     clientCa: z.string(),
+    /** PEM CRL(s) for every CA level in clientCa (OpenSSL checks the whole chain). */
     crl: z.string().nullable().default(null),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /** Reload when a file changes; SIGHUP always reloads. */
+    watch: z.boolean().default(true),
   }),
+  /** OR'd; all empty allows any certificate from clientCa. URI entries take `*` (one segment) and `**`. */
   allow: z
     .strictObject({
       cn: z.array(z.string()).default([]),
       dns: z.array(z.string()).default([]),
-      uri: z.array(z.string()).default([]),
+      uri: z
+        .array(
+          z
+            .string()
+            .refine((u) => !u.slice(0, Math.max(0, u.indexOf('/', u.indexOf('://') + 3))).includes('*'), {
+              message: 'wildcards are only allowed in the path of a URI pattern',
+            }),
+        )
+        .default([]),
     })
     .prefault({}),
+  /** Client networks (CIDRs) allowed to connect; default loopback only. */
   clients: z.array(z.string()).optional(),
+  /** Stream mode: send a PROXY protocol v2 header with the client identity to the backend. */
   proxyProtocol: z.boolean().default(false),
-  heartbeat: duration.default(15_000),
+  /** Message mode, both legs: PING after `interval` of silence, close after `timeout`. */
+  heartbeat: z
+    .strictObject({ interval: duration.default(15_000), timeout: duration.default(45_000) })
+    .prefault({}),
+  /** Message mode: the pool of long-lived backend connections. */
+  backend: z
+    .strictObject({
+      connections: z.number().int().min(1).max(256).default(4),
+      connectTimeout: duration.default(10_000),
+      backoffMin: duration.default(100),
+      backoffMax: duration.default(10_000),
+      requestTimeout: duration.default(30_000),
+      /** How long a request waits for a backend connection while none is up. */
+      queueTimeout: duration.default(5_000),
+      queueLimit: z.number().int().min(0).default(10_000),
+    })
+    .prefault({}),
+  maxFrameSize: size.default(1024 ** 2),
+  /** Message mode: requests in flight per client connection before the gateway stops reading from it. */
+  maxInFlight: z.number().int().min(1).default(1024),
+  /** Message mode: scan each request payload with the engine before forwarding. */
   scan: z.boolean().default(false),
 });
 
-/**
- * clamd-compatible daemon. `listen` is host:port or a unix socket path (clamd's TCPSocket/LocalSocket);
- * `headerTimeout` is clamd's CommandReadTimeout (30 s), `readTimeout` its ReadTimeout (120 s).
- */
 const clamdListener = z.strictObject({
   ...listenerBase,
   protocol: z.literal('clamd'),
@@ -312,6 +348,7 @@ export type ListenerConfig = Config['listeners'][number];
 export type HttpListenerConfig = Extract<ListenerConfig, { protocol: 'http' }>;
 export type SmtpListenerConfig = Extract<ListenerConfig, { protocol: 'smtp' }>;
 export type FtpListenerConfig = Extract<ListenerConfig, { protocol: 'ftp' }>;
+export type TunnelListenerConfig = Extract<ListenerConfig, { protocol: 'tunnel' }>;
 export type ClamdListenerConfig = Extract<ListenerConfig, { protocol: 'clamd' }>;
 export type IcapListenerConfig = Extract<ListenerConfig, { protocol: 'icap' }>;
 export type EngineConfig = Config['engine'];
