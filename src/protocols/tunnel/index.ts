@@ -1,0 +1,159 @@
+/**
+ * The mTLS long-connection gateway (listener `protocol: tunnel`, README "mTLS tunnel").
+ *
+ * TCP accept (client-network allow-list, connection cap, drain) → TLS 1.2/1.3 handshake with a
+ * required client certificate verified against clientCa and the CRL → allow-list by CN / DNS SAN /
+ * URI SAN → stream mode (one backend connection per client, optional PROXY v2) or message mode
+ * (verified frames over a pool of long-lived backend connections). Every refusal is an event naming
+ * its reason. reload() (SIGHUP) and file changes swap the TLS material without touching live
+ * connections.
+ */
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TunnelListenerConfig } from '../../config/schema.js';
+import { ConfigError } from '../../errors.js';
+import { UpstreamFirstConnector } from '../../net/connect.js';
+import { createTcpListener } from '../../net/listener.js';
+import type { RunningService, ServiceDeps } from '../../net/service.js';
+import { parseAddress } from '../../util/units.js';
+import { authenticate } from './auth.js';
+import { BackendPool } from './backend-pool.js';
+import { emitEvent, type TunnelContext } from './context.js';
+import { AllowPolicy } from './identity.js';
+import { MessageSession } from './message.js';
+import { runStreamSession } from './stream.js';
+import { readTlsMaterial, TlsMaterialReloader } from './tls-material.js';
+
+export interface TunnelService extends RunningService {
+  /** Re-reads certificate, key, client CA and CRL; live connections keep their session. */
+  reload(): Promise<void>;
+  /** Number of completed reloads (tests wait for a file-change reload with it). */
+  readonly reloads: number;
+  /** Message mode: backend connections currently up. */
+  readonly backendReady: number;
+}
+
+function clientName(s: { remoteAddress?: string; remotePort?: number }): string {
+  return `${s.remoteAddress ?? '?'}:${s.remotePort ?? 0}`;
+}
+
+export async function startTunnelListener(
+  cfg: TunnelListenerConfig,
+  deps: ServiceDeps,
+): Promise<TunnelService> {
+  const keyPath = `listeners.${cfg.name}`;
+  const target = parseAddress(cfg.upstream);
+  if ('path' in target) throw new ConfigError(`${keyPath}.upstream`, 'the tunnel backend must be host:port');
+  const policy = new AllowPolicy(cfg.allow);
+  const material = await readTlsMaterial(cfg.tls, `${keyPath}.tls`);
+  const log = deps.logger.child({ listener: cfg.name, protocol: 'tunnel' });
+  const shutdown = new AbortController();
+
+  const pool =
+    cfg.mode === 'message'
+      ? new BackendPool({
+          listener: cfg.name,
+          host: target.host,
+          port: target.port,
+          connections: cfg.backend.connections,
+          connectTimeoutMs: cfg.backend.connectTimeout,
+          backoffMinMs: cfg.backend.backoffMin,
+          backoffMaxMs: cfg.backend.backoffMax,
+          heartbeatIntervalMs: cfg.heartbeat.interval,
+          heartbeatTimeoutMs: cfg.heartbeat.timeout,
+          requestTimeoutMs: cfg.backend.requestTimeout,
+          queueTimeoutMs: cfg.backend.queueTimeout,
+          queueLimit: cfg.backend.queueLimit,
+          maxPayload: cfg.maxFrameSize,
+          log,
+          events: deps.events,
+        }).start()
+      : null;
+  const ctx: TunnelContext = {
+    cfg,
+    log,
+    events: deps.events,
+    scanner: deps.scanner,
+    backend: target,
+    pool,
+    shutdown: shutdown.signal,
+  };
+  const connector = new UpstreamFirstConnector({ timeoutMs: cfg.backend.connectTimeout });
+
+  const tlsServer = createTlsServer({
+    ...material,
+    requestCert: true,
+    // Verification still runs; the verdict is read in 'secureConnection' so each refusal is named.
+    rejectUnauthorized: false,
+    minVersion: cfg.tls.minVersion,
+    handshakeTimeout: cfg.headerTimeout,
+  });
+  const reloader = new TlsMaterialReloader(cfg.tls, tlsServer, log, `${keyPath}.tls`);
+  if (cfg.tls.watch) reloader.watch();
+
+  tlsServer.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => {
+    emitEvent(ctx, {
+      kind: 'tls-failure',
+      action: 'rejected',
+      reason:
+        err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake-timeout' : `handshake failed: ${err.message}`,
+      client: clientName(s),
+    });
+    s.destroy();
+  });
+
+  tlsServer.on('secureConnection', (s: TLSSocket) => {
+    s.on('error', () => {});
+    const client = clientName(s);
+    const auth = authenticate(s, policy);
+    if (!auth.ok) {
+      emitEvent(ctx, {
+        kind: 'auth-failure',
+        action: 'rejected',
+        reason: `${auth.reason}: ${auth.detail}`,
+        client,
+        ...(auth.identity?.cn[0] ? { object: auth.identity.cn[0] } : {}),
+      });
+      s.destroy();
+      return;
+    }
+    log.debug({ client, by: auth.by, protocol: s.getProtocol() }, 'tunnel client authenticated');
+    if (pool) new MessageSession(ctx, s, auth.identity, client).start();
+    else
+      runStreamSession(ctx, connector, s, auth.identity, client).catch((e: Error) => {
+        log.warn({ client, err: e.message }, 'tunnel stream failed');
+        s.destroy();
+      });
+  });
+
+  const listener = await createTcpListener({
+    name: cfg.name,
+    listen: cfg.listen,
+    allow: cfg.clients,
+    maxConnections: cfg.maxConnections,
+    logger: log,
+    onConnection: (socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => {});
+      tlsServer.emit('connection', socket);
+    },
+  });
+
+  return {
+    name: cfg.name,
+    protocol: 'tunnel',
+    address: listener.address,
+    reload: () => reloader.reload(),
+    get reloads() {
+      return reloader.generation;
+    },
+    get backendReady() {
+      return pool?.readyConnections ?? 0;
+    },
+    async close(deadlineMs?: number) {
+      reloader.close();
+      shutdown.abort();
+      await listener.close(deadlineMs);
+      pool?.close();
+    },
+  };
+}
