@@ -4,6 +4,7 @@
  * Each accepted connection runs its own session; close() stops accepting, closes idle connections
  * and lets exchanges in flight finish until the deadline.
  */
+import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { IcapListenerConfig } from '../../config/schema.js';
@@ -13,6 +14,8 @@ import { type IcapContext, IcapSession } from './session.js';
 
 export async function startIcapListener(cfg: IcapListenerConfig, deps: ServiceDeps): Promise<RunningService> {
   const shutdown = new AbortController();
+  // Every open session listens for the shutdown; up to maxConnections of them is expected.
+  setMaxListeners(0, shutdown.signal);
   const ctx: IcapContext = {
     cfg,
     deps,
