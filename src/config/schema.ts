@@ -170,6 +170,8 @@ const ftpListener = z.strictObject({
   dataTimeout: duration.default(120_000),
   /** RFC 959 sets no limit; vsftpd reads 4 KiB. */
   maxCommandLength: z.number().int().min(512).max(65_536).default(4096),
+  /** While a scan or a slow client leaves the server leg idle, a NOOP goes to the server this often. */
+  keepalive: duration.default(60_000),
 });
 
 /** mTLS long-connection gateway (README "mTLS tunnel"). `allow` here is the certificate allow-list; client networks go in `clients`. */
