@@ -90,6 +90,10 @@ const SERVICES: Partial<
     const { startIcapListener } = await import('./protocols/icap/index.js');
     return startIcapListener(l as Extract<ListenerConfig, { protocol: 'icap' }>, deps);
   },
+  tunnel: async (l, deps) => {
+    const { startTunnelListener } = await import('./protocols/tunnel/index.js');
+    return startTunnelListener(l as Extract<ListenerConfig, { protocol: 'tunnel' }>, deps);
+  },
 };
 
 async function startService(l: ListenerConfig, deps: GatewayDeps): Promise<RunningService> {
