@@ -10,8 +10,8 @@
  */
 
 import { join } from 'node:path';
-import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js';
 import type { EventStore } from './admin/event-store-types.js';
+import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js';
 import { EventFeed } from './admin/feed.js';
 import { MeteredScanner, MetricsEventSink } from './admin/instrument.js';
 import { describeListener, registry, reloads } from './admin/metrics.js';
@@ -134,7 +134,11 @@ async function startServices(gen: Generation, deps: GatewayDeps, logger: Logger)
 }
 
 function addressText(a: RunningService['address']): string {
-  return typeof a === 'string' ? a : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  return typeof a === 'string'
+    ? a
+    : a.family === 'IPv6'
+      ? `[${a.address}]:${a.port}`
+      : `${a.address}:${a.port}`;
 }
 
 export async function startGateway(
@@ -176,7 +180,13 @@ export async function startGateway(
   let admin: AdminServer | null = null;
   let adminToken: AdminToken | null = null;
   let draining = false;
-  const deps = (g: Generation): GatewayDeps => ({ config: g.config, scanner: g.scanner, logger, events, tls: g.tls });
+  const deps = (g: Generation): GatewayDeps => ({
+    config: g.config,
+    scanner: g.scanner,
+    logger,
+    events,
+    tls: g.tls,
+  });
 
   registerRuntimeMetrics({
     scanner: () => gen.scanner,
@@ -253,7 +263,8 @@ export async function startGateway(
     if (next.admin?.listen !== prev.config.admin?.listen || next.dataDir !== prev.config.dataDir)
       logger.warn('admin.listen and dataDir changes take effect at the next restart');
     // 1. Everything that can fail, before anything changes hands.
-    const sameEngine = prev.scanner.inner instanceof BuiltinScanner && engineShape(next) === engineShape(prev.config);
+    const sameEngine =
+      prev.scanner.inner instanceof BuiltinScanner && engineShape(next) === engineShape(prev.config);
     let scanner = prev.scanner;
     if (sameEngine) {
       const { loadEngine } = await import('./engine/index.js');
@@ -264,8 +275,7 @@ export async function startGateway(
     } else scanner = await newScanner(next);
     const tls = await createTlsRuntime(next, logger, events);
     // Hosts learned as pinned stay passed through.
-    for (const h of prev.tls.passthrough.learnedHosts())
-      tls.passthrough.learn(h.host, h.reason);
+    for (const h of prev.tls.passthrough.learnedHosts()) tls.passthrough.learn(h.host, h.reason);
     // 2. The new generation takes the sockets over.
     const fresh: Generation = { config: next, scanner, tls, services: [], unavailable: [] };
     beginHandover();
@@ -315,7 +325,9 @@ export async function startGateway(
     },
     banner() {
       const v = gen.scanner.version();
-      const lines = [`scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`];
+      const lines = [
+        `scangate: engine ${v.engine}, database ${v.databaseVersion}, ${v.signatures} signatures`,
+      ];
       for (const s of gen.services)
         lines.push(`scangate: ${s.name} (${s.protocol}) listening on ${addressText(s.address)}`);
       if (admin && adminToken) {
@@ -331,7 +343,9 @@ export async function startGateway(
       for (const u of gen.unavailable) lines.push(`scangate: NOT STARTED: ${u.reason}`);
       const ca = gen.tls.ca;
       lines.push(`scangate: interception CA ${ca.files.cert} (SHA-256 ${ca.fingerprint256})`);
-      lines.push(`scangate: clients must trust it, e.g. curl --cacert ${ca.files.cert} (README: "Trusting the CA")`);
+      lines.push(
+        `scangate: clients must trust it, e.g. curl --cacert ${ca.files.cert} (README: "Trusting the CA")`,
+      );
       return lines;
     },
     reload(next = gen.config) {
@@ -354,7 +368,9 @@ export async function startGateway(
       await reloading;
       await Promise.allSettled([
         ...gen.services.map((s) => s.close(deadlineMs)),
-        ...[...oldGenerations].map((d) => Promise.race([d, new Promise((r) => setTimeout(r, deadlineMs).unref())])),
+        ...[...oldGenerations].map((d) =>
+          Promise.race([d, new Promise((r) => setTimeout(r, deadlineMs).unref())]),
+        ),
       ]);
       await store?.close();
       await admin?.close();

@@ -5,8 +5,10 @@
  * existing connections until a deadline.
  */
 
+import cluster from 'node:cluster';
 import { rm } from 'node:fs/promises';
 import { type AddressInfo, BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
+import { connectionRefused, trackConnection } from '../admin/metrics.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { parseAddress } from '../util/units.js';
@@ -91,7 +93,7 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
   const server = createServer({ allowHalfOpen: true, noDelay: true });
   const isUnix = 'path' in target;
 
-  server.on('connection', (socket: Socket) => {
+  const onConnection = (socket: Socket) => {
     const client = socket.remoteAddress;
     if (!isUnix && !allowed(allowList, client)) {
       o.logger.warn(
@@ -100,6 +102,7 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
       );
       socket.on('error', () => {});
       resetConnection(socket);
+      connectionRefused(o.name, 'allow-list');
       return;
     }
     if (connections.size >= o.maxConnections) {
@@ -109,9 +112,11 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
       );
       socket.on('error', () => {});
       resetConnection(socket);
+      connectionRefused(o.name, 'limit');
       return;
     }
     connections.add(socket);
+    trackConnection(o.name, socket);
     socket.once('close', () => connections.delete(socket));
     try {
       o.onConnection(socket);
@@ -119,9 +124,25 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
       o.logger.error({ listener: o.name, err: (e as Error).message }, 'connection handler threw');
       socket.destroy();
     }
-  });
+  };
 
-  if (isUnix) await rm(target.path, { force: true });
+  const key = handoverKey(o.name, o.listen, target);
+  const inherited = handover?.get(key);
+  if (inherited) {
+    // Reload (SIGHUP): take the bound socket over from the previous generation, so the port never
+    // closes; from this tick on new connections come here, the old generation keeps its own.
+    handover!.delete(key);
+    inherited.server.off('connection', inherited.onConnection);
+    inherited.takenOver = true;
+    inherited.server.on('connection', onConnection);
+    const entry: BoundServer = { server: inherited.server, onConnection, takenOver: false };
+    bound.set(key, entry);
+    return listenerHandle(inherited.server, inherited.server.address() ?? o.listen, connections, entry);
+  }
+  server.on('connection', onConnection);
+
+  // A cluster worker never unlinks: the path may be the socket the primary bound for another worker.
+  if (isUnix && !cluster.isWorker) await rm(target.path, { force: true });
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
       reject(
@@ -141,8 +162,52 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
     else server.listen({ host: target.host, port: target.port }, done);
   });
   server.on('error', (e) => o.logger.error({ listener: o.name, err: e.message }, 'listener error'));
-  const address = server.address() ?? o.listen;
+  const entry: BoundServer = { server, onConnection, takenOver: false };
+  bound.set(key, entry);
+  return listenerHandle(server, server.address() ?? o.listen, connections, entry);
+}
 
+/** One bound socket and the handler currently fed by it (it changes hands on reload). */
+interface BoundServer {
+  server: Server;
+  onConnection: (socket: Socket) => void;
+  /** True once a newer generation's listener took the socket over. */
+  takenOver: boolean;
+}
+
+/** Every socket this process has bound, by handoverKey, while its listener is open. */
+const bound = new Map<string, BoundServer>();
+/** During a reload: sockets the new generation may take over (by handoverKey). */
+let handover: Map<string, BoundServer> | null = null;
+
+/** Port 0 binds differently each time, so such sockets are handed over only to the same listener name. */
+function handoverKey(name: string, listen: string, target: ReturnType<typeof parseAddress>): string {
+  if ('path' in target) return `unix:${target.path}`;
+  return target.port === 0 ? `${name}\0${listen}` : `${target.host}:${target.port}`;
+}
+
+/**
+ * Reload support: between beginHandover() and endHandover(), createTcpListener for an address this
+ * process already listens on adopts the existing socket instead of binding again (Node 20 has no
+ * SO_REUSEPORT, and a close-then-bind gap would refuse clients). endHandover() returns how many
+ * sockets were left unclaimed; their old owners close them when they are closed.
+ */
+export function beginHandover(): void {
+  handover = new Map(bound);
+}
+
+export function endHandover(): number {
+  const left = handover?.size ?? 0;
+  handover = null;
+  return left;
+}
+
+function listenerHandle(
+  server: Server,
+  address: AddressInfo | string,
+  connections: Set<Socket>,
+  entry: BoundServer,
+): TcpListener {
   return {
     server,
     address,
@@ -154,7 +219,18 @@ export async function createTcpListener(o: TcpListenerOptions): Promise<TcpListe
           if (timer) clearTimeout(timer);
           resolve();
         };
-        server.close(() => finish());
+        if (entry.takenOver) {
+          // The socket lives on in the next generation: only our own connections drain.
+          if (connections.size === 0) return finish();
+          const check = () => {
+            if (connections.size === 0) finish();
+          };
+          for (const s of connections) s.once('close', check);
+        } else {
+          for (const [k, v] of bound) if (v === entry) bound.delete(k);
+          server.off('connection', entry.onConnection);
+          server.close(() => finish());
+        }
         if (connections.size === 0) return;
         timer = setTimeout(() => {
           for (const s of connections) s.destroy();

@@ -18,6 +18,7 @@
 import { isIP, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { EventSink } from '../admin/events.js';
+import { observeTls } from '../admin/metrics.js';
 import { ScangateError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { formatHostPort } from '../net/connect.js';
@@ -101,16 +102,20 @@ export async function interceptTls(o: InterceptOptions): Promise<Intercepted> {
 
   // 2. Upstream first, verified. On failure the client has seen nothing from us.
   const offered = offerAlpn(hello.alpn, o.alpn);
-  const up = await connectUpstreamTls({
-    host: o.target.host,
-    port: o.target.port,
-    ...(sni ? { servername: sni } : isIP(o.target.host) ? {} : { servername: o.target.host }),
-    alpn: offered,
-    verify: o.runtime.upstream.verify,
-    extraCa: o.runtime.upstream.extraCa,
-    ...(o.upstreamSocket ? { socket: o.upstreamSocket } : {}),
-    timeoutMs,
-  });
+  const up = await observeTls(
+    o.listener,
+    'upstream',
+    connectUpstreamTls({
+      host: o.target.host,
+      port: o.target.port,
+      ...(sni ? { servername: sni } : isIP(o.target.host) ? {} : { servername: o.target.host }),
+      alpn: offered,
+      verify: o.runtime.upstream.verify,
+      extraCa: o.runtime.upstream.extraCa,
+      ...(o.upstreamSocket ? { socket: o.upstreamSocket } : {}),
+      timeoutMs,
+    }),
+  );
 
   // 3. A leaf with the server's names (plus SNI, or the address the client dialled when it sent none).
   const names = namesFromPeerCertificate(up.certificate, sni ?? o.target.host);
@@ -126,14 +131,18 @@ export async function interceptTls(o: InterceptOptions): Promise<Intercepted> {
       secureContext: context,
       ...(up.alpn ? { ALPNProtocols: [up.alpn] } : {}),
     });
-    await withTimeout(
-      handshake(tlsClient),
-      timeoutMs,
-      () =>
-        new ClientTlsError(
-          'ERR_TLS_CLIENT_TIMEOUT',
-          `client TLS handshake not finished within ${timeoutMs} ms`,
-        ),
+    await observeTls(
+      o.listener,
+      'client',
+      withTimeout(
+        handshake(tlsClient),
+        timeoutMs,
+        () =>
+          new ClientTlsError(
+            'ERR_TLS_CLIENT_TIMEOUT',
+            `client TLS handshake not finished within ${timeoutMs} ms`,
+          ),
+      ),
     );
   } catch (e) {
     up.socket.destroy();

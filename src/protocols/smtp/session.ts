@@ -11,9 +11,11 @@
  *   so the connection survives for the next message, and the client's 250 is always the server's
  *   own 250 for that message.
  */
+
 import type { Socket } from 'node:net';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
+import { observeTls } from '../../admin/metrics.js';
 import { ScangateError } from '../../errors.js';
 import { formatHostPort } from '../../net/connect.js';
 import { resetConnection } from '../../net/splice.js';
@@ -84,7 +86,11 @@ export class SmtpSession {
     const context = await this.ctx.clientContext(this.up?.certificate ?? null);
     const tls = new TLSSocket(this.socket, { isServer: true, secureContext: context });
     tls.on('error', () => {});
-    await withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+    await observeTls(
+      this.ctx.cfg.name,
+      'client',
+      withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout')),
+    );
     return tls;
   }
 
@@ -349,7 +355,11 @@ export class SmtpSession {
         'client pipelined bytes after STARTTLS: discarded (CVE-2011-0411 class)',
       );
     try {
-      await withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+      await observeTls(
+        this.ctx.cfg.name,
+        'client',
+        withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout')),
+      );
       return true;
     } catch (e) {
       this.log.info(

@@ -3,8 +3,10 @@
  * configured — implicit (SMTPS, RFC 8314) or STARTTLS (RFC 3207) done by the relay itself before the
  * client says anything, so the client leg and the server leg are encrypted independently.
  */
+
 import type { Socket } from 'node:net';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { observeTls } from '../../admin/metrics.js';
 import type { SmtpListenerConfig } from '../../config/schema.js';
 import { UpstreamError } from '../../errors.js';
 import { formatHostPort, UpstreamFirstConnector } from '../../net/connect.js';
@@ -51,7 +53,7 @@ export async function openUpstream(
   let socket: Socket | TLSSocket;
   let certificate: PeerCertificate | null = null;
   if (cfg.tls.upstream === 'implicit') {
-    const up = await connectUpstreamTls(tlsOptions);
+    const up = await observeTls(cfg.name, 'upstream', connectUpstreamTls(tlsOptions));
     socket = up.socket;
     certificate = up.certificate;
   } else {
@@ -77,7 +79,7 @@ export async function openUpstream(
       // CVE-2011-0411); upgrade() drops it before the handshake.
       let cert: PeerCertificate | null = null;
       injected = await channel.upgradeAsync(async (raw) => {
-        const up = await connectUpstreamTls({ ...tlsOptions, socket: raw });
+        const up = await observeTls(cfg.name, 'upstream', connectUpstreamTls({ ...tlsOptions, socket: raw }));
         cert = up.certificate;
         return up.socket;
       });
