@@ -91,6 +91,11 @@ export const tlsSchema = z.strictObject({
   contextCacheSize: z.number().int().min(1).default(1000),
 });
 
+const rateLimit = z.strictObject({
+  perMinute: z.number().min(0),
+  burst: z.number().int().min(1),
+});
+
 const listenerBase = {
   name: z.string().min(1),
   listen: address,
@@ -308,12 +313,57 @@ export const configSchema = z.strictObject({
         seen.add(l.name);
       });
     }),
+  /** The anti-phishing mail registry (README "Anti-phishing registry"); null: not started. */
   registry: z
     .strictObject({
       listen: address.default('127.0.0.1:8025'),
+      /** sqlite:PATH (relative to dataDir) or postgres://… */
       database: z.string().default('sqlite:registry.db'),
-      publicUrl: z.string().nullable().default(null),
-      mail: z.strictObject({ smtp: z.string(), from: z.string() }).nullable().default(null),
+      /** Base URL of the web page as users reach it, for links in mail; default http://<listen>. */
+      publicUrl: z.string().url().nullable().default(null),
+      /** The relay confirmation and reminder mail goes through; null: addresses cannot be enrolled. */
+      mail: z
+        .strictObject({
+          smtp: z.string(),
+          from: z.string(),
+          tls: z.enum(['opportunistic', 'require', 'implicit', 'none']).default('opportunistic'),
+          user: z.string().nullable().default(null),
+          password: z.string().nullable().default(null),
+        })
+        .nullable()
+        .default(null),
+      /** How long a mailed confirmation code stays valid, and how many wrong tries spend it. */
+      confirmTtl: duration.default(86_400_000),
+      confirmAttempts: z.number().int().min(1).max(100).default(5),
+      /** How often each enrolled address is mailed what is registered under it. */
+      reminderInterval: duration.default(30 * 86_400_000),
+      /** Largest request body (JSON or form, a pasted mail included); larger ones get 413. */
+      maxRequestSize: size.default(2 * 1024 ** 2),
+      /** Requests per client address per minute, with bursts; perMinute 0 disables a limit. */
+      rateLimits: z
+        .strictObject({
+          register: rateLimit.prefault({ perMinute: 60, burst: 20 }),
+          confirm: rateLimit.prefault({ perMinute: 20, burst: 10 }),
+          query: rateLimit.prefault({ perMinute: 6000, burst: 1000 }),
+        })
+        .prefault({}),
+      /** The SMTP gateway's use of the registry (listener names refer to `listeners`). */
+      gateway: z
+        .strictObject({
+          /** Listeners whose mail is checked: X-Scangate-Phishing: pass | fail | suspicious. */
+          inbound: z.array(z.string()).default([]),
+          /** What a `fail` (tampered or not registered) does: header only, tag the subject, or reject. */
+          onFail: z.enum(['header', 'tag', 'reject']).default('tag'),
+          subjectTag: z.string().min(1).max(64).default('[PHISHING?]'),
+          /** Listeners whose mail from the organisation's enrolled addresses is registered and stamped. */
+          outbound: z.array(z.string()).default([]),
+          /** The organisation account (token file) and its private key (PEM file) for outbound. */
+          organisation: z
+            .strictObject({ tokenFile: z.string(), keyFile: z.string() })
+            .nullable()
+            .default(null),
+        })
+        .prefault({}),
     })
     .nullable()
     .default(null),
