@@ -7,6 +7,7 @@ import { ScangateError } from '../errors.js';
 import { registerCa } from './ca.js';
 import { registerRun } from './run.js';
 import { registerScan } from './scan.js';
+import { registerTunnel } from './tunnel.js';
 
 const program = new Command('scangate')
   .description('Security gateway for encrypted traffic: intercept, scan, block or clean, re-encrypt.')
@@ -15,6 +16,7 @@ const program = new Command('scangate')
 registerScan(program);
 registerRun(program);
 registerCa(program);
+registerTunnel(program);
 
 try {
   await program.parseAsync(process.argv);
