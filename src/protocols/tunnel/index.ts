@@ -23,6 +23,9 @@ import { MessageSession } from './message.js';
 import { runStreamSession } from './stream.js';
 import { readTlsMaterial, TlsMaterialReloader } from './tls-material.js';
 
+/** Message sessions are told to go away this long before a drain deadline, so the GOAWAY can leave. */
+const GOAWAY_BEFORE_DEADLINE_MS = 1_000;
+
 export interface TunnelService extends RunningService {
   /** Re-reads certificate, key, client CA and CRL; live connections keep their session. */
   reload(): Promise<void>;
@@ -149,10 +152,18 @@ export async function startTunnelListener(
     get backendReady() {
       return pool?.readyConnections ?? 0;
     },
-    async close(deadlineMs?: number) {
+    /**
+     * Stops accepting; live connections keep working until shortly before the deadline (a SIGHUP
+     * generation change passes drain.reloadTimeout, so long-lived clients are not cut at every
+     * reload), then message sessions get GOAWAY SHUTTING_DOWN and whatever is left is closed.
+     */
+    async close(deadlineMs = 10_000) {
       reloader.close();
-      shutdown.abort();
+      const goaway = setTimeout(() => shutdown.abort(), Math.max(0, deadlineMs - GOAWAY_BEFORE_DEADLINE_MS));
+      goaway.unref();
       await listener.close(deadlineMs);
+      clearTimeout(goaway);
+      shutdown.abort();
       pool?.close();
     },
   };
