@@ -230,8 +230,14 @@ async function aggregate(perWorker: Parameters<typeof AggregatorRegistry.aggrega
       .reduce((a, v) => a + v.value, 0);
   const hits = total('scangate_verdict_cache_hits_total');
   const misses = total('scangate_verdict_cache_misses_total');
-  const ratio = reg.getSingleMetric('scangate_verdict_cache_hit_ratio') as Gauge | undefined;
-  ratio?.set(hits + misses ? hits / (hits + misses) : 0);
+  const name = 'scangate_verdict_cache_hit_ratio';
+  const summed = reg.getSingleMetric(name);
+  if (summed) {
+    reg.removeSingleMetric(name);
+    const ratio = new Gauge({ name, help: summed.help, registers: [] });
+    ratio.set(hits + misses ? hits / (hits + misses) : 0);
+    reg.registerMetric(ratio);
+  }
   return reg as Registry;
 }
 
