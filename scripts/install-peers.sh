@@ -11,6 +11,7 @@ PACKAGES=(
   zip unzip bzip2 cpio p7zip-full gcab mscompress arj   # archive fixtures built by real tools (unpack tests)
   swaks libio-socket-ssl-perl libauthen-sasl-perl   # SMTP client for the mail gateway tests (TLS, AUTH)
   chromium                                          # headless browser for page tests (playwright-core drives it)
+  stunnel4                                          # mTLS tunnel: client-mode interop and the bench peer
   c-icap libc-icap-mod-virus-scan squid             # ICAP: c-icap-client and Squid as clients, c-icap virus_scan as bench peer
   postgresql                                        # registry/event store tests start private clusters (initdb)
 )
