@@ -175,6 +175,7 @@ export class MessageSession implements RequestOrigin {
   }
 
   private onEnd(): void {
+    if (this.closed) return; // already closing after a bad frame or a timeout; that was reported
     try {
       this.decoder.end();
     } catch (e) {
