@@ -1,0 +1,142 @@
+/**
+ * Starts scangate's FTP listener in-process (own data folder, a TLS runtime trusting the test origin
+ * CA, an event sink) and runs the Debian FTP clients (curl, lftp) against it asynchronously — the
+ * gateway lives in this process, so a synchronous child would block it.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { MemoryEventSink } from '../../src/admin/events.js';
+import { configSchema, type FtpListenerConfig } from '../../src/config/schema.js';
+import type { Scanner } from '../../src/engine/types.js';
+import { type Logger, silentLogger } from '../../src/logger.js';
+import type { RunningService } from '../../src/net/service.js';
+import { startFtpListener } from '../../src/protocols/ftp/index.js';
+import { createTlsRuntime } from '../../src/tls/runtime.js';
+
+export interface FtpGatewayUnderTest {
+  port: number;
+  /** PEM file of scangate's CA (what clients must trust for the client leg). */
+  caFile: string;
+  events: MemoryEventSink;
+  service: RunningService;
+  close(): Promise<void>;
+}
+
+export async function startFtpGateway(o: {
+  dir: string;
+  scanner: Scanner;
+  upstreamCa?: string[];
+  listener: Record<string, unknown>;
+  engine?: Record<string, unknown>;
+  logger?: Logger;
+}): Promise<FtpGatewayUnderTest> {
+  const config = configSchema.parse({
+    dataDir: o.dir,
+    ...(o.engine ? { engine: o.engine } : {}),
+    tls: { upstream: { ca: o.upstreamCa ?? [] } },
+    listeners: [{ name: 'files', protocol: 'ftp', listen: '127.0.0.1:0', ...o.listener }],
+  });
+  const events = new MemoryEventSink();
+  const logger = o.logger ?? silentLogger;
+  const tls = await createTlsRuntime(config, logger, events);
+  const service = await startFtpListener(config.listeners[0] as FtpListenerConfig, {
+    config,
+    scanner: o.scanner,
+    logger,
+    events,
+    tls,
+  });
+  const caFile = join(o.dir, 'scangate-ca.pem');
+  writeFileSync(caFile, tls.ca.certPem);
+  return {
+    port: (service.address as AddressInfo).port,
+    caFile,
+    events,
+    service,
+    close: () => service.close(1000),
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runClient(bin: string, args: string[], timeoutMs = 120_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('latin1');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('latin1');
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export type DataMode = 'pasv' | 'epsv' | 'port' | 'eprt';
+
+/**
+ * curl arguments for one transfer. `tls`: what the client leg speaks ('explicit' → ftp:// with
+ * --ssl-reqd, 'implicit' → ftps://, 'none' → plain).
+ */
+export function curlArgs(o: {
+  port: number;
+  tls: 'explicit' | 'implicit' | 'none';
+  mode: DataMode;
+  caFile: string;
+  path: string;
+}): string[] {
+  const scheme = o.tls === 'implicit' ? 'ftps' : 'ftp';
+  const mode =
+    o.mode === 'pasv'
+      ? ['--disable-epsv']
+      : o.mode === 'epsv'
+        ? []
+        : o.mode === 'port'
+          ? ['--ftp-port', '-', '--disable-eprt']
+          : ['--ftp-port', '-'];
+  return [
+    '-sS',
+    '--max-time',
+    '100',
+    ...(o.tls === 'none' ? [] : ['--ssl-reqd', '--cacert', o.caFile]),
+    ...mode,
+    `${scheme}://127.0.0.1:${o.port}${o.path}`,
+  ];
+}
+
+/** An lftp script prefix for the gateway: TLS settings and data mode. */
+export function lftpSettings(o: {
+  tls: 'explicit' | 'implicit' | 'none';
+  mode: DataMode;
+  caFile: string;
+}): string {
+  const passive = o.mode === 'pasv' || o.mode === 'epsv';
+  const extended = o.mode === 'epsv' || o.mode === 'eprt';
+  return [
+    `set ftp:passive-mode ${passive ? 'on' : 'off'}`,
+    `set ftp:prefer-epsv ${extended ? 'on' : 'off'}`,
+    `set ftp:use-eprt ${extended ? 'on' : 'off'}`,
+    'set ftp:port-ipv4 127.0.0.1',
+    `set ftp:ssl-allow ${o.tls === 'none' ? 'no' : 'yes'}`,
+    `set ftp:ssl-force ${o.tls === 'explicit' ? 'yes' : 'no'}`,
+    `set ftp:ssl-protect-data ${o.tls === 'none' ? 'no' : 'yes'}`,
+    `set ssl:ca-file ${o.caFile}`,
+    'set ssl:verify-certificate yes',
+    'set net:max-retries 1',
+    'set net:timeout 60',
+    'set cmd:fail-exit yes',
+    '',
+  ].join('; ');
+}
