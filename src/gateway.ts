@@ -82,6 +82,10 @@ const SERVICES: Partial<
     const { startSmtpListener } = await import('./protocols/smtp/index.js');
     return startSmtpListener(l as Extract<ListenerConfig, { protocol: 'smtp' }>, deps);
   },
+  ftp: async (l, deps) => {
+    const { startFtpListener } = await import('./protocols/ftp/index.js');
+    return startFtpListener(l as Extract<ListenerConfig, { protocol: 'ftp' }>, deps);
+  },
   clamd: async (l, deps) => {
     const { startClamdListener } = await import('./protocols/clamd/index.js');
     return startClamdListener(l as Extract<ListenerConfig, { protocol: 'clamd' }>, deps);
