@@ -11,6 +11,7 @@ PACKAGES=(
   zip unzip bzip2 cpio p7zip-full gcab mscompress arj   # archive fixtures built by real tools (unpack tests)
   swaks libio-socket-ssl-perl libauthen-sasl-perl   # SMTP client for the mail gateway tests (TLS, AUTH)
   chromium                                          # headless browser for page tests (playwright-core drives it)
+  vsftpd lftp                                       # FTP(S) gateway tests: the server (inetd mode, own config) and a client
   stunnel4                                          # mTLS tunnel: client-mode interop and the bench peer
   c-icap libc-icap-mod-virus-scan squid             # ICAP: c-icap-client and Squid as clients, c-icap virus_scan as bench peer
   postgresql                                        # registry/event store tests start private clusters (initdb)
@@ -39,6 +40,8 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The clamav packages start their daemons; tests start their own clamd with a generated database.
 systemctl stop clamav-daemon clamav-freshclam 2>/dev/null || true
+# vsftpd's package starts a daemon on port 21; FTP tests start their own vsftpd per connection.
+systemctl disable --now vsftpd 2>/dev/null || true
 # Squid and c-icap start as system services too; tests run their own on ephemeral loopback ports.
 for svc in squid c-icap; do
   systemctl disable --now "$svc" 2>/dev/null || { service "$svc" stop 2>/dev/null; update-rc.d "$svc" disable 2>/dev/null; } || true
