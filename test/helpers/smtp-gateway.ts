@@ -32,6 +32,7 @@ export async function startSmtpGateway(o: {
   listener: Record<string, unknown>;
   engine?: Record<string, unknown>;
   logger?: import('../../src/logger.js').Logger;
+  messagePolicies?: import('../../src/protocols/smtp/policy.js').MessagePolicy[];
 }): Promise<GatewayUnderTest> {
   const config = configSchema.parse({
     dataDir: o.dir,
@@ -48,6 +49,7 @@ export async function startSmtpGateway(o: {
     logger,
     events,
     tls,
+    ...(o.messagePolicies ? { messagePolicies: o.messagePolicies } : {}),
   });
   const caFile = join(o.dir, 'scangate-ca.pem');
   writeFileSync(caFile, tls.ca.certPem);

@@ -58,6 +58,26 @@ export function declaredSize(arg: string): number | null {
   return Number(v);
 }
 
+/**
+ * The path of MAIL FROM:<path> or RCPT TO:<path> without its angle brackets ('' for the null
+ * reverse-path `<>`). Only for reporting to policies; the server judges the syntax.
+ */
+export function pathOf(arg: string): string {
+  const open = arg.indexOf('<');
+  if (open < 0) {
+    // Tolerated form without brackets: "FROM:addr".
+    const colon = arg.indexOf(':');
+    return (
+      arg
+        .slice(colon + 1)
+        .trim()
+        .split(' ')[0] ?? ''
+    ).trim();
+  }
+  const close = arg.indexOf('>', open);
+  return arg.slice(open + 1, close < 0 ? undefined : close);
+}
+
 /** What may be logged of a command: AUTH keeps only its mechanism (the rest is a credential). */
 export function redactCommand(c: SmtpCommand): string {
   if (c.verb === 'AUTH') {

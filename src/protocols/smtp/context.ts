@@ -14,10 +14,17 @@ import type { ServiceDeps } from '../../net/service.js';
 import { type CertNames, namesFromPeerCertificate } from '../../tls/leaf.js';
 import type { TlsRuntime } from '../../tls/runtime.js';
 import { parseAddress } from '../../util/units.js';
+import type { MessagePolicy } from './policy.js';
 import type { UpstreamTarget } from './upstream.js';
 
 export interface SmtpDeps extends ServiceDeps {
   tls: TlsRuntime;
+  /**
+   * Asked about every message about to be forwarded, and told how every message ended (policy.ts):
+   * the plug-in point for features that judge or stamp mail (the anti-phishing registry) and for
+   * per-message metrics. Each policy sees `message.listener` to decide whether it applies.
+   */
+  messagePolicies?: readonly MessagePolicy[];
 }
 
 export interface SmtpContext {
@@ -29,6 +36,8 @@ export interface SmtpContext {
   /** Our name: in EHLO toward the server and in our own replies. */
   hostname: string;
   shutdown: AbortSignal;
+  /** deps.messagePolicies, in order (empty when none). */
+  policies: readonly MessagePolicy[];
   /**
    * The client leg's certificate: the configured cert/key, else one minted for `tls.name`, else for
    * the server certificate's names (TLS upstream), else for the upstream host name.
@@ -74,6 +83,7 @@ export async function createSmtpContext(
     spoolDir: join(deps.config.dataDir, 'spool'),
     hostname: cfg.tls.name ?? hostname(),
     shutdown,
+    policies: deps.messagePolicies ?? [],
     clientContext(upstreamCert) {
       if (fixed) return Promise.resolve(fixed);
       if (cfg.tls.name) return minter.secureContext(namesFor(cfg.tls.name));

@@ -7,28 +7,24 @@
  *   AUTH results, 421 — reach the client as the server gave them, and pipelined commands (RFC 2920)
  *   are answered in order.
  * - DATA is received and spooled completely, scanned, and only then offered to the server
- *   (Postfix's `speed_adjust` shape): a refused message never starts a DATA transaction upstream,
- *   so the connection survives for the next message, and the client's 250 is always the server's
- *   own 250 for that message.
+ *   (transaction.ts); TLS on the client leg is client-tls.ts, the server leg server-leg.ts.
  */
 
 import type { Socket } from 'node:net';
-import { type SecureContext, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
-import { observeTls } from '../../admin/metrics.js';
-import { ScangateError } from '../../errors.js';
+import type { ScangateError } from '../../errors.js';
 import { formatHostPort } from '../../net/connect.js';
 import { resetConnection } from '../../net/splice.js';
-import { withTimeout } from '../../net/timeouts.js';
 import { PeerClosedError, SmtpChannel } from './channel.js';
-import { declaredSize, parseCommand, redactCommand, type SmtpCommand } from './command.js';
+import { acceptImplicitTls, startClientTls } from './client-tls.js';
+import { declaredSize, parseCommand, pathOf, redactCommand, type SmtpCommand } from './command.js';
 import type { SmtpContext } from './context.js';
-import { DotStuffer } from './dot.js';
 import { rewriteEhlo } from './ehlo.js';
-import { judgeMessage } from './message.js';
 import { type Reply, reply, replySummary } from './reply.js';
-import { MessageSpool } from './spool.js';
-import { REPLY_TIMEOUTS, UPSTREAM_KEEPALIVE_MS } from './timeouts.js';
+import { ServerLeg, UpstreamLost } from './server-leg.js';
+import { REPLY_TIMEOUTS } from './timeouts.js';
+import { type Envelope, transferMessage } from './transaction.js';
 import { openUpstream, type UpstreamLeg } from './upstream.js';
 
 /** RFC 4954 §4: an AUTH exchange line may be 12288 octets. */
@@ -38,30 +34,22 @@ const MAX_ERRORS = 20;
 /** Commands the relay never forwards: they would let a client speak for the relay, or reverse roles. */
 const REFUSED_VERBS = new Set(['XCLIENT', 'XFORWARD', 'TURN', 'ATRN', 'XEXCH50', 'BDAT']);
 
-/** The server leg failed (closed, timed out, sent garbage): the client gets a 421. */
-class UpstreamLost extends ScangateError {
-  constructor(cause: unknown) {
-    super('ERR_SMTP_UPSTREAM_LOST', `mail server connection lost: ${(cause as Error)?.message ?? cause}`, {
-      cause,
-    });
-  }
-}
-
 type Next = 'continue' | 'close';
 
 export class SmtpSession {
   /** Created once the client leg is ready to be read (after the handshake for implicit TLS). */
   private client!: SmtpChannel;
   private up!: UpstreamLeg;
+  private serverLeg!: ServerLeg;
   private readonly clientAddress: string;
   private readonly server: string;
   /** The client completed STARTTLS and has not yet said EHLO again (RFC 3207 §4.2). */
   private needEhlo = false;
-  private mailFrom: string | null = null;
-  private recipients = 0;
+  /** The transaction the server has accepted MAIL (and RCPTs) for; null outside one. */
+  private envelope: Envelope | null = null;
+  private authenticated = false;
   private errors = 0;
   private idle = false;
-  private lastUpstreamUse = Date.now();
   private messages = 0;
 
   constructor(
@@ -78,22 +66,6 @@ export class SmtpSession {
     return new SmtpChannel(stream, `client ${this.clientAddress}`, this.ctx.cfg.maxCommandLength);
   }
 
-  /**
-   * Implicit TLS: the ClientHello is already waiting, unread, in the socket (nothing has read from
-   * it); TLSSocket takes over the socket with whatever it has buffered.
-   */
-  private async implicitTls(): Promise<TLSSocket> {
-    const context = await this.ctx.clientContext(this.up?.certificate ?? null);
-    const tls = new TLSSocket(this.socket, { isServer: true, secureContext: context });
-    tls.on('error', () => {});
-    await observeTls(
-      this.ctx.cfg.name,
-      'client',
-      withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout')),
-    );
-    return tls;
-  }
-
   private get log() {
     return this.ctx.log;
   }
@@ -106,6 +78,7 @@ export class SmtpSession {
       await this.unreachable(socket, e as Error);
       return;
     }
+    this.serverLeg = new ServerLeg(this.up.channel);
     if (this.up.injected > 0)
       this.log.warn(
         { server: this.server, bytes: this.up.injected },
@@ -119,7 +92,7 @@ export class SmtpSession {
       if (this.ctx.cfg.tls.client === 'implicit') {
         let tls: TLSSocket;
         try {
-          tls = await this.implicitTls();
+          tls = await acceptImplicitTls(this.ctx, socket, this.up.certificate);
         } catch (e) {
           this.log.info(
             { client: this.clientAddress, err: (e as Error).message },
@@ -167,7 +140,9 @@ export class SmtpSession {
       return;
     }
     try {
-      this.client = this.channel(this.ctx.cfg.tls.client === 'implicit' ? await this.implicitTls() : socket);
+      this.client = this.channel(
+        this.ctx.cfg.tls.client === 'implicit' ? await acceptImplicitTls(this.ctx, socket, null) : socket,
+      );
       await this.client.sendReply(
         reply(421, `4.4.1 ${this.ctx.hostname} mail server not available; try again later`),
       );
@@ -247,11 +222,11 @@ export class SmtpSession {
       case 'DATA':
         return this.data(cmd);
       case 'RSET': {
-        this.resetTransaction();
+        this.envelope = null;
         return this.forward(cmd);
       }
       case 'QUIT': {
-        const r = await this.relay(cmd);
+        const r = await this.serverLeg.send(cmd.raw);
         await this.client.sendReply(r);
         this.client.end();
         this.up.channel.end();
@@ -264,8 +239,9 @@ export class SmtpSession {
 
   /** Forwards a command and hands the server's reply back unchanged. */
   private async forward(cmd: SmtpCommand, timeoutMs: number = REPLY_TIMEOUTS.command): Promise<Next> {
-    const r = await this.relay(cmd, timeoutMs);
-    if (cmd.verb === 'RCPT' && r.code >= 200 && r.code < 300) this.recipients++;
+    const r = await this.serverLeg.send(cmd.raw, timeoutMs);
+    if (cmd.verb === 'RCPT' && r.code >= 200 && r.code < 300 && this.envelope)
+      this.envelope.recipients.push(pathOf(cmd.arg));
     return this.answer(r);
   }
 
@@ -281,29 +257,11 @@ export class SmtpSession {
     return 'continue';
   }
 
-  private async relay(cmd: SmtpCommand, timeoutMs: number = REPLY_TIMEOUTS.command): Promise<Reply> {
-    return this.upstream(async () => {
-      await this.up.channel.write(`${cmd.raw}\r\n`);
-      return this.up.channel.readReply(timeoutMs);
-    });
-  }
-
-  /** Runs an operation on the server leg; any failure there becomes UpstreamLost. */
-  private async upstream<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      const v = await fn();
-      this.lastUpstreamUse = Date.now();
-      return v;
-    } catch (e) {
-      throw new UpstreamLost(e);
-    }
-  }
-
   private async hello(cmd: SmtpCommand): Promise<Next> {
-    let r = await this.relay(cmd);
+    let r = await this.serverLeg.send(cmd.raw);
     if (r.code === 250) {
       this.needEhlo = false;
-      this.resetTransaction();
+      this.envelope = null;
       if (cmd.verb === 'EHLO')
         r = rewriteEhlo(r, {
           offerStartTls: this.ctx.cfg.tls.client === 'starttls' && !this.client.encrypted,
@@ -324,59 +282,37 @@ export class SmtpSession {
       return this.error(reply(502, '5.5.1 Command not implemented'));
     if (this.client.encrypted) return this.error(reply(503, '5.5.1 TLS already active'));
     if (cmd.arg.trim()) return this.error(reply(501, '5.5.4 Syntax error (no parameters allowed)'));
-    const ok = await this.startClientTls(reply(220, '2.0.0 Ready to start TLS'));
-    if (!ok) return 'close';
-    // RFC 3207 §4.2: everything learned before TLS is forgotten; the client must EHLO again.
-    this.needEhlo = true;
-    this.resetTransaction();
-    return 'continue';
-  }
-
-  /**
-   * TLS on the client leg after STARTTLS (`ready` is the 220, written just before the socket is
-   * wrapped). Bytes the client pipelined in plaintext are dropped.
-   */
-  private async startClientTls(ready: Reply): Promise<boolean> {
-    let context: SecureContext;
-    try {
-      context = await this.ctx.clientContext(this.up.certificate);
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'smtp: no certificate for the client leg');
-      await this.closeWith(reply(454, '4.7.0 TLS not available due to temporary reason'));
-      return false;
-    }
-    void this.client.sendReply(ready).catch(() => {});
-    const { tls, dropped } = this.client.upgrade(
-      (raw) => new TLSSocket(raw, { isServer: true, secureContext: context }),
-    );
-    if (dropped > 0)
+    const result = await startClientTls(this.ctx, this.client, this.up.certificate);
+    if ('dropped' in result && result.dropped > 0)
       this.log.warn(
-        { client: this.clientAddress, bytes: dropped },
+        { client: this.clientAddress, bytes: result.dropped },
         'client pipelined bytes after STARTTLS: discarded (CVE-2011-0411 class)',
       );
-    try {
-      await observeTls(
-        this.ctx.cfg.name,
-        'client',
-        withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout')),
-      );
-      return true;
-    } catch (e) {
-      this.log.info(
-        { client: this.clientAddress, err: (e as Error).message },
-        'smtp: client TLS handshake failed',
-      );
-      this.emit({ kind: 'tls-failure', action: 'error', reason: (e as Error).message });
-      this.fail();
-      return false;
+    if (!result.ok) {
+      if (result.refuse) {
+        this.log.error({ err: result.reason }, 'smtp: no certificate for the client leg');
+        await this.closeWith(result.refuse);
+      } else {
+        this.log.info(
+          { client: this.clientAddress, err: result.reason },
+          'smtp: client TLS handshake failed',
+        );
+        this.emit({ kind: 'tls-failure', action: 'error', reason: result.reason });
+        this.fail();
+      }
+      return 'close';
     }
+    // RFC 3207 §4.2: everything learned before TLS is forgotten; the client must EHLO again.
+    this.needEhlo = true;
+    this.envelope = null;
+    return 'continue';
   }
 
   private async auth(cmd: SmtpCommand): Promise<Next> {
     if (!this.authAllowed())
       return this.error(reply(538, '5.7.11 Encryption required for requested authentication mechanism'));
     // Never logged: the initial response and every continuation line are credentials.
-    let r = await this.relay(cmd);
+    let r = await this.serverLeg.send(cmd.raw);
     while (r.code === 334) {
       await this.client.sendReply(r);
       const saved = this.client.reader.maxLine;
@@ -387,23 +323,17 @@ export class SmtpSession {
       if (!ev) throw new PeerClosedError('client');
       if (ev.type !== 'line') {
         // RFC 4954 §4: cancel the exchange with the server, tell the client its line was too long.
-        r = await this.upstream(async () => {
-          await this.up.channel.write('*\r\n');
-          return this.up.channel.readReply(REPLY_TIMEOUTS.command);
-        });
+        r = await this.serverLeg.send('*');
         if (r.code === 421) return this.answer(r);
         return this.error(reply(500, '5.5.6 Authentication Exchange line is too long'));
       }
-      const line = ev.line;
-      r = await this.upstream(async () => {
-        await this.up.channel.write(Buffer.concat([line, Buffer.from('\r\n')]));
-        return this.up.channel.readReply(REPLY_TIMEOUTS.command);
-      });
+      r = await this.serverLeg.send(ev.line);
     }
     this.log.info(
       { client: this.clientAddress, mechanism: cmd.arg.split(' ')[0], result: r.code },
       'smtp: AUTH',
     );
+    if (r.code === 235) this.authenticated = true;
     if (r.code >= 500) this.emit({ kind: 'auth-failure', action: 'blocked', reason: replySummary(r) });
     return this.answer(r);
   }
@@ -412,179 +342,55 @@ export class SmtpSession {
     const size = declaredSize(cmd.arg);
     if (size !== null && size > this.ctx.cfg.maxMessageSize)
       return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
-    const r = await this.relay(cmd);
-    if (r.code >= 200 && r.code < 300) {
-      this.mailFrom = cmd.arg.slice(5).split(' ')[0] ?? '';
-      this.recipients = 0;
-    }
+    const r = await this.serverLeg.send(cmd.raw);
+    if (r.code >= 200 && r.code < 300) this.envelope = { mailFrom: pathOf(cmd.arg), recipients: [] };
     return this.answer(r);
-  }
-
-  private resetTransaction(): void {
-    this.mailFrom = null;
-    this.recipients = 0;
   }
 
   private async data(cmd: SmtpCommand): Promise<Next> {
     if (cmd.arg.trim()) return this.error(reply(501, '5.5.4 Syntax error (DATA takes no parameters)'));
-    if (this.mailFrom === null || this.recipients === 0) {
+    const envelope = this.envelope;
+    if (envelope === null || envelope.recipients.length === 0) {
       // Nothing the server would accept: let it say so in its own words.
-      const r = await this.relay(cmd, REPLY_TIMEOUTS.dataInit);
+      const r = await this.serverLeg.send('DATA', REPLY_TIMEOUTS.dataInit);
       if (r.code === 354) {
         // A server that opens DATA without a recipient: close it empty and refuse ourselves.
-        const end = await this.upstream(async () => {
-          await this.up.channel.write('.\r\n');
-          return this.up.channel.readReply(REPLY_TIMEOUTS.dataTermination);
-        });
+        const end = await this.serverLeg.send('.', REPLY_TIMEOUTS.dataTermination);
         if (end.code === 421) return this.answer(end);
         return this.error(reply(554, '5.5.1 Error: no valid recipients'));
       }
       return this.answer(r);
     }
     await this.client.sendReply(reply(354, 'End data with <CR><LF>.<CR><LF>'));
-    const started = Date.now();
-    const spool = new MessageSpool(this.ctx.spoolDir, this.ctx.cfg.spoolMemory);
-    try {
-      const received = await this.receive(spool);
-      if (received === 'closed') {
-        this.quitUpstream();
+    // RFC 5321 §4.1.1.4: the transaction ends with the end of data, whatever the outcome.
+    this.envelope = null;
+    this.messages++;
+    const result = await transferMessage(
+      {
+        ctx: this.ctx,
+        client: this.client,
+        server: this.serverLeg,
+        clientAddress: this.clientAddress,
+        serverAddress: this.server,
+        authenticated: this.authenticated,
+        number: this.messages,
+        emit: (e) => this.emit(e),
+      },
+      envelope,
+    );
+    switch (result.kind) {
+      case 'closed':
+        this.serverLeg.quit();
         this.client.destroy();
         return 'close';
-      }
-      if (received === 'toobig') {
-        await this.rsetUpstream();
-        this.resetTransaction();
-        return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
-      }
-      let source: Awaited<ReturnType<MessageSpool['finish']>>;
-      let decision: Awaited<ReturnType<typeof judgeMessage>>;
-      try {
-        source = await spool.finish();
-        decision = await judgeMessage(source, {
-          scanner: this.ctx.deps.scanner,
-          policy: this.ctx.cfg.onInfected,
-          onError: this.ctx.deps.config.engine.onError,
-          spoolDir: this.ctx.spoolDir,
-          spoolMemory: this.ctx.cfg.spoolMemory,
-        });
-      } catch (e) {
-        // A local failure (spool disk full, …): the sender keeps the message and retries.
-        this.log.error(
-          { client: this.clientAddress, err: (e as Error).message },
-          'smtp: message not processed',
-        );
-        await this.rsetUpstream();
-        this.resetTransaction();
-        await this.client.sendReply(reply(451, '4.3.0 Local error in processing; try again later'));
+      case 'error':
+        return this.error(result.reply);
+      case 'local':
+        await this.client.sendReply(result.reply);
         return 'continue';
-      }
-      const from = this.mailFrom;
-      const recipients = this.recipients;
-      this.resetTransaction();
-      this.messages++;
-      const base = { from, recipients, size: source.size, ms: 0 };
-      if (decision.action === 'refuse') {
-        this.emit({
-          kind: 'verdict',
-          action: decision.eventAction,
-          object: `message ${this.messages} from ${from}`,
-          ...(decision.verdict.status === 'infected'
-            ? { signature: decision.verdict.signature, location: decision.verdict.location }
-            : {}),
-          reason: decision.reason,
-        });
-        await this.rsetUpstream();
-        base.ms = Date.now() - started;
-        this.log.info(
-          { ...base, client: this.clientAddress, reply: replySummary(decision.reply) },
-          'smtp: message refused',
-        );
-        await this.client.sendReply(decision.reply);
-        return 'continue';
-      }
-      try {
-        if (decision.eventAction)
-          this.emit({
-            kind: 'verdict',
-            action: decision.eventAction,
-            object: `message ${this.messages} from ${from}`,
-            ...(decision.verdict.status === 'infected'
-              ? { signature: decision.verdict.signature, location: decision.verdict.location }
-              : { reason: decision.verdict.status === 'error' ? decision.verdict.reason : undefined }),
-          });
-        const r = await this.deliver(decision.prefix, decision.source);
-        base.ms = Date.now() - started;
-        this.log.info(
-          { ...base, client: this.clientAddress, verdict: decision.verdict.status, reply: replySummary(r) },
-          'smtp: message relayed',
-        );
-        return this.answer(r);
-      } finally {
-        await decision.dispose();
-      }
-    } finally {
-      await spool.dispose();
+      case 'server':
+        return this.answer(result.reply);
     }
-  }
-
-  /** Reads the client's message into the spool (bounded by maxMessageSize). */
-  private async receive(spool: MessageSpool): Promise<'ok' | 'toobig' | 'closed'> {
-    const max = this.ctx.cfg.maxMessageSize;
-    this.client.reader.startData();
-    let size = 0;
-    let tooBig = false;
-    for (;;) {
-      const ev = await this.client.next(this.ctx.cfg.idleTimeout);
-      if (!ev) return 'closed';
-      if (ev.type === 'end') break;
-      if (ev.type !== 'data') continue;
-      size += ev.chunk.length;
-      if (size > max) tooBig = true;
-      // Past the limit the rest is read and dropped: the client must reach its "." to hear the 552.
-      if (!tooBig) await spool.write(ev.chunk);
-      if (Date.now() - this.lastUpstreamUse > UPSTREAM_KEEPALIVE_MS) await this.noopUpstream();
-    }
-    return tooBig ? 'toobig' : 'ok';
-  }
-
-  /** Offers the message to the server: DATA, the content dot-stuffed, and the server's final reply. */
-  private async deliver(prefix: Buffer, source: { stream(): AsyncIterable<Buffer> }): Promise<Reply> {
-    const go = await this.upstream(async () => {
-      await this.up.channel.write('DATA\r\n');
-      return this.up.channel.readReply(REPLY_TIMEOUTS.dataInit);
-    });
-    // The server's refusal of DATA (452, 554, …) is the answer to the client's message, unchanged.
-    if (go.code !== 354) return go;
-    return this.upstream(async () => {
-      const stuffer = new DotStuffer();
-      const ch = this.up.channel;
-      await ch.write(stuffer.write(prefix));
-      for await (const chunk of source.stream())
-        await withTimeout(
-          ch.write(stuffer.write(chunk)),
-          REPLY_TIMEOUTS.dataBlock,
-          () => new Error('data block not taken in time'),
-        );
-      await ch.write(stuffer.end());
-      // If the server closes now, this throws: the client never gets a 250 that was not given.
-      return ch.readReply(REPLY_TIMEOUTS.dataTermination);
-    });
-  }
-
-  private async rsetUpstream(): Promise<void> {
-    const r = await this.upstream(async () => {
-      await this.up.channel.write('RSET\r\n');
-      return this.up.channel.readReply(REPLY_TIMEOUTS.command);
-    });
-    if (r.code === 421) throw new UpstreamLost(new Error(replySummary(r)));
-  }
-
-  private async noopUpstream(): Promise<void> {
-    const r = await this.upstream(async () => {
-      await this.up.channel.write('NOOP\r\n');
-      return this.up.channel.readReply(REPLY_TIMEOUTS.command);
-    });
-    if (r.code === 421) throw new UpstreamLost(new Error(replySummary(r)));
   }
 
   /** Sends a last reply to the client and closes both legs. */
@@ -599,14 +405,7 @@ export class SmtpSession {
   }
 
   private quitUpstream(): void {
-    const ch = this.up?.channel;
-    if (!ch) return;
-    try {
-      if (!ch.closed) void ch.write('QUIT\r\n').catch(() => {});
-    } catch {
-      // ignore
-    }
-    ch.end();
+    this.serverLeg?.quit();
   }
 
   private fail(): void {
@@ -623,27 +422,4 @@ export class SmtpSession {
       ...e,
     });
   }
-}
-
-function handshake(tls: TLSSocket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onSecure = () => {
-      tls.off('error', onError);
-      tls.off('close', onClose);
-      resolve();
-    };
-    const onError = (e: Error) => {
-      tls.off('secure', onSecure);
-      tls.off('close', onClose);
-      reject(e);
-    };
-    const onClose = () => {
-      tls.off('secure', onSecure);
-      tls.off('error', onError);
-      reject(new Error('client closed during the TLS handshake'));
-    };
-    tls.once('secure', onSecure);
-    tls.once('error', onError);
-    tls.once('close', onClose);
-  });
 }

@@ -1,0 +1,100 @@
+/**
+ * The relay's side of the conversation with the real server once the session runs: one command, one
+ * reply, in order (the relay never has more than one command outstanding toward the server except
+ * where RFC 2920 lets it batch). Any failure on this leg — the server closing, timing out, sending a
+ * malformed reply — becomes UpstreamLost, which the session answers with a 421 to the client.
+ */
+
+import type { ObjectSource } from '../../engine/source.js';
+import { ScangateError } from '../../errors.js';
+import { withTimeout } from '../../net/timeouts.js';
+import type { SmtpChannel } from './channel.js';
+import { DotStuffer } from './dot.js';
+import { type Reply, replySummary } from './reply.js';
+import { REPLY_TIMEOUTS } from './timeouts.js';
+
+/** The server leg failed (closed, timed out, sent garbage): the client gets a 421. */
+export class UpstreamLost extends ScangateError {
+  constructor(cause: unknown) {
+    super('ERR_SMTP_UPSTREAM_LOST', `mail server connection lost: ${(cause as Error)?.message ?? cause}`, {
+      cause,
+    });
+  }
+}
+
+export class ServerLeg {
+  /** When the server last answered us (the NOOP keep-alive during a long upload counts from here). */
+  lastUse = Date.now();
+
+  constructor(readonly channel: SmtpChannel) {}
+
+  /** Runs an operation on the server leg; any failure there becomes UpstreamLost. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      const v = await fn();
+      this.lastUse = Date.now();
+      return v;
+    } catch (e) {
+      throw new UpstreamLost(e);
+    }
+  }
+
+  /** Sends one line (a command, or an AUTH continuation) and reads the server's reply. */
+  send(line: string | Buffer, timeoutMs: number = REPLY_TIMEOUTS.command): Promise<Reply> {
+    return this.guard(async () => {
+      await this.channel.write(
+        typeof line === 'string' ? `${line}\r\n` : Buffer.concat([line, Buffer.from('\r\n')]),
+      );
+      return this.channel.readReply(timeoutMs);
+    });
+  }
+
+  /**
+   * Sends a command whose reply only matters if it ends the session: RSET after a refused message,
+   * NOOP while the client uploads. A 421 there is the server leaving.
+   */
+  async housekeeping(verb: 'RSET' | 'NOOP'): Promise<void> {
+    const r = await this.send(verb);
+    if (r.code === 421) throw new UpstreamLost(new Error(replySummary(r)));
+  }
+
+  /**
+   * Offers a message: DATA, then on 354 the content dot-stuffed (RFC 5321 §4.5.2) and the final
+   * ".", returning the server's reply to it. The server's refusal of DATA (452, 554, …) is returned
+   * as is: it is the answer to the client's message.
+   */
+  deliver(prefix: Buffer, source: ObjectSource): Promise<Reply> {
+    return this.guard(async () => {
+      const ch = this.channel;
+      await ch.write('DATA\r\n');
+      const go = await ch.readReply(REPLY_TIMEOUTS.dataInit);
+      if (go.code !== 354) return go;
+      const stuffer = new DotStuffer();
+      await ch.write(stuffer.write(prefix));
+      for await (const chunk of source.stream())
+        await withTimeout(
+          ch.write(stuffer.write(chunk)),
+          REPLY_TIMEOUTS.dataBlock,
+          () => new Error('data block not taken in time'),
+        );
+      await ch.write(stuffer.end());
+      // If the server closes now, this throws: the client never gets a 250 that was not given.
+      return ch.readReply(REPLY_TIMEOUTS.dataTermination);
+    });
+  }
+
+  /** Says QUIT without waiting for the answer and half-closes. */
+  quit(): void {
+    const ch = this.channel;
+    try {
+      if (!ch.closed) void ch.write('QUIT\r\n').catch(() => {});
+    } catch {
+      // ignore
+    }
+    ch.end();
+  }
+
+  destroy(): void {
+    this.channel.destroy();
+  }
+}
