@@ -87,6 +87,8 @@ const VIA = `scangate-${randomBytes(3).toString('hex')}`;
 export class HttpSession {
   private readonly reader: MessageReader;
   private upstream: Upstream | null = null;
+  /** Request heads received on this connection. */
+  private requests = 0;
   private readonly cfg: HttpListenerConfig;
 
   constructor(
@@ -114,6 +116,7 @@ export class HttpSession {
           await this.answer(ev.response, '1.1');
           break;
         }
+        this.requests++;
         const result = await this.handle(ev.head, ev.framing);
         if (result === 'close') break;
         if (typeof result === 'object') return result;
@@ -142,6 +145,9 @@ export class HttpSession {
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.cfg.headerTimeout);
       onShutdown = () => {
+        // A connection still before its first request was accepted before the shutdown (or before a
+        // reload handed the listening socket over): its first request is still answered.
+        if (this.requests === 0) return;
         // Only a connection with nothing of the next request yet is closed at once.
         if (this.reader.parser.idle) resolve('timeout');
       };
