@@ -1,27 +1,45 @@
 /**
- * The thin I/O shell around the sans-IO parser: pull events from a socket with backpressure (the
- * socket stays paused unless the session asks for more), and write with drain awaited.
+ * The thin I/O shell around the sans-IO parser: pull events from a socket with backpressure, and
+ * write with drain awaited.
+ *
+ * The reader keeps the socket flowing and queues what arrives, pausing it only once READ_AHEAD bytes
+ * wait unparsed; when the session asks for more, everything queued goes to the parser at once. So a
+ * body that arrives while the session is busy (scanning, waiting for the other side to drain) is
+ * handed out as one large slice instead of one event per 16 KiB TLS record, and the socket is not
+ * stopped and restarted for every record (each of which costs system calls). Memory per connection
+ * stays bounded by READ_AHEAD plus one chunk.
  */
 import type { Duplex } from 'node:stream';
 import type { HttpEvent, HttpParser } from './parser.js';
 
+/** Unparsed bytes a reader holds before it pauses its socket. */
+export const READ_AHEAD = 128 * 1024;
+
 export class MessageReader {
   private wake: (() => void) | null = null;
   private ended = false;
+  /** The end has been passed on to the parser (only once every queued byte has been). */
+  private endPushed = false;
   private failure: Error | null = null;
   private detached = false;
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private pausedByUs = false;
   /** Bytes received from the socket so far (header-timeout bookkeeping: did the client send anything?). */
   received = 0;
 
   private readonly onData = (d: Buffer) => {
     this.received += d.length;
-    this.parser.push(d);
-    this.socket.pause();
+    this.queue.push(d);
+    this.queued += d.length;
+    if (this.queued >= READ_AHEAD && !this.pausedByUs) {
+      this.pausedByUs = true;
+      this.socket.pause();
+    }
     this.notify();
   };
   private readonly onEnd = () => {
     this.ended = true;
-    this.parser.pushEnd();
     this.notify();
   };
   private readonly onError = (e: Error) => {
@@ -33,11 +51,11 @@ export class MessageReader {
     readonly socket: Duplex,
     readonly parser: HttpParser,
   ) {
-    socket.pause();
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onEnd);
     socket.on('error', this.onError);
+    socket.resume();
   }
 
   private notify(): void {
@@ -51,8 +69,28 @@ export class MessageReader {
     return this.failure;
   }
 
+  /** The peer's side has ended (bytes already received may still be waiting to be parsed). */
   get eof(): boolean {
     return this.ended;
+  }
+
+  /** True between messages with no byte of the next one received yet. */
+  get idle(): boolean {
+    return this.queued === 0 && this.parser.idle;
+  }
+
+  /** Moves every queued byte into the parser; true when there was any. */
+  private feedParser(): boolean {
+    if (this.queued === 0) return false;
+    const q = this.queue;
+    this.parser.push(q.length === 1 ? q[0]! : Buffer.concat(q, this.queued));
+    this.queue = [];
+    this.queued = 0;
+    if (this.pausedByUs && !this.detached) {
+      this.pausedByUs = false;
+      this.socket.resume();
+    }
+    return true;
   }
 
   /** The next parser event; null once the parser is done (clean end, error already returned, tunnel). */
@@ -61,15 +99,16 @@ export class MessageReader {
       const e = this.parser.next();
       if (e) return e;
       if (this.parser.done || this.detached) return null;
+      if (this.feedParser()) continue;
       if (this.ended) {
-        // Already told the parser; if it still wants bytes it will report truncation on next().
-        const again = this.parser.next();
-        if (again) return again;
-        return null;
+        if (this.endPushed) return null;
+        // Every byte is in the parser: now it may report a truncated message or a close-delimited end.
+        this.endPushed = true;
+        this.parser.pushEnd();
+        continue;
       }
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        this.socket.resume();
       });
     }
   }
@@ -85,7 +124,11 @@ export class MessageReader {
     this.socket.on('error', () => {});
     this.socket.pause();
     this.notify();
-    return this.parser.takeBuffered();
+    const parsedRest = this.parser.takeBuffered();
+    const rest = this.queued ? Buffer.concat([parsedRest, ...this.queue]) : parsedRest;
+    this.queue = [];
+    this.queued = 0;
+    return rest;
   }
 }
 

@@ -149,7 +149,7 @@ export class HttpSession {
         // reload handed the listening socket over): its first request is still answered.
         if (this.requests === 0) return;
         // Only a connection with nothing of the next request yet is closed at once.
-        if (this.reader.parser.idle) resolve('timeout');
+        if (this.reader.idle) resolve('timeout');
       };
       if (shutdown?.aborted) onShutdown();
       shutdown?.addEventListener('abort', onShutdown);
@@ -158,7 +158,7 @@ export class HttpSession {
       const ev = await Promise.race([this.reader.next(), timeout]);
       if (ev === 'timeout') {
         // A client that sent part of a head gets 408; an idle keep-alive connection is just closed.
-        const partial = this.reader.received > before || !this.reader.parser.idle;
+        const partial = this.reader.received > before || !this.reader.idle;
         return partial ? { response: errorResponse(408, 'request header not received in time') } : null;
       }
       if (ev === null) return null;
@@ -473,8 +473,7 @@ export class HttpSession {
   private async getUpstream(origin: Origin): Promise<Upstream> {
     const key = originKey(origin);
     const cur = this.upstream;
-    if (cur && cur.key === key && !cur.socket.destroyed && !cur.reader.eof && cur.reader.parser.idle)
-      return cur;
+    if (cur && cur.key === key && !cur.socket.destroyed && !cur.reader.eof && cur.reader.idle) return cur;
     this.dropUpstream(true);
     const socket = await this.env.connect(origin);
     this.upstream = this.wrapUpstream(key, socket);
