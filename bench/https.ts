@@ -4,174 +4,155 @@
  *   - keep-alive small-response requests/s: through scangate vs direct
  *   - new TLS connections/s with a warm certificate cache: through scangate vs direct
  *   - RSS per idle intercepted connection (1,000 connections)
- * Each figure is printed as a ratio against its peer; results go to bench/results/https.json.
+ * Every process runs on its own (origin, gateway, mitmdump, curl and the load client), the gateway
+ * from the TypeScript sources. Each figure is the median of BENCH_ROUNDS rounds, the peers taking
+ * turns within a round; next to each speed stands the CPU time the proxy spent per MB or per request,
+ * the figure that stays put on a shared, noisy machine. Each download is new content (/big/N), so
+ * the verdict cache never answers for the scanner. Results go to bench/results/https.json.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { Children, cpuMs, curlDownload, freePort, jsonLine, median, waitPort } from './lib/https-measure.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIG_MB = Number(process.env.BENCH_BIG_MB ?? 100);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_CONNECTIONS = Number(process.env.BENCH_IDLE ?? 1000);
-const children: ChildProcess[] = [];
+const MB = 1024 * 1024;
+const children = new Children();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+interface Memory {
+  rssKiB: number;
+  heapUsedKiB: number;
+  externalKiB: number;
+  arrayBuffersKiB: number;
 }
 
-function start(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-  children.push(c);
-  return c;
+interface Gateway {
+  pid: number;
+  port: number;
+  ca: string;
+  /** Full GC in the gateway, then its memory figures. */
+  memory(): Promise<Memory>;
+  stop(): void;
 }
 
-function firstJsonLine<T>(c: ChildProcess): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: c.stdout! });
-    rl.on('line', (l) => {
-      if (l.startsWith('{')) {
-        rl.close();
-        resolve(JSON.parse(l) as T);
-      }
-    });
-    c.once('exit', (code) => reject(new Error(`${c.spawnargs.join(' ')} exited ${code}`)));
-  });
+async function startGateway(dir: string, name: string, originCa: string): Promise<Gateway> {
+  const port = await freePort();
+  const dataDir = join(dir, name);
+  const config = join(dir, `${name}.yaml`);
+  writeFileSync(
+    config,
+    [
+      `dataDir: ${dataDir}`,
+      'log: { level: warn }',
+      `tls: { upstream: { ca: [${originCa}] } }`,
+      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 5000 }]`,
+      'admin: null',
+    ].join('\n'),
+  );
+  const c = children.start(process.execPath, [
+    '--expose-gc',
+    '--import',
+    'tsx',
+    join(ROOT, 'bench/lib/https-gateway.ts'),
+    config,
+  ]);
+  await waitPort(port);
+  return {
+    pid: c.pid!,
+    port,
+    ca: join(dataDir, 'ca.crt'),
+    async memory() {
+      const line = jsonLine<{ memory: Memory }>(c, 'memory');
+      c.kill('SIGUSR2');
+      return (await line).memory;
+    },
+    stop: () => c.kill('SIGKILL'),
+  };
 }
 
-async function waitPort(port: number, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} did not open`);
+interface ClientJob {
+  mode: 'keepalive' | 'handshakes' | 'idle';
+  origin: { host: string; port: number };
+  proxy?: { host: string; port: number };
+  ca: string;
+  seconds: number;
+  concurrency: number;
+  connections?: number;
 }
 
-function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0);
-}
-
-/** curl's own measurement of one download: bytes/s. Median of `runs`. */
-function download(url: string, ca: string, proxy?: string, proxyCa?: string, runs = 3): number {
-  const speeds: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const args = [
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{speed_download} %{http_code} %{size_download}',
-      '--cacert',
-      proxyCa ?? ca,
-    ];
-    if (proxy) args.push('-x', proxy);
-    const [speed, code, size] = execFileSync('curl', [...args, url], {
-      encoding: 'utf8',
-      timeout: 300_000,
-    }).split(' ');
-    if (code !== '200' || Number(size) !== BIG_MB * 1024 * 1024)
-      throw new Error(`download via ${proxy ?? 'direct'}: HTTP ${code}, ${size} bytes`);
-    speeds.push(Number(speed));
-  }
-  return speeds.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
-}
-
-async function client(job: object): Promise<number> {
-  const c = start(process.execPath, [
+async function runClient(job: ClientJob): Promise<number> {
+  const c = children.start(process.execPath, [
     '--import',
     'tsx',
     join(ROOT, 'bench/lib/https-client.ts'),
     JSON.stringify(job),
   ]);
-  const r = await firstJsonLine<{ rate: number }>(c);
-  return r.rate;
+  return (await jsonLine<{ rate: number }>(c, 'rate')).rate;
 }
 
+/** Rate of a client job and the CPU one process spent per operation meanwhile (µs). */
+async function rateWithCpu(job: ClientJob, pid: number): Promise<{ rate: number; cpuUs: number }> {
+  const before = cpuMs(pid);
+  const rate = await runClient(job);
+  const ops = rate * job.seconds;
+  return { rate, cpuUs: ((cpuMs(pid) - before) * 1000) / Math.max(1, ops) };
+}
+
+function makeOriginCert(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'origin.crt');
+  const key = join(dir, 'origin.key');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+type Path = 'direct' | 'scangate' | 'mitmdump';
+
 async function main() {
-  try {
-    await import('../src/protocols/http/index.js' as string);
-  } catch {
-    console.log('skipped: the HTTP gateway (src/protocols/http) is not in this build yet');
-    return null;
-  }
   const dir = mkdtempSync(join(os.tmpdir(), 'sg-bench-https-'));
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'origin.key'),
-        '-out',
-        join(dir, 'origin.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
-    const originCa = join(dir, 'origin.crt');
-
-    const origin = start(process.execPath, [
+    const originPki = makeOriginCert(dir);
+    const origin = children.start(process.execPath, [
       '--import',
       'tsx',
       join(ROOT, 'bench/lib/origin.ts'),
-      originCa,
-      join(dir, 'origin.key'),
+      originPki.cert,
+      originPki.key,
       String(BIG_MB),
     ]);
-    const { port: originPort } = await firstJsonLine<{ port: number }>(origin);
+    const { port: originPort } = await jsonLine<{ port: number }>(origin, 'port');
     const target = { host: 'localhost', port: originPort };
-
-    const sgPort = await freePort();
-    writeFileSync(
-      join(dir, 'scangate.yaml'),
-      [
-        `dataDir: ${join(dir, 'data')}`,
-        'log: { level: warn }',
-        `tls: { upstream: { ca: [${originCa}] } }`,
-        `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${sgPort}, maxConnections: 5000 }]`,
-        'admin: null',
-      ].join('\n'),
-    );
-    const sg = start(process.execPath, [
-      join(ROOT, 'bin/scangate.js'),
-      'run',
-      '-c',
-      join(dir, 'scangate.yaml'),
-    ], { env: { SCANGATE_FROM_SOURCE: '1' } });
-    sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
-    await waitPort(sgPort);
-    const sgCa = join(dir, 'data', 'ca.crt');
+    let gw = await startGateway(dir, 'gw', originPki.cert);
 
     const mitmPort = await freePort();
-    start('mitmdump', [
+    mkdirSync(join(dir, 'mitm'));
+    const mitm = children.start('mitmdump', [
       '--listen-host',
       '127.0.0.1',
       '--listen-port',
@@ -182,118 +163,212 @@ async function main() {
       '--set',
       'stream_large_bodies=1',
       '--set',
-      `ssl_verify_upstream_trusted_ca=${originCa}`,
+      `ssl_verify_upstream_trusted_ca=${originPki.cert}`,
     ]);
     await waitPort(mitmPort);
-    const mitmCa = join(dir, 'mitm', 'mitmproxy-ca-cert.pem');
 
-    const url = `https://localhost:${originPort}/big`;
-    console.log(`download ${BIG_MB} MB over HTTPS (curl, median of 3)…`);
-    const direct = download(url, originCa);
-    const viaScangate = download(url, originCa, `http://127.0.0.1:${sgPort}`, sgCa);
-    const viaMitm = download(url, originCa, `http://127.0.0.1:${mitmPort}`, mitmCa);
-
-    console.log(`keep-alive small requests for ${SECONDS}s (4 connections)…`);
-    const base = { origin: target, ca: originCa, seconds: SECONDS, concurrency: 4 };
-    const kaDirect = await client({ ...base, mode: 'keepalive' });
-    const kaScangate = await client({
-      ...base,
-      mode: 'keepalive',
-      proxy: { host: '127.0.0.1', port: sgPort },
-      ca: sgCa,
-    });
-
-    console.log(`new TLS connections for ${SECONDS}s (concurrency 8, warm certificate cache)…`);
-    const hsBase = { ...base, concurrency: 8 };
-    const hsDirect = await client({ ...hsBase, mode: 'handshakes' });
-    const hsScangate = await client({
-      ...hsBase,
-      mode: 'handshakes',
-      proxy: { host: '127.0.0.1', port: sgPort },
-      ca: sgCa,
-    });
-
-    console.log(`RSS with ${IDLE_CONNECTIONS} idle intercepted connections…`);
-    await new Promise((r) => setTimeout(r, 2000));
-    const rssBefore = rssKb(sg.pid!);
-    const idle = start(process.execPath, [
-      '--import',
-      'tsx',
-      join(ROOT, 'bench/lib/https-client.ts'),
-      JSON.stringify({
-        ...base,
-        mode: 'idle',
-        concurrency: 20,
-        connections: IDLE_CONNECTIONS,
-        proxy: { host: '127.0.0.1', port: sgPort },
-        ca: sgCa,
-      }),
-    ]);
-    const { open } = await firstJsonLine<{ open: number }>(idle);
-    await new Promise((r) => setTimeout(r, 2000));
-    const rssAfter = rssKb(sg.pid!);
-    idle.stdin!.end();
-    const perConnKb = (rssAfter - rssBefore) / open;
-
-    const mb = (b: number) => b / 1024 / 1024;
-    const results = {
-      machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version },
-      download: {
-        sizeMB: BIG_MB,
-        directMBps: mb(direct),
-        scangateMBps: mb(viaScangate),
-        mitmdumpMBps: mb(viaMitm),
-        scangateVsDirect: viaScangate / direct,
-        scangateVsMitmdump: viaScangate / viaMitm,
-      },
-      keepAlive: { directRps: kaDirect, scangateRps: kaScangate, ratio: kaScangate / kaDirect },
-      newConnections: { directPerSec: hsDirect, scangatePerSec: hsScangate, ratio: hsScangate / hsDirect },
-      idle: {
-        connections: open,
-        rssBeforeKiB: rssBefore,
-        rssAfterKiB: rssAfter,
-        perConnectionKiB: perConnKb,
+    const proxies: Record<Path, { proxy?: string; ca: string; pid?: number }> = {
+      direct: { ca: originPki.cert },
+      scangate: { proxy: `http://127.0.0.1:${gw.port}`, ca: gw.ca, pid: gw.pid },
+      mitmdump: {
+        proxy: `http://127.0.0.1:${mitmPort}`,
+        ca: join(dir, 'mitm', 'mitmproxy-ca-cert.pem'),
+        pid: mitm.pid!,
       },
     };
-    const f = (n: number) => n.toFixed(2);
+    const paths: Path[] = ['direct', 'scangate', 'mitmdump'];
+    let serial = 0;
+    const download = (p: Path) => {
+      const { proxy, ca, pid } = proxies[p];
+      const url = `https://localhost:${originPort}/big/${++serial}`;
+      const [p0, o0] = [pid ? cpuMs(pid) : 0, cpuMs(origin.pid!)];
+      const d = curlDownload(url, BIG_MB * MB, ca, proxy);
+      return {
+        mbps: d.bytesPerSec / MB,
+        proxyMsPerMb: pid ? (cpuMs(pid) - p0) / BIG_MB : 0,
+        originMsPerMb: (cpuMs(origin.pid!) - o0) / BIG_MB,
+        curlMsPerMb: d.curlCpuMs / BIG_MB,
+      };
+    };
+
+    console.log(`download ${BIG_MB} MB over HTTPS (curl; ${ROUNDS} rounds + 1 warm-up)…`);
+    for (const p of paths) download(p); // warm-up: JIT, certificate caches, page cache
+    const dl: Record<Path, ReturnType<typeof download>[]> = { direct: [], scangate: [], mitmdump: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      // Take turns so a burst of load from elsewhere does not land on one path only.
+      for (let i = 0; i < paths.length; i++) {
+        const p = paths[(i + r) % paths.length]!;
+        dl[p].push(download(p));
+      }
+    }
+    const dlMedian = (p: Path, k: keyof ReturnType<typeof download>) => median(dl[p].map((x) => x[k]));
+
+    const base: ClientJob = {
+      mode: 'keepalive',
+      origin: target,
+      ca: originPki.cert,
+      seconds: SECONDS,
+      concurrency: 4,
+    };
+    const viaGw = { proxy: { host: '127.0.0.1', port: gw.port }, ca: gw.ca };
+    const phase = async (job: ClientJob) => {
+      const direct: { rate: number; cpuUs: number }[] = [];
+      const scangate: { rate: number; cpuUs: number }[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        direct.push(await rateWithCpu(job, origin.pid!));
+        scangate.push(await rateWithCpu({ ...job, ...viaGw }, gw.pid));
+      }
+      return {
+        directRate: median(direct.map((x) => x.rate)),
+        originUsPerOp: median(direct.map((x) => x.cpuUs)),
+        scangateRate: median(scangate.map((x) => x.rate)),
+        scangateUsPerOp: median(scangate.map((x) => x.cpuUs)),
+      };
+    };
+    console.log(`keep-alive small requests, ${ROUNDS}×${SECONDS}s each (4 connections)…`);
+    const ka = await phase(base);
+    console.log(`new TLS connections, ${ROUNDS}×${SECONDS}s each (concurrency 8, warm certificate cache)…`);
+    const hs = await phase({ ...base, mode: 'handshakes', concurrency: 8 });
+
+    // Idle memory in a fresh gateway, so the baseline holds no garbage or free pages from the phases above.
+    console.log(`memory with ${IDLE_CONNECTIONS} idle intercepted connections (fresh gateway, full GC)…`);
+    gw.stop();
+    gw = await startGateway(dir, 'gw-idle', originPki.cert);
+    const idleJob = (connections: number): ClientJob => ({
+      ...base,
+      mode: 'idle',
+      concurrency: 20,
+      connections,
+      proxy: { host: '127.0.0.1', port: gw.port },
+      ca: gw.ca,
+    });
+    const openIdle = async (connections: number) => {
+      const c = children.start(process.execPath, [
+        '--import',
+        'tsx',
+        join(ROOT, 'bench/lib/https-client.ts'),
+        JSON.stringify(idleJob(connections)),
+      ]);
+      const { open } = await jsonLine<{ open: number }>(c, 'open');
+      return { open, close: () => c.stdin!.end() };
+    };
+    const warm = await openIdle(20); // leaf context minted, code paths compiled
+    warm.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    const mem0 = await gw.memory();
+    const idle = await openIdle(IDLE_CONNECTIONS);
+    await new Promise((r) => setTimeout(r, 1000));
+    const mem1 = await gw.memory();
+    idle.close();
+    const perConn = (k: keyof Memory) => (mem1[k] - mem0[k]) / idle.open;
+
+    const results = {
+      machine: {
+        cpu: os.cpus()[0]?.model,
+        cores: os.cpus().length,
+        node: process.version,
+        load: os.loadavg(),
+      },
+      rounds: ROUNDS,
+      download: {
+        sizeMB: BIG_MB,
+        uniqueContentPerDownload: true,
+        directMBps: dlMedian('direct', 'mbps'),
+        scangateMBps: dlMedian('scangate', 'mbps'),
+        mitmdumpMBps: dlMedian('mitmdump', 'mbps'),
+        scangateVsDirect: dlMedian('scangate', 'mbps') / dlMedian('direct', 'mbps'),
+        scangateVsMitmdump: dlMedian('scangate', 'mbps') / dlMedian('mitmdump', 'mbps'),
+        cpuMsPerMB: {
+          scangate: dlMedian('scangate', 'proxyMsPerMb'),
+          mitmdump: dlMedian('mitmdump', 'proxyMsPerMb'),
+          origin: dlMedian('direct', 'originMsPerMb'),
+          curl: dlMedian('direct', 'curlMsPerMb'),
+        },
+        samples: dl,
+      },
+      keepAlive: { ...ka, ratio: ka.scangateRate / ka.directRate },
+      newConnections: { ...hs, ratio: hs.scangateRate / hs.directRate },
+      idle: {
+        connections: idle.open,
+        before: mem0,
+        after: mem1,
+        perConnectionKiB: {
+          rss: perConn('rssKiB'),
+          heapUsed: perConn('heapUsedKiB'),
+          external: perConn('externalKiB'),
+        },
+      },
+    };
+    const f = (n: number, d = 2) => n.toFixed(d);
+    const d = results.download;
     console.table([
       {
         figure: `${BIG_MB} MB download MB/s`,
-        direct: f(mb(direct)),
-        scangate: f(mb(viaScangate)),
-        mitmdump: f(mb(viaMitm)),
-        ratio: `${f(viaScangate / direct)}× direct, ${f(viaScangate / viaMitm)}× mitmdump`,
+        direct: f(d.directMBps),
+        scangate: f(d.scangateMBps),
+        mitmdump: f(d.mitmdumpMBps),
+        ratio: `${f(d.scangateVsDirect)}× direct, ${f(d.scangateVsMitmdump)}× mitmdump`,
         bar: '≥0.5× direct, ≥1.0× mitmdump',
       },
       {
+        figure: 'download CPU ms/MB',
+        direct: `origin ${f(d.cpuMsPerMB.origin)} + curl ${f(d.cpuMsPerMB.curl)}`,
+        scangate: f(d.cpuMsPerMB.scangate),
+        mitmdump: f(d.cpuMsPerMB.mitmdump),
+        ratio: `${f(d.cpuMsPerMB.scangate / d.cpuMsPerMB.mitmdump)}× mitmdump's CPU`,
+        bar: '',
+      },
+      {
         figure: 'keep-alive req/s',
-        direct: f(kaDirect),
-        scangate: f(kaScangate),
+        direct: f(ka.directRate, 0),
+        scangate: f(ka.scangateRate, 0),
         mitmdump: '-',
-        ratio: `${f(kaScangate / kaDirect)}× direct`,
+        ratio: `${f(ka.scangateRate / ka.directRate)}× direct`,
+        bar: '(none)',
+      },
+      {
+        figure: 'keep-alive CPU µs/req',
+        direct: `origin ${f(ka.originUsPerOp, 0)}`,
+        scangate: f(ka.scangateUsPerOp, 0),
+        mitmdump: '-',
+        ratio: '',
         bar: '',
       },
       {
         figure: 'new TLS conn/s',
-        direct: f(hsDirect),
-        scangate: f(hsScangate),
+        direct: f(hs.directRate, 0),
+        scangate: f(hs.scangateRate, 0),
         mitmdump: '-',
-        ratio: `${f(hsScangate / hsDirect)}× direct`,
+        ratio: `${f(hs.scangateRate / hs.directRate)}× direct`,
         bar: '≥0.5× direct',
       },
       {
-        figure: 'RSS per idle conn KiB',
-        direct: '-',
-        scangate: f(perConnKb),
+        figure: 'new TLS conn CPU µs/conn',
+        direct: `origin ${f(hs.originUsPerOp, 0)}`,
+        scangate: f(hs.scangateUsPerOp, 0),
         mitmdump: '-',
         ratio: '',
+        bar: '',
+      },
+      {
+        figure: 'idle conn KiB each (RSS)',
+        direct: '-',
+        scangate: f(results.idle.perConnectionKiB.rss, 1),
+        mitmdump: '-',
+        ratio: `heap ${f(results.idle.perConnectionKiB.heapUsed, 1)}, external ${f(results.idle.perConnectionKiB.external, 1)}`,
         bar: '<64 KiB',
       },
     ]);
+    console.log(
+      `median of ${ROUNDS} rounds; load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
     writeFileSync(join(ROOT, 'bench/results/https.json'), `${JSON.stringify(results, null, 2)}\n`);
     return results;
   } finally {
-    for (const c of children) c.kill('SIGKILL');
+    children.killAll();
     rmSync(dir, { recursive: true, force: true });
   }
 }

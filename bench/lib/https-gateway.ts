@@ -1,0 +1,31 @@
+/**
+ * The gateway under benchmark: `scangate run -c CONFIG` from the TypeScript sources (so a stale
+ * dist/ never stands in for the checkout), in this process, plus one bench-only control. Started
+ * with --expose-gc; on SIGUSR2 it runs full garbage collections and prints one JSON line
+ * {"memory": {...}} with process.memoryUsage() figures, so the bench compares live memory rather
+ * than whatever garbage the previous phase left behind.
+ */
+const config = process.argv[2];
+if (!config) throw new Error('usage: https-gateway.ts CONFIG');
+
+process.on('SIGUSR2', () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('start with --expose-gc');
+  // Two passes: the first runs finalizers (sockets' native handles) whose memory the second frees.
+  gc();
+  gc();
+  const m = process.memoryUsage();
+  process.stdout.write(
+    `${JSON.stringify({
+      memory: {
+        rssKiB: m.rss / 1024,
+        heapUsedKiB: m.heapUsed / 1024,
+        externalKiB: m.external / 1024,
+        arrayBuffersKiB: m.arrayBuffers / 1024,
+      },
+    })}\n`,
+  );
+});
+
+process.argv = [process.argv[0]!, 'scangate', 'run', '-c', config];
+await import('../../src/cli/main.js' as string);
