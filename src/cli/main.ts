@@ -5,8 +5,10 @@
 import { Command } from 'commander';
 import { ScangateError } from '../errors.js';
 import { registerCa } from './ca.js';
+import { registerRegistry } from './registry.js';
 import { registerRun } from './run.js';
 import { registerScan } from './scan.js';
+import { registerSign } from './sign.js';
 import { registerTunnel } from './tunnel.js';
 
 const program = new Command('scangate')
@@ -17,6 +19,8 @@ registerScan(program);
 registerRun(program);
 registerCa(program);
 registerTunnel(program);
+registerSign(program);
+registerRegistry(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,532 @@
+/**
+ * The registry's domain operations on the store: accounts and their tokens, proof of address
+ * ownership by mailed code, keys, message registration, verification, reminders. Transport-free:
+ * the HTTP API, the web page, the CLI's in-process uses and the SMTP gateway policy all call this.
+ * Every input is validated here (RegistryError with the HTTP status to answer), every SQL value is
+ * bound by Kysely, and secrets are compared as SHA-256 digests in constant time.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import type { Database } from '../store/index.js';
+import { canonicalAddress, canonicalDate } from './address.js';
+import { newConfirmationNo, randomToken } from './confirmation.js';
+import { invalid, RegistryError } from './errors.js';
+import { decodeBase64Strict, parsePublicKey, publicKeyFromStored, verifyProof } from './keys.js';
+import type { Mailer } from './mailer.js';
+import { confirmationMail, confirmedMail, reminderMail, unboundMail } from './messages.js';
+import { SIGNATURE_RE } from './signature.js';
+import type { RegistryDatabase } from './tables.js';
+
+export type Verdict = 'authentic' | 'tampered' | 'not-registered' | 'unknown-sender';
+
+export interface VerifyQuery {
+  from: unknown;
+  to: unknown;
+  date: unknown;
+  signature: unknown;
+  confirmationNo?: unknown;
+  claimsRegistered?: unknown;
+}
+
+export interface VerifyResult {
+  verdict: Verdict;
+  /** Whether the sender address is enrolled (bound to an account). */
+  enrolled: boolean;
+  confirmationNo?: string;
+  registeredAt?: string;
+  /** One sentence for people: why this verdict. */
+  reason: string;
+}
+
+export interface RegistryServiceOptions {
+  mailer: Mailer | null;
+  /** Base URL of the web page, for links in mail (no trailing slash). */
+  publicUrl: string;
+  confirmTtl: number;
+  confirmAttempts: number;
+  reminderInterval: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+const CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'; // no 0/O, 1/I: codes are typed by people
+const CODE_LENGTH = 10;
+const MAX_PROOF_BYTES = 1024;
+const MAX_NAME_CHARS = 200;
+const REMINDER_BATCH = 500;
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/** Constant-time equality of a presented secret with a stored SHA-256 hex digest. */
+function secretMatches(presented: string, storedHex: string): boolean {
+  const a = createHash('sha256').update(presented, 'utf8').digest();
+  const b = Buffer.from(storedHex, 'hex');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export class RegistryService {
+  private readonly db;
+  private readonly now: () => number;
+  constructor(
+    readonly database: Database<RegistryDatabase>,
+    private readonly options: RegistryServiceOptions,
+  ) {
+    this.db = database.db;
+    this.now = options.now ?? Date.now;
+  }
+
+  // ---- accounts ----
+
+  async createAccount(name: unknown): Promise<{ accountId: number; token: string }> {
+    if (typeof name !== 'string' || name.trim() === '' || [...name].length > MAX_NAME_CHARS)
+      throw invalid('name', `expected 1–${MAX_NAME_CHARS} characters`);
+    const token = `sgr_${randomBytes(32).toString('base64url')}`;
+    const row = await this.db
+      .insertInto('reg_accounts')
+      .values({ name: name.trim().normalize('NFC'), token_hash: sha256(token), created_at: this.now() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { accountId: Number(row.id), token };
+  }
+
+  /** The account a bearer token belongs to, or null. The lookup is by digest of a 256-bit secret. */
+  async authenticate(token: string): Promise<{ id: number; name: string } | null> {
+    if (!/^sgr_[A-Za-z0-9_-]{43}$/.test(token)) return null;
+    const row = await this.db
+      .selectFrom('reg_accounts')
+      .select(['id', 'name', 'token_hash'])
+      .where('token_hash', '=', sha256(token))
+      .executeTakeFirst();
+    return row && secretMatches(token, row.token_hash) ? { id: Number(row.id), name: row.name } : null;
+  }
+
+  // ---- addresses ----
+
+  /** Starts proving ownership: mails a single-use code and link to the address. */
+  async requestAddress(accountId: number, address: unknown): Promise<{ ref: string; expiresAt: string }> {
+    const addr = canonicalAddress(address);
+    if (!this.options.mailer)
+      throw new RegistryError('ERR_REGISTRY_NO_MAIL', 'this registry has no mail relay configured', 503);
+    const bound = await this.binding(addr);
+    if (bound?.account_id === accountId)
+      throw new RegistryError(
+        'ERR_REGISTRY_CONFLICT',
+        `${addr} is already bound to this account`,
+        409,
+        'address',
+      );
+    const account = await this.db
+      .selectFrom('reg_accounts')
+      .select('name')
+      .where('id', '=', accountId)
+      .executeTakeFirstOrThrow();
+    const code = randomToken(CODE_LENGTH, CODE_ALPHABET);
+    const ref = randomToken(22);
+    const now = this.now();
+    const expiresAt = now + this.options.confirmTtl;
+    await this.db
+      .insertInto('reg_confirmations')
+      .values({
+        ref,
+        address: addr,
+        account_id: accountId,
+        code_hash: sha256(code),
+        expires_at: expiresAt,
+        attempts: 0,
+        used_at: null,
+        created_at: now,
+      })
+      .execute();
+    const link = `${this.options.publicUrl}/confirm?ref=${encodeURIComponent(ref)}&code=${encodeURIComponent(code)}`;
+    try {
+      await this.options.mailer.send(
+        confirmationMail({ address: addr, account: account.name, code, link, expiresAt }),
+      );
+    } catch (e) {
+      await this.db.deleteFrom('reg_confirmations').where('ref', '=', ref).execute();
+      this.options.logger.warn({ err: (e as Error).message }, 'registry: confirmation mail not sent');
+      throw new RegistryError(
+        'ERR_REGISTRY_MAIL',
+        'the confirmation mail could not be sent; try again later',
+        503,
+      );
+    }
+    return { ref, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  /**
+   * Checks a mailed code. Wrong codes count against the confirmation (then it is spent); a used code
+   * is a replay (409); on success the address is bound to the account that asked, replacing any
+   * earlier binding (the mailbox owner decides: this is how an address changes account).
+   */
+  async confirmAddress(ref: unknown, code: unknown): Promise<{ address: string; accountId: number }> {
+    if (typeof ref !== 'string' || !/^[A-Za-z0-9]{22}$/.test(ref))
+      throw invalid('ref', 'unknown confirmation');
+    if (typeof code !== 'string' || code.length === 0 || code.length > 64)
+      throw invalid('code', 'expected the code from the mail');
+    const row = await this.db
+      .selectFrom('reg_confirmations')
+      .selectAll()
+      .where('ref', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw invalid('ref', 'unknown confirmation');
+    if (row.used_at !== null)
+      throw new RegistryError('ERR_REGISTRY_REPLAY', 'this confirmation code was already used', 409, 'code');
+    const now = this.now();
+    if (row.expires_at <= now)
+      throw new RegistryError(
+        'ERR_REGISTRY_EXPIRED',
+        'this confirmation code has expired; ask for a new one',
+        400,
+        'code',
+      );
+    if (row.attempts >= this.options.confirmAttempts)
+      throw new RegistryError(
+        'ERR_REGISTRY_ATTEMPTS',
+        'too many wrong codes; ask for a new one',
+        400,
+        'code',
+      );
+    if (!secretMatches(code.trim().toUpperCase(), row.code_hash)) {
+      await this.db
+        .updateTable('reg_confirmations')
+        .set((eb) => ({ attempts: eb('attempts', '+', 1) }))
+        .where('id', '=', row.id)
+        .execute();
+      throw new RegistryError('ERR_REGISTRY_CODE', 'wrong confirmation code', 400, 'code');
+    }
+    await this.db.transaction().execute(async (tx) => {
+      // Claim the code atomically: of two concurrent confirmations only one updates the row.
+      const claimed = await tx
+        .updateTable('reg_confirmations')
+        .set({ used_at: now })
+        .where('id', '=', row.id)
+        .where('used_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) !== 1)
+        throw new RegistryError(
+          'ERR_REGISTRY_REPLAY',
+          'this confirmation code was already used',
+          409,
+          'code',
+        );
+      await tx.deleteFrom('reg_bindings').where('address', '=', row.address).execute();
+      await tx
+        .insertInto('reg_bindings')
+        .values({ address: row.address, account_id: row.account_id, bound_at: now, reminded_at: now })
+        .execute();
+    });
+    this.notify(confirmedMail(row.address));
+    return { address: row.address, accountId: Number(row.account_id) };
+  }
+
+  async unbindAddress(accountId: number, address: unknown): Promise<void> {
+    const addr = canonicalAddress(address);
+    const r = await this.db
+      .deleteFrom('reg_bindings')
+      .where('address', '=', addr)
+      .where('account_id', '=', accountId)
+      .executeTakeFirst();
+    if (Number(r.numDeletedRows) !== 1)
+      throw new RegistryError(
+        'ERR_REGISTRY_NOT_FOUND',
+        `${addr} is not bound to this account`,
+        404,
+        'address',
+      );
+    this.notify(unboundMail(addr));
+  }
+
+  async listAddresses(accountId: number): Promise<{ address: string; boundAt: string }[]> {
+    const rows = await this.db
+      .selectFrom('reg_bindings')
+      .select(['address', 'bound_at'])
+      .where('account_id', '=', accountId)
+      .orderBy('address')
+      .execute();
+    return rows.map((r) => ({ address: r.address, boundAt: new Date(r.bound_at).toISOString() }));
+  }
+
+  async isEnrolled(address: string): Promise<boolean> {
+    return (await this.binding(address)) !== undefined;
+  }
+
+  private binding(address: string) {
+    return this.db
+      .selectFrom('reg_bindings')
+      .select(['account_id'])
+      .where('address', '=', address)
+      .executeTakeFirst();
+  }
+
+  // ---- keys ----
+
+  async addKey(accountId: number, publicKey: unknown): Promise<{ id: string; algorithm: string }> {
+    const key = parsePublicKey(publicKey);
+    try {
+      await this.db
+        .insertInto('reg_keys')
+        .values({
+          id: key.id,
+          account_id: accountId,
+          algorithm: key.algorithm,
+          spki: key.spki,
+          created_at: this.now(),
+          revoked_at: null,
+        })
+        .execute();
+    } catch (e) {
+      if (isUniqueViolation(e))
+        throw new RegistryError('ERR_REGISTRY_CONFLICT', 'this key is already registered', 409, 'publicKey');
+      throw e;
+    }
+    return { id: key.id, algorithm: key.algorithm };
+  }
+
+  async revokeKey(accountId: number, id: unknown): Promise<void> {
+    if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id)) throw invalid('id', 'expected a key id');
+    const r = await this.db
+      .updateTable('reg_keys')
+      .set({ revoked_at: this.now() })
+      .where('id', '=', id)
+      .where('account_id', '=', accountId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1)
+      throw new RegistryError('ERR_REGISTRY_NOT_FOUND', 'no such active key on this account', 404, 'id');
+  }
+
+  // ---- messages ----
+
+  async registerMessage(
+    accountId: number,
+    input: { from: unknown; to: unknown; date: unknown; signature: unknown; proof: unknown; keyId?: unknown },
+  ): Promise<{ confirmationNo: string; registeredAt: string }> {
+    const from = canonicalAddress(input.from, 'from');
+    const to = canonicalAddress(input.to, 'to');
+    const date = canonicalDate(input.date, 'date');
+    const signature = canonicalSignature(input.signature);
+    if (typeof input.proof !== 'string') throw invalid('proof', 'expected base64');
+    const proof = decodeBase64Strict(input.proof, 'proof');
+    if (proof.length > MAX_PROOF_BYTES) throw invalid('proof', 'too long');
+    if (input.keyId !== undefined && (typeof input.keyId !== 'string' || !/^[0-9a-f]{32}$/.test(input.keyId)))
+      throw invalid('keyId', 'expected a key id');
+    const owner = await this.binding(from);
+    if (owner?.account_id !== accountId)
+      throw new RegistryError('ERR_REGISTRY_FORBIDDEN', `${from} is not bound to this account`, 403, 'from');
+    let keys = this.db
+      .selectFrom('reg_keys')
+      .select(['id', 'spki'])
+      .where('account_id', '=', accountId)
+      .where('revoked_at', 'is', null);
+    if (typeof input.keyId === 'string') keys = keys.where('id', '=', input.keyId);
+    const key = (await keys.execute()).find((k) =>
+      verifyProof(publicKeyFromStored(k.spki), signature, proof),
+    );
+    if (!key)
+      throw new RegistryError(
+        'ERR_REGISTRY_PROOF',
+        'proof does not verify with an active key of this account',
+        400,
+        'proof',
+      );
+    const existing = await this.findMessage(from, to, date, signature);
+    if (existing) throw conflictRegistered(existing.confirmation_no);
+    for (let attempt = 0; ; attempt++) {
+      const now = this.now();
+      const confirmationNo = newConfirmationNo(from, new Date(now));
+      try {
+        await this.db
+          .insertInto('reg_messages')
+          .values({
+            confirmation_no: confirmationNo,
+            account_id: accountId,
+            sender: from,
+            recipient: to,
+            date,
+            signature,
+            key_id: key.id,
+            proof: proof.toString('base64'),
+            registered_at: now,
+          })
+          .execute();
+        return { confirmationNo, registeredAt: new Date(now).toISOString() };
+      } catch (e) {
+        if (!isUniqueViolation(e) || attempt >= 3) throw e;
+        const raced = await this.findMessage(from, to, date, signature);
+        if (raced) throw conflictRegistered(raced.confirmation_no);
+        // else: the random part collided with another message's; draw again
+      }
+    }
+  }
+
+  private findMessage(from: string, to: string, date: string, signature: string) {
+    return this.db
+      .selectFrom('reg_messages')
+      .select(['confirmation_no', 'registered_at'])
+      .where('sender', '=', from)
+      .where('recipient', '=', to)
+      .where('date', '=', date)
+      .where('signature', '=', signature)
+      .executeTakeFirst();
+  }
+
+  // ---- verification ----
+
+  async verify(q: VerifyQuery): Promise<VerifyResult> {
+    const from = canonicalAddress(q.from, 'from');
+    const to = canonicalAddress(q.to, 'to');
+    const date = canonicalDate(q.date, 'date');
+    const signature = canonicalSignature(q.signature);
+    let confirmationNo: string | undefined;
+    if (q.confirmationNo !== undefined && q.confirmationNo !== null && q.confirmationNo !== '') {
+      if (typeof q.confirmationNo !== 'string' || q.confirmationNo.length > 600)
+        throw invalid('confirmationNo', 'too long');
+      confirmationNo = q.confirmationNo.trim().normalize('NFC');
+    }
+    const claims = q.claimsRegistered === true || confirmationNo !== undefined;
+    const enrolled = await this.isEnrolled(from);
+    if (confirmationNo) {
+      const rec = await this.db
+        .selectFrom('reg_messages')
+        .select(['sender', 'recipient', 'date', 'signature', 'registered_at'])
+        .where('confirmation_no', '=', confirmationNo)
+        .executeTakeFirst();
+      if (!rec)
+        return {
+          verdict: 'not-registered',
+          enrolled,
+          confirmationNo,
+          reason: 'the mail carries a confirmation number the registry never issued: likely phishing',
+        };
+      const registeredAt = new Date(rec.registered_at).toISOString();
+      const differs = [
+        rec.sender !== from && 'sender',
+        rec.recipient !== to && 'recipient',
+        rec.date !== date && 'date',
+        rec.signature !== signature && 'content',
+      ].filter(Boolean);
+      if (differs.length === 0)
+        return {
+          verdict: 'authentic',
+          enrolled,
+          confirmationNo,
+          registeredAt,
+          reason: 'registered, and the mail is the one registered',
+        };
+      return {
+        verdict: 'tampered',
+        enrolled,
+        confirmationNo,
+        registeredAt,
+        reason: `registered, but the ${differs.join(', ')} differ(s) from what was registered`,
+      };
+    }
+    const rec = await this.findMessage(from, to, date, signature);
+    if (rec)
+      return {
+        verdict: 'authentic',
+        enrolled,
+        confirmationNo: rec.confirmation_no,
+        registeredAt: new Date(rec.registered_at).toISOString(),
+        reason: 'registered, and the mail is the one registered',
+      };
+    if (enrolled || claims)
+      return {
+        verdict: 'not-registered',
+        enrolled,
+        reason: enrolled
+          ? 'the sender is enrolled but this mail was never registered: likely phishing'
+          : 'the mail claims to be registered but is not: likely phishing',
+      };
+    return {
+      verdict: 'unknown-sender',
+      enrolled,
+      reason: 'the sender has not enrolled with this registry; nothing can be said',
+    };
+  }
+
+  // ---- reminders ----
+
+  /** Mails every binding not reminded for `reminderInterval` what is registered under it. */
+  async sendDueReminders(): Promise<number> {
+    if (!this.options.mailer) return 0;
+    const now = this.now();
+    const due = await this.db
+      .selectFrom('reg_bindings')
+      .innerJoin('reg_accounts', 'reg_accounts.id', 'reg_bindings.account_id')
+      .select([
+        'reg_bindings.address',
+        'reg_bindings.account_id',
+        'reg_bindings.reminded_at',
+        'reg_bindings.bound_at',
+        'reg_accounts.name',
+      ])
+      .where('reg_bindings.reminded_at', '<=', now - this.options.reminderInterval)
+      .orderBy('reg_bindings.reminded_at')
+      .limit(REMINDER_BATCH)
+      .execute();
+    let sent = 0;
+    for (const b of due) {
+      const keys = await this.db
+        .selectFrom('reg_keys')
+        .select(['id', 'algorithm'])
+        .where('account_id', '=', b.account_id)
+        .where('revoked_at', 'is', null)
+        .execute();
+      const count = await this.db
+        .selectFrom('reg_messages')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('sender', '=', b.address)
+        .where('registered_at', '>', b.reminded_at)
+        .executeTakeFirstOrThrow();
+      try {
+        await this.options.mailer.send(
+          reminderMail({
+            address: b.address,
+            account: b.name,
+            boundAt: b.bound_at,
+            keys,
+            messages: Number(count.n),
+            since: b.reminded_at,
+            publicUrl: this.options.publicUrl,
+          }),
+        );
+      } catch (e) {
+        this.options.logger.warn({ err: (e as Error).message }, 'registry: reminder not sent');
+        continue;
+      }
+      await this.db
+        .updateTable('reg_bindings')
+        .set({ reminded_at: now })
+        .where('address', '=', b.address)
+        .execute();
+      sent++;
+    }
+    return sent;
+  }
+
+  /** Best-effort notice mail: the operation it reports has already happened. */
+  private notify(mail: Parameters<Mailer['send']>[0]): void {
+    this.options.mailer
+      ?.send(mail)
+      .catch((e: Error) => this.options.logger.warn({ err: e.message }, 'registry: notice mail not sent'));
+  }
+}
+
+export function canonicalSignature(input: unknown): string {
+  if (typeof input !== 'string' || !SIGNATURE_RE.test(input.toLowerCase()))
+    throw invalid('signature', 'expected 128 hexadecimal characters');
+  return input.toLowerCase();
+}
+
+function conflictRegistered(confirmationNo: string): RegistryError {
+  return new RegistryError('ERR_REGISTRY_DUPLICATE', 'this message is already registered', 409, 'signature', {
+    confirmationNo,
+  });
+}

@@ -1,0 +1,103 @@
+/**
+ * The registry for a test: started in-process on 127.0.0.1:0 over SQLite (temp dataDir) or a private
+ * PostgreSQL, mailing through an in-test smtp-server whose messages the test reads; plus helpers
+ * to pull the confirmation link out of a mail and drive the confirmation page like a browser.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import pino from 'pino';
+import { configSchema } from '../../src/config/schema.js';
+import { type RunningRegistry, startRegistry } from '../../src/registry/index.js';
+import { postgresForTest } from './postgres.js';
+import { type MailServer, startMailServer } from './smtp-server.js';
+
+export type Engine = 'sqlite' | 'postgres';
+
+export interface TestRegistry {
+  registry: RunningRegistry;
+  mail: MailServer;
+  dataDir: string;
+  /** Moves the registry's clock (reminders, expiry) without waiting. */
+  advance(ms: number): void;
+}
+
+export async function registryForTest(
+  t: TestContext,
+  engine: Engine,
+  overrides: Record<string, unknown> = {},
+): Promise<TestRegistry | null> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'scangate-registry-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  let database = 'sqlite:registry.db';
+  if (engine === 'postgres') {
+    const pg = await postgresForTest(t);
+    if (!pg) return null;
+    database = await pg.createDatabase('registry');
+  }
+  const mail = await startMailServer({ tls: 'none' });
+  t.after(() => mail.close());
+  const config = configSchema.parse({
+    dataDir,
+    registry: {
+      listen: '127.0.0.1:0',
+      database,
+      mail: { smtp: `127.0.0.1:${mail.port}`, from: 'registry@scangate.test', tls: 'none' },
+      ...overrides,
+    },
+  }).registry;
+  if (!config) throw new Error('registry config');
+  let offset = 0;
+  const registry = await startRegistry(config, dataDir, pino({ level: 'silent' }), {
+    now: () => Date.now() + offset,
+  });
+  t.after(() => registry.close());
+  return {
+    registry,
+    mail,
+    dataDir,
+    advance: (ms) => {
+      offset += ms;
+    },
+  };
+}
+
+/** Waits (bounded) until the mail server has received `count` messages. */
+export async function waitForMail(mail: MailServer, count: number, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (mail.messages.length < count) {
+    if (Date.now() > deadline) throw new Error(`expected ${count} mails, got ${mail.messages.length}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A registry mail's text with quoted-printable undone (nodemailer wraps long lines). */
+export function mailText(data: Buffer): string {
+  return data
+    .toString('utf8')
+    .replace(/=\r?\n/g, '')
+    .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+}
+
+/** The confirmation link of a registry mail. */
+export function confirmationLink(data: Buffer): URL {
+  const text = mailText(data);
+  const m = /(https?:\/\/\S+\/confirm\?ref=[A-Za-z0-9]+&code=[A-Z0-9]+)/.exec(text);
+  if (!m) throw new Error('no confirmation link in the mail');
+  return new URL(m[1] as string);
+}
+
+/** Opens the link and submits the page's form, keeping its cookie, as a browser does. */
+export async function confirmByLink(link: URL): Promise<{ status: number; html: string }> {
+  const page = await fetch(link);
+  const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const html = await page.text();
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]*)"`).exec(html)?.[1] ?? '';
+  const res = await fetch(new URL('/confirm', link), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ csrf: field('csrf'), ref: field('ref'), code: field('code') }),
+  });
+  return { status: res.status, html: await res.text() };
+}
