@@ -3,10 +3,10 @@
  * CA, an event sink) and runs the Debian FTP clients (curl, lftp) against it asynchronously — the
  * gateway lives in this process, so a synchronous child would block it.
  */
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { MemoryEventSink } from '../../src/admin/events.js';
 import { configSchema, type FtpListenerConfig } from '../../src/config/schema.js';
 import type { Scanner } from '../../src/engine/types.js';
@@ -14,6 +14,7 @@ import { type Logger, silentLogger } from '../../src/logger.js';
 import type { RunningService } from '../../src/net/service.js';
 import { startFtpListener } from '../../src/protocols/ftp/index.js';
 import { createTlsRuntime } from '../../src/tls/runtime.js';
+import { type SwaksResult, swaks } from './smtp-gateway.js';
 
 export interface FtpGatewayUnderTest {
   port: number;
@@ -59,29 +60,9 @@ export async function startFtpGateway(o: {
   };
 }
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function runClient(bin: string, args: string[], timeoutMs = 120_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('latin1');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** The generic child runner of the SMTP helper (it runs any program, not only swaks). */
+export function runClient(bin: string, args: string[], timeoutMs = 120_000): Promise<SwaksResult> {
+  return swaks(bin, args, timeoutMs);
 }
 
 export type DataMode = 'pasv' | 'epsv' | 'port' | 'eprt';
@@ -139,4 +120,69 @@ export function lftpSettings(o: {
     'set cmd:fail-exit yes',
     '',
   ].join('; ');
+}
+
+/** A hand-driven FTP control connection (what real clients do not do on purpose): one reply at a time. */
+export class FtpControl {
+  private buf = '';
+  private waiters: (() => void)[] = [];
+  private constructor(private sock: Socket | TLSSocket) {
+    this.listen(sock);
+  }
+  static async open(port: number): Promise<FtpControl> {
+    const s = connect(port, '127.0.0.1');
+    await new Promise((r) => s.once('connect', r));
+    return new FtpControl(s);
+  }
+  private listen(s: Socket): void {
+    s.on('data', (d: Buffer) => {
+      this.buf += d.toString('latin1');
+      for (const w of this.waiters.splice(0)) w();
+    });
+    s.on('error', () => {});
+  }
+  /** After a 234: TLS on the control connection, trusting `caFile`. */
+  async startTls(caFile: string): Promise<void> {
+    const raw = this.sock as Socket;
+    raw.removeAllListeners('data');
+    const t = tlsConnect({ socket: raw, ca: readFileSync(caFile), checkServerIdentity: () => undefined });
+    await new Promise((resolve, reject) => {
+      t.once('secureConnect', resolve);
+      t.once('error', reject);
+    });
+    this.sock = t;
+    this.listen(t);
+  }
+  send(line: string): Promise<void> {
+    return this.sendRaw(Buffer.from(`${line}\r\n`, 'latin1'));
+  }
+  sendRaw(b: Buffer): Promise<void> {
+    return new Promise((r) => this.sock.write(b, () => r()));
+  }
+  /** The next whole reply (multi-line included), as text. */
+  async reply(): Promise<string> {
+    for (;;) {
+      const code = /^(\d{3})/.exec(this.buf)?.[1];
+      const end = code ? new RegExp(`(^|\\r\\n)${code} [^\\r\\n]*\\r\\n`).exec(this.buf) : null;
+      if (end) {
+        const stop = end.index + end[0].length;
+        const r = this.buf.slice(0, stop);
+        this.buf = this.buf.slice(stop);
+        return r;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no reply; have ${JSON.stringify(this.buf)}`)),
+          20_000,
+        );
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+  close(): void {
+    this.sock.destroy();
+  }
 }

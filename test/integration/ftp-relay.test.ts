@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,7 +16,7 @@ import pino from 'pino';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
 import type { Logger } from '../../src/logger.js';
-import { startFtpGateway } from '../helpers/ftp-gateway.js';
+import { FtpControl, startFtpGateway } from '../helpers/ftp-gateway.js';
 import { startVsftpd, type Vsftpd } from '../helpers/ftp-vsftpd.js';
 import { peer } from '../helpers/peers.js';
 import { TestCa } from '../helpers/pki.js';
@@ -55,12 +55,12 @@ async function setup(
     ...(logger ? { logger } : {}),
   });
   cleanups.push(() => gw.close());
-  const c = await Control.open(gw.port);
+  const c = await FtpControl.open(gw.port);
   assert.match(await c.reply(), /^220 /);
   return { gw, c, vs };
 }
 
-async function login(c: Control): Promise<void> {
+async function login(c: FtpControl): Promise<void> {
   await c.send('USER anonymous');
   assert.match(await c.reply(), /^230 /);
   await c.send('TYPE I');
@@ -68,7 +68,7 @@ async function login(c: Control): Promise<void> {
 }
 
 /** EPSV, then the transfer command, then the data connection. */
-async function upload(c: Control, name: string, data: Buffer): Promise<string> {
+async function upload(c: FtpControl, name: string, data: Buffer): Promise<string> {
   await c.send('EPSV');
   const port = Number(/\|\|\|(\d+)\|/.exec(await c.reply())![1]);
   await c.send(`STOR ${name}`);
@@ -180,54 +180,3 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     assert.ok(!lines.join('').includes('hunter2-secret'), 'a password reached the log');
   });
 });
-
-/** A raw FTP control connection: one reply at a time, multi-line replies whole. */
-class Control {
-  private buf = '';
-  private waiters: (() => void)[] = [];
-  private constructor(private readonly sock: Socket) {
-    sock.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      for (const w of this.waiters.splice(0)) w();
-    });
-    sock.on('error', () => {});
-  }
-  static async open(port: number): Promise<Control> {
-    const s = connect(port, '127.0.0.1');
-    await new Promise((r) => s.once('connect', r));
-    return new Control(s);
-  }
-  send(line: string): Promise<void> {
-    return this.sendRaw(Buffer.from(`${line}\r\n`, 'latin1'));
-  }
-  sendRaw(b: Buffer): Promise<void> {
-    return new Promise((r) => this.sock.write(b, () => r()));
-  }
-  async reply(): Promise<string> {
-    for (;;) {
-      const code = /^(\d{3})/.exec(this.buf)?.[1];
-      if (code) {
-        const end = new RegExp(`(^|\\r\\n)${code} [^\\r\\n]*\\r\\n`).exec(this.buf);
-        if (end) {
-          const stop = end.index + end[0].length;
-          const r = this.buf.slice(0, stop);
-          this.buf = this.buf.slice(stop);
-          return r;
-        }
-      }
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no reply; have ${JSON.stringify(this.buf)}`)),
-          20_000,
-        );
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-  close(): void {
-    this.sock.destroy();
-  }
-}

@@ -11,13 +11,13 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import {
   curlArgs,
   type DataMode,
+  FtpControl,
   type FtpGatewayUnderTest,
   lftpSettings,
   runClient,
@@ -204,7 +204,7 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
   test('a data connection from another address is refused; the port range is honoured', async (t) => {
     if (!havePeers(t)) return;
     const { gw } = await gateway('explicit', 'explicit', { passivePorts: '46300-46309' });
-    const c = await RawFtp.open(gw.port);
+    const c = await FtpControl.open(gw.port);
     assert.match(await c.reply(), /^220 /);
     await c.send('AUTH TLS');
     assert.match(await c.reply(), /^234 /);
@@ -256,68 +256,4 @@ function readUntilClose(s: Socket): Promise<{ data: string; error?: string }> {
     s.on('close', () => resolve({ data, error }));
     setTimeout(() => s.destroy(), 10_000).unref();
   });
-}
-
-/** A hand-driven FTP client for what real clients do not do on purpose. */
-class RawFtp {
-  private buf = '';
-  private waiters: (() => void)[] = [];
-  private constructor(private sock: Socket | import('node:tls').TLSSocket) {
-    this.listen(sock);
-  }
-  static async open(port: number): Promise<RawFtp> {
-    const s = connect(port, '127.0.0.1');
-    await new Promise((r) => s.once('connect', r));
-    return new RawFtp(s);
-  }
-  private listen(s: Socket) {
-    s.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      for (const w of this.waiters.splice(0)) w();
-    });
-    s.on('error', () => {});
-  }
-  async startTls(caFile: string): Promise<void> {
-    const raw = this.sock as Socket;
-    raw.removeAllListeners('data');
-    const t = tlsConnect({
-      socket: raw,
-      ca: readFileSync(caFile),
-      servername: 'localhost',
-      checkServerIdentity: () => undefined,
-    });
-    await new Promise((r, j) => {
-      t.once('secureConnect', r);
-      t.once('error', j);
-    });
-    this.sock = t;
-    this.listen(t);
-  }
-  send(line: string): Promise<void> {
-    return new Promise((r) => this.sock.write(`${line}\r\n`, () => r()));
-  }
-  async reply(): Promise<string> {
-    for (;;) {
-      const m = /^(\d{3}) [^\n]*\r?\n/m.exec(this.buf);
-      if (m && this.buf.startsWith(m[1]!)) {
-        const end = m.index + m[0].length;
-        const r = this.buf.slice(0, end);
-        this.buf = this.buf.slice(end);
-        return r;
-      }
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no reply; have ${JSON.stringify(this.buf)}`)),
-          15_000,
-        );
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-  close(): void {
-    this.sock.destroy();
-  }
 }

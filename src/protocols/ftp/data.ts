@@ -173,11 +173,7 @@ export async function receiveAll(
     }
     return { bytes, tooBig: false };
   } catch (e) {
-    throw e instanceof DataConnectionError
-      ? e
-      : new DataConnectionError('ERR_FTP_DATA_LOST', `data connection failed: ${(e as Error).message}`, {
-          cause: e,
-        });
+    throw asDataError(e);
   } finally {
     idle();
     signal?.removeEventListener('abort', onAbort);
@@ -214,15 +210,18 @@ export async function sendAll(
     return bytes;
   } catch (e) {
     stream.destroy();
-    throw e instanceof DataConnectionError
-      ? e
-      : new DataConnectionError('ERR_FTP_DATA_LOST', `data connection failed: ${(e as Error).message}`, {
-          cause: e,
-        });
+    throw asDataError(e);
   } finally {
     idle();
     stream.off('error', onError);
   }
+}
+
+function asDataError(e: unknown): DataConnectionError {
+  if (e instanceof DataConnectionError) return e;
+  return new DataConnectionError('ERR_FTP_DATA_LOST', `data connection failed: ${(e as Error).message}`, {
+    cause: e,
+  });
 }
 
 function drain(stream: Duplex): Promise<void> {
