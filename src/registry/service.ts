@@ -402,7 +402,7 @@ export class RegistryService {
           verdict: 'not-registered',
           enrolled,
           confirmationNo,
-          reason: 'the mail carries a confirmation number the registry never issued: likely phishing',
+          reason: 'The mail carries a confirmation number the registry never issued: likely phishing.',
         };
       const registeredAt = new Date(rec.registered_at).toISOString();
       const differs = [
@@ -417,14 +417,14 @@ export class RegistryService {
           enrolled,
           confirmationNo,
           registeredAt,
-          reason: 'registered, and the mail is the one registered',
+          reason: 'Registered, and the mail is the one that was registered.',
         };
       return {
         verdict: 'tampered',
         enrolled,
         confirmationNo,
         registeredAt,
-        reason: `registered, but the ${differs.join(', ')} differ(s) from what was registered`,
+        reason: `Registered, but the ${differs.join(', ')} differ${differs.length === 1 ? 's' : ''} from what was registered.`,
       };
     }
     const rec = await this.findMessage(from, to, date, signature);
@@ -434,20 +434,20 @@ export class RegistryService {
         enrolled,
         confirmationNo: rec.confirmation_no,
         registeredAt: new Date(rec.registered_at).toISOString(),
-        reason: 'registered, and the mail is the one registered',
+        reason: 'Registered, and the mail is the one that was registered.',
       };
     if (enrolled || claims)
       return {
         verdict: 'not-registered',
         enrolled,
         reason: enrolled
-          ? 'the sender is enrolled but this mail was never registered: likely phishing'
-          : 'the mail claims to be registered but is not: likely phishing',
+          ? 'The sender is enrolled, but this mail was never registered: likely phishing.'
+          : 'The mail claims to be registered, but it is not: likely phishing.',
       };
     return {
       verdict: 'unknown-sender',
       enrolled,
-      reason: 'the sender has not enrolled with this registry; nothing can be said',
+      reason: 'The sender has not enrolled with this registry; it cannot vouch either way.',
     };
   }
 
