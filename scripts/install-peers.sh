@@ -15,6 +15,7 @@ PACKAGES=(
   stunnel4                                          # mTLS tunnel: client-mode interop and the bench peer
   c-icap libc-icap-mod-virus-scan squid             # ICAP: c-icap-client and Squid as clients, c-icap virus_scan as bench peer
   postgresql                                        # registry/event store tests start private clusters (initdb)
+  redis-server                                      # shared verdict cache: tests start redis-server on an ephemeral port
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -46,6 +47,8 @@ systemctl disable --now vsftpd 2>/dev/null || true
 for svc in squid c-icap; do
   systemctl disable --now "$svc" 2>/dev/null || { service "$svc" stop 2>/dev/null; update-rc.d "$svc" disable 2>/dev/null; } || true
 done
+# redis-server's package starts the system instance; cache tests run their own.
+systemctl disable --now redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true
 # Likewise PostgreSQL: tests run initdb in a temp dir on an ephemeral port; the system cluster stays off.
 systemctl disable --now postgresql 2>/dev/null || service postgresql stop 2>/dev/null || true
 echo "install-peers: done"
