@@ -19,7 +19,8 @@ import { registerRuntimeMetrics } from './admin/runtime-metrics.js';
 import { type AdminServer, type AdminStatus, type ListenerState, startAdmin } from './admin/server.js';
 import { type AdminToken, loadOrCreateToken } from './admin/token.js';
 import type { Config, ListenerConfig } from './config/schema.js';
-import { MemoryVerdictCache, type VerdictCache } from './engine/cache.js';
+import type { VerdictCache } from './engine/cache.js';
+import { createVerdictCache } from './engine/cache-redis.js';
 import { createScanner } from './engine/index.js';
 import { BuiltinScanner } from './engine/scanner.js';
 import type { Scanner } from './engine/types.js';
@@ -169,7 +170,7 @@ export async function startGateway(
     ...(store ? [store] : []),
     ...(options.events ?? []),
   ]);
-  const cache = options.cache ?? new MemoryVerdictCache(config.engine.cache.entries);
+  const cache = options.cache ?? createVerdictCache(config.engine.cache, logger);
 
   const newScanner = async (c: Config) =>
     new MeteredScanner(await createScanner(c.engine, { dataDir: c.dataDir, logger, cache }));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { type EngineConfig, type EngineLimits, engineLimitsSchema } from '../config/schema.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { MemoryVerdictCache, type VerdictCache } from './cache.js';
+import { createVerdictCache } from './cache-redis.js';
 import { compileMatcher } from './match/index.js';
 import { BuiltinScanner, type EngineState } from './scanner.js';
 import { loadSignatures, type SignatureDb } from './signatures/index.js';
@@ -78,6 +79,7 @@ export async function createScanner(
     cacheEntries: cfg.cache.entries,
     spoolDir: join(opts.dataDir, 'spool'),
     logger: opts.logger,
-    ...(opts.cache ? { cache: opts.cache } : {}),
+    // engine.cache.redis puts the shared Redis cache under the memory LRU.
+    cache: opts.cache ?? createVerdictCache(cfg.cache, opts.logger),
   });
 }

@@ -87,6 +87,11 @@ export class BuiltinScanner implements Scanner {
     return this.options.cache?.stats();
   }
 
+  /** Releases the cache's connections (Redis). */
+  async close(): Promise<void> {
+    await (this.options.cache as { close?: () => Promise<void> } | undefined)?.close?.();
+  }
+
   /** Swaps in a new database; scans already running finish on the one they started with. */
   async swap(state: EngineState): Promise<void> {
     this.state = state;

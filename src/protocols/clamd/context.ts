@@ -34,6 +34,13 @@ export interface ClamdDeps {
 
 export const ENGINE_NAME = 'scangate-0.1.0';
 
+/** The builtin engine behind `scanner`, also through a wrapper that keeps it as `inner` (metering). */
+export function builtinEngine(scanner: Scanner): BuiltinScanner | null {
+  if (scanner instanceof BuiltinScanner) return scanner;
+  const inner = (scanner as { inner?: unknown }).inner;
+  return inner instanceof BuiltinScanner ? inner : null;
+}
+
 export function createClamdContext(cfg: ClamdListenerConfig, deps: ClamdDeps): ClamdContext {
   const slots = new Slots(cfg.maxScans);
   const log = deps.logger.child({ listener: cfg.name, protocol: 'clamd' });
@@ -54,22 +61,22 @@ export function createClamdContext(cfg: ClamdListenerConfig, deps: ClamdDeps): C
       return { engine: ENGINE_NAME, dbVersion: n, dbTime: started };
     },
     stats() {
-      const s = deps.scanner instanceof BuiltinScanner ? deps.scanner.counters : { scans: 0 };
-      const cache = deps.scanner instanceof BuiltinScanner ? deps.scanner.cacheStats() : undefined;
+      const engine = builtinEngine(deps.scanner);
+      const cache = engine?.cacheStats();
       return {
         live: slots.live,
         idle: slots.max - slots.live,
         max: slots.max,
         queued: slots.queued,
-        scans: s.scans,
+        scans: engine?.counters.scans ?? 0,
         cacheHits: cache?.hits ?? 0,
         cacheMisses: cache?.misses ?? 0,
         connections: connections.open,
       };
     },
     reload() {
-      const scanner = deps.scanner;
-      if (!(scanner instanceof BuiltinScanner) || reloading) return;
+      const scanner = builtinEngine(deps.scanner);
+      if (!scanner || reloading) return;
       reloading = (async () => {
         const { loadEngine } = await import('../../engine/index.js');
         const engine = await loadEngine(deps.config.engine.signatures);
