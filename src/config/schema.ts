@@ -267,10 +267,21 @@ const icapListener = z.strictObject({
   previewSize: size.default(1024),
   /** Largest ICAP head, and separately largest encapsulated HTTP header section (Encapsulated offsets). */
   maxHeaderSize: size.default(64 * 1024),
-  /** Bodies up to this size are held whole until the verdict (so a clean one can get 204); larger ones stream. */
+  /**
+   * Bodies up to this size are held whole until the verdict (a clean one gets 204, an infected one the
+   * block page) when the client keeps a copy (Allow: 204); larger ones stream with keepBack held back.
+   */
   holdLimit: size.default(32 * 1024 ** 2),
   /** Bytes held back at the end of a streamed body until its verdict (HAVP's keep-back buffer). */
   keepBack: size.default(1024 ** 2),
+  /**
+   * The same two limits for a client that keeps no copy (no Allow: 204), such as Squid for bodies
+   * over 64 KB: it stops sending after its 64 KB buffer until the answer flows (Squid bug 5352), so
+   * the answer must start early. An infected body found after release is cut (partiallyblocked).
+   */
+  noBackup: z
+    .strictObject({ holdLimit: size.default(32 * 1024), keepBack: size.default(16 * 1024) })
+    .prefault({}),
   /** Bytes of a held body kept in memory before it moves to a temp file in dataDir/spool. */
   spoolMemory: size.default(1024 ** 2),
   /** Scanner error: block answers ICAP 500 (the client's bypass policy decides), allow passes it. Default engine.onError. */
