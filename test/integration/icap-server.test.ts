@@ -275,6 +275,19 @@ describe('ICAP RESPMOD/REQMOD verdicts', () => {
     assert.ok(events.events.some((e) => e.protocol === 'icap' && e.action === 'partiallyblocked'));
   });
 
+  it('a client with a copy (Allow: 204) waits for the whole verdict; one without gets the answer streamed', async () => {
+    const body = randomBytes(300_000);
+    const held = await once(port, respmod(body, { allow204: true, chunkSizes: [16384] }));
+    assert.equal(held.status, 204, 'under holdLimit: held whole, then 204');
+    const streamed = await once(port, respmod(body, { preview: 1024, chunkSizes: [16384] }));
+    assert.equal(streamed.status, 200, 'over noBackup.holdLimit: the echo starts before the body ends');
+    assert.ok(streamed.body?.equals(body));
+    const c = await IcapClient.open(port);
+    c.write(respmod(Buffer.concat([body, EICAR]), { chunkSizes: [16384] }).first);
+    await assert.rejects(c.read(), /connection closed/, 'infected after release: cut');
+    c.close();
+  });
+
   it('many requests, pipelined, on one keep-alive connection are answered in order', async () => {
     const c = await IcapClient.open(port);
     const reqs = [respmod(clean, { allow204: true }), respmod(EICAR, { allow204: true }), respmod(clean)];

@@ -191,6 +191,9 @@ export class IcapSession {
     const common = this.common(req);
     const url = requestUrl(req.reqHdr);
     const message = req.method === 'RESPMOD' ? req.resHdr : req.reqHdr;
+    // A client with a copy (Allow: 204) waits for the verdict; one without streams and must see the
+    // answer flow early (schema: icap noBackup).
+    const limits = req.allow204 ? cfg : cfg.noBackup;
     // The verdict decides between 204 and an echo only once the body is complete (finish()).
     const answer = { finishing: false, may204: req.allow204, sent204: false };
     const sink: BodySink = {
@@ -208,8 +211,8 @@ export class IcapSession {
       {
         scanner: deps.scanner,
         // A preview is always held: answering before 100 Continue would end the client's body (§4.5).
-        holdLimit: Math.max(cfg.holdLimit, req.preview ?? 0),
-        keepBack: cfg.keepBack,
+        holdLimit: Math.max(limits.holdLimit, req.preview ?? 0),
+        keepBack: limits.keepBack,
         contentEncoding: message ? getHeader(message.head.headers, 'content-encoding') : undefined,
         name: objectName(url, 'body'),
         spoolDir: this.ctx.spoolDir,
