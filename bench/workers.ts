@@ -1,0 +1,312 @@
+/**
+ * `workers: N` benchmark (issue 9, done-when 4): HTTPS download throughput through scangate with
+ * 1 worker vs `workers: auto` (one per core), parallel clients, measured in the same run against
+ * the same origin. Every download is a distinct object (the origin varies the first bytes), so the
+ * engine scans each one rather than answering from the verdict cache; a second figure repeats one
+ * object so the shared cache answers. Also reported: the cost of sharing a verdict between workers
+ * (IPC messages per second relayed by the primary).
+ *
+ * Bounded: each figure is a fixed number of downloads; prints a table and writes
+ * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const ROOT = join(import.meta.dirname, '..');
+const OBJECT_MB = Number(process.env.BENCH_OBJECT_MB ?? 8);
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
+const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 48);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const children: ChildProcess[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(c);
+  return c;
+}
+
+function lineMatching(c: ChildProcess, re: RegExp, ms = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms`)), ms);
+    const rl = createInterface({ input: c.stdout! });
+    rl.on('line', (l) => {
+      if (re.test(l)) {
+        clearTimeout(timer);
+        rl.close();
+        resolve(l);
+      }
+    });
+    c.once('exit', (code) => reject(new Error(`${c.spawnargs.join(' ')} exited ${code}`)));
+  });
+}
+
+/** The origin: an HTTPS server in its own process; /obj/N is OBJECT_MB of bytes unique to N. */
+const ORIGIN = `
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+const [cert, key, mb] = process.argv.slice(2);
+const base = randomBytes(Number(mb) * 1024 * 1024);
+const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+  const n = Number(/\\/obj\\/(\\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+  const head = Buffer.from(String(n).padStart(16, '0'));
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': base.length });
+  res.write(head);
+  res.end(base.subarray(head.length));
+});
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
+`;
+
+/** DOWNLOADS downloads by CLIENTS parallel curl processes through the proxy; aggregate MB/s. */
+async function throughput(
+  proxyPort: number,
+  originPort: number,
+  ca: string,
+  unique: boolean,
+  offset: number,
+): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  let bytes = 0;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while (next < DOWNLOADS) {
+        const i = next++;
+        const path = unique ? `/obj/${offset + i}` : '/obj/0';
+        const out = await new Promise<string>((resolve, reject) => {
+          const c = spawn('curl', [
+            '-s',
+            '-o',
+            '/dev/null',
+            '-w',
+            '%{http_code} %{size_download}',
+            '--cacert',
+            ca,
+            '-x',
+            `http://127.0.0.1:${proxyPort}`,
+            `https://localhost:${originPort}${path}`,
+          ]);
+          let s = '';
+          c.stdout.on('data', (d) => {
+            s += d;
+          });
+          c.on('close', () => resolve(s));
+          c.on('error', reject);
+        });
+        const [code, size] = out.split(' ');
+        if (code !== '200' || Number(size) !== OBJECT_MB * 1024 * 1024)
+          throw new Error(`download ${path}: ${out}`);
+        bytes += Number(size);
+      }
+    }),
+  );
+  return bytes / 1024 / 1024 / ((performance.now() - t0) / 1000);
+}
+
+async function scangate(dir: string, workers: number | 'auto', originCa: string) {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const file = join(dir, `scangate-${workers}.yaml`);
+  writeFileSync(
+    file,
+    [
+      `dataDir: ${join(dir, 'data')}`,
+      'log: { level: warn }',
+      `workers: ${workers}`,
+      `tls: { upstream: { ca: [${originCa}] } }`,
+      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 5000 }]`,
+      `admin: { listen: 127.0.0.1:${adminPort}, token: bench-token-0123456789abcdef }`,
+      'events: null',
+    ].join('\n'),
+  );
+  const sg = start(process.execPath, [join(ROOT, 'bin/scangate.js'), 'run', '-c', file], {
+    SCANGATE_FROM_SOURCE: '1',
+  });
+  sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
+  await lineMatching(sg, /web \(http\) listening on/);
+  return {
+    port,
+    async metric(name: string): Promise<number> {
+      const r = await fetch(`http://127.0.0.1:${adminPort}/metrics`, {
+        headers: { authorization: 'Bearer bench-token-0123456789abcdef' },
+      });
+      const text = await r.text();
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    },
+    async stop() {
+      sg.kill('SIGTERM');
+      await new Promise((r) => sg.once('exit', r));
+    },
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  const dir = mkdtempSync(join(os.tmpdir(), 'sg-bench-workers-'));
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-keyout',
+        join(dir, 'origin.key'),
+        '-out',
+        join(dir, 'origin.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const originCa = join(dir, 'origin.crt');
+    writeFileSync(join(dir, 'origin.mjs'), ORIGIN);
+    const origin = start(process.execPath, [
+      join(dir, 'origin.mjs'),
+      originCa,
+      join(dir, 'origin.key'),
+      String(OBJECT_MB),
+    ]);
+    const originPort = (JSON.parse(await lineMatching(origin, /^\{/)) as { port: number }).port;
+    const cores = os.availableParallelism();
+
+    const one = await scangate(dir, 1, originCa);
+    const ca = join(dir, 'data', 'ca.crt');
+    readFileSync(ca);
+    const many = await scangate(dir, 'auto', originCa);
+    console.log(
+      `${DOWNLOADS} downloads of ${OBJECT_MB} MB over HTTPS, ${CLIENTS} parallel curl clients; 1 worker vs auto (${cores} workers), ${ROUNDS} rounds alternating…`,
+    );
+    const r1: number[] = [];
+    const rN: number[] = [];
+    const c1: number[] = [];
+    const cN: number[] = [];
+    let offset = 1;
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate which goes first so machine noise falls on both alike.
+      const order = round % 2 === 0 ? [one, many] : [many, one];
+      for (const sg of order) {
+        const mbps = await throughput(sg.port, originPort, ca, true, offset);
+        offset += DOWNLOADS;
+        (sg === one ? r1 : rN).push(mbps);
+      }
+      for (const sg of order)
+        (sg === one ? c1 : cN).push(await throughput(sg.port, originPort, ca, false, 0));
+    }
+    const shared = await many.metric('scangate_verdict_cache_hits_total');
+    const ratio = await many.metric('scangate_verdict_cache_hit_ratio');
+    await one.stop();
+    await many.stop();
+
+    // The price of sharing verdicts: relay 20,000 through a primary to one other worker.
+    const ipc = await ipcCost();
+
+    const results = {
+      machine: { cpu: os.cpus()[0]?.model, cores, node: process.version },
+      setup: { objectMB: OBJECT_MB, clients: CLIENTS, downloads: DOWNLOADS, rounds: ROUNDS },
+      unique: {
+        oneWorkerMBps: r1,
+        autoMBps: rN,
+        medianOne: median(r1),
+        medianAuto: median(rN),
+        ratio: median(rN) / median(r1),
+      },
+      cached: {
+        oneWorkerMBps: c1,
+        autoMBps: cN,
+        medianOne: median(c1),
+        medianAuto: median(cN),
+        ratio: median(cN) / median(c1),
+      },
+      sharedCache: { hitsAcrossWorkers: shared, hitRatio: ratio, ...ipc },
+    };
+    const f = (n: number) => n.toFixed(2);
+    console.table([
+      {
+        figure: `distinct ${OBJECT_MB} MB objects, MB/s`,
+        '1 worker': f(median(r1)),
+        [`auto (${cores})`]: f(median(rN)),
+        ratio: `${f(results.unique.ratio)}×`,
+        bar: '≥1.6×',
+      },
+      {
+        figure: `same object (cache), MB/s`,
+        '1 worker': f(median(c1)),
+        [`auto (${cores})`]: f(median(cN)),
+        ratio: `${f(results.cached.ratio)}×`,
+        bar: '',
+      },
+      {
+        figure: 'verdict sharing IPC, msgs/s',
+        '1 worker': '-',
+        [`auto (${cores})`]: f(ipc.relayedPerSecond),
+        ratio: `${f(ipc.microsPerVerdict)} µs/verdict`,
+        bar: '',
+      },
+    ]);
+    writeFileSync(join(ROOT, 'bench/results/workers.json'), `${JSON.stringify(results, null, 2)}\n`);
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One primary, two workers: worker A sends 20,000 cache-set messages, the primary relays them to B. */
+async function ipcCost(): Promise<{ relayedPerSecond: number; microsPerVerdict: number }> {
+  const script = join(os.tmpdir(), `sg-ipc-${process.pid}.mjs`);
+  writeFileSync(
+    script,
+    `
+import cluster from 'node:cluster';
+const N = 20000;
+if (cluster.isPrimary) {
+  const a = cluster.fork({ ROLE: 'a' }); const b = cluster.fork({ ROLE: 'b' });
+  let t0 = 0;
+  a.on('message', (m) => { if (m.t === 'go') { t0 = performance.now(); a.send({ t: 'start' }); } else b.send(m); });
+  b.on('message', (m) => { if (m.t === 'done') { const s = (performance.now() - t0) / 1000; console.log(JSON.stringify({ s })); a.kill(); b.kill(); process.exit(0); } });
+} else if (process.env.ROLE === 'a') {
+  process.on('message', () => { for (let i = 0; i < N; i++) process.send({ t: 'sg:cache-set', epoch: 0, db: 'local-0123456789ab', sha256: i.toString(16).padStart(64, '0'), verdict: { status: 'clean' } }); });
+  process.send({ t: 'go' });
+} else {
+  let n = 0; process.on('message', () => { if (++n === N) process.send({ t: 'done' }); });
+  // Without a timer the last batch of a burst can sit unread until something wakes the loop.
+  setInterval(() => {}, 50);
+}
+`,
+  );
+  try {
+    const c = start(process.execPath, [script]);
+    const { s } = JSON.parse(await lineMatching(c, /^\{/)) as { s: number };
+    return { relayedPerSecond: 20_000 / s, microsPerVerdict: (s / 20_000) * 1e6 };
+  } finally {
+    rmSync(script, { force: true });
+  }
+}
+
+await main();
+process.exit(0);
