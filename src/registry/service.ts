@@ -5,7 +5,7 @@
  * Every input is validated here (RegistryError with the HTTP status to answer), every SQL value is
  * bound by Kysely, and secrets are compared as SHA-256 digests in constant time.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import type { Database } from '../store/index.js';
 import { canonicalAddress, canonicalDate } from './address.js';
@@ -54,6 +54,7 @@ const CODE_LENGTH = 10;
 const MAX_PROOF_BYTES = 1024;
 const MAX_NAME_CHARS = 200;
 const REMINDER_BATCH = 500;
+const KEY_CACHE = 4096;
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
@@ -363,6 +364,19 @@ export class RegistryService {
         // else: the random part collided with another message's; draw again
       }
     }
+  }
+
+  /** Parsed public keys by id (a key's bytes never change under its id, which is their digest). */
+  private readonly keyObjects = new Map<string, KeyObject>();
+  private keyObject(id: string, spki: string): KeyObject {
+    let k = this.keyObjects.get(id);
+    if (!k) {
+      k = publicKeyFromStored(spki);
+      if (this.keyObjects.size >= KEY_CACHE)
+        this.keyObjects.delete(this.keyObjects.keys().next().value as string);
+      this.keyObjects.set(id, k);
+    }
+    return k;
   }
 
   private findMessage(from: string, to: string, date: string, signature: string) {

@@ -11,7 +11,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { type DialectAdapter, Kysely, PostgresDialect, SqliteAdapter, SqliteDialect } from 'kysely';
+import {
+  type DialectAdapter,
+  Kysely,
+  PostgresDialect,
+  SqliteAdapter,
+  type SqliteDatabase,
+  SqliteDialect,
+  type SqliteStatement,
+} from 'kysely';
 import { StoreError } from './errors.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
@@ -79,6 +87,30 @@ class ScangateSqliteDialect extends SqliteDialect {
   }
 }
 
+/**
+ * Kysely's SQLite driver prepares every query afresh; compiling the statement costs as much as
+ * running a small indexed query. Prepared statements are reusable in better-sqlite3, and Kysely
+ * runs them synchronously (all/run) or to completion (iterate), so one per SQL text is safe.
+ */
+const STATEMENT_CACHE = 256;
+function cachingStatements(conn: { close(): void; prepare(sql: string): SqliteStatement }): SqliteDatabase {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => {
+      cache.clear();
+      conn.close();
+    },
+    prepare(sql) {
+      let st = cache.get(sql);
+      if (st) return st;
+      st = conn.prepare(sql);
+      if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+      cache.set(sql, st);
+      return st;
+    },
+  };
+}
+
 // pg returns int8 (OID 20) as a string to avoid precision loss; our int8 values are epoch
 // milliseconds and counts, far below 2^53, so numbers keep both engines' rows the same shape.
 const INT8_OID = 20;
@@ -102,7 +134,7 @@ export async function openDatabase<DB>(url: string, options: OpenDatabaseOptions
     } catch (e) {
       throw new StoreError('ERR_STORE_OPEN', `cannot open ${shown}: ${(e as Error).message}`, { cause: e });
     }
-    const db = new Kysely<DB>({ dialect: new ScangateSqliteDialect({ database: conn }) });
+    const db = new Kysely<DB>({ dialect: new ScangateSqliteDialect({ database: cachingStatements(conn) }) });
     return { db, kind: 'sqlite', url: shown, close: () => db.destroy() };
   }
   const pg = await import('pg');
