@@ -27,6 +27,8 @@ export interface EventStore extends EventSink {
   query(q: EventQuery): Promise<StoredEvent[]>;
   /** Events stored so far, and those dropped because the database could not keep up or failed. */
   stats(): Promise<{ stored: number; dropped: number }>;
+  /** Deletes events older than the retention; returns how many (also run hourly by itself). */
+  prune(): Promise<number>;
   /** Resolves when every event emitted so far is written. */
   flush(): Promise<void>;
   close(): Promise<void>;

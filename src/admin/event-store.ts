@@ -81,7 +81,9 @@ const MAX_QUEUE = 10_000;
 const BATCH = 500;
 const FIELD_MAX = 2048;
 
-const clip = (s: string | undefined): string | null => (s === undefined ? null : s.slice(0, FIELD_MAX));
+/** Clipped, and NUL (which PostgreSQL text refuses) made U+FFFD on both engines alike. */
+const clip = (s: string | undefined): string | null =>
+  s === undefined ? null : s.slice(0, FIELD_MAX).replace(/\0/g, '\uFFFD');
 
 /** "1.2.3.4:5" → "1.2.3.4", "[::1]:5" → "::1"; anything else unchanged. */
 export function hostOf(client: string | undefined): string | null {
@@ -95,10 +97,10 @@ export function hostOf(client: string | undefined): string | null {
 function toRow(e: SecurityEvent): NewEvent {
   return {
     time: e.time ? Date.parse(e.time) || Date.now() : Date.now(),
-    listener: e.listener.slice(0, 256),
-    protocol: e.protocol.slice(0, 64),
-    kind: e.kind.slice(0, 64),
-    action: e.action.slice(0, 64),
+    listener: clip(e.listener.slice(0, 256)) ?? '',
+    protocol: clip(e.protocol.slice(0, 64)) ?? '',
+    kind: clip(e.kind.slice(0, 64)) ?? '',
+    action: clip(e.action.slice(0, 64)) ?? '',
     client: clip(e.client),
     client_host: clip(hostOf(e.client) ?? undefined),
     server: clip(e.server),
@@ -190,11 +192,20 @@ class SqlEventStore implements EventStore {
           await this.db.transaction().execute((tx) => tx.insertInto('events').values(batch).execute());
           this.stored += batch.length;
         } catch (e) {
-          this.dropped += batch.length;
-          this.o.logger.error(
+          // One bad row must not take the batch with it: retry each, drop only what still fails.
+          this.o.logger.warn(
             { err: (e as Error).message, events: batch.length },
-            'event store: write failed',
+            'event store: batch write failed; writing one by one',
           );
+          for (const row of batch) {
+            try {
+              await this.db.insertInto('events').values(row).execute();
+              this.stored++;
+            } catch (e1) {
+              this.dropped++;
+              this.o.logger.error({ err: (e1 as Error).message }, 'event store: event not written');
+            }
+          }
         }
       }
     } finally {
@@ -204,13 +215,18 @@ class SqlEventStore implements EventStore {
 
   private async sweep(): Promise<void> {
     try {
-      await this.db
-        .deleteFrom('events')
-        .where('time', '<', Date.now() - this.o.retentionMs)
-        .execute();
+      await this.prune();
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, 'event store: retention sweep failed');
     }
+  }
+
+  async prune(): Promise<number> {
+    const r = await this.db
+      .deleteFrom('events')
+      .where('time', '<', Date.now() - this.o.retentionMs)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async query(q: EventQuery): Promise<StoredEvent[]> {
@@ -223,7 +239,11 @@ class SqlEventStore implements EventStore {
     if (q.before !== undefined) sel = sel.where('id', '<', q.before);
     if (q.client) {
       const c = q.client;
-      sel = sel.where((eb) => eb.or([eb('client', '=', c), eb('client_host', '=', hostOf(c) ?? c)]));
+      // "1.2.3.4:5" is one connection; "1.2.3.4" (or "::1") is every connection from that address.
+      sel =
+        hostOf(c) !== c
+          ? sel.where('client', '=', c)
+          : sel.where((eb) => eb.or([eb('client', '=', c), eb('client_host', '=', c)]));
     }
     const rows = await sel
       .orderBy('id', 'desc')
