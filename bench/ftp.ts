@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   });
   const rows: Record<string, unknown>[] = [];
   try {
-    for (const style of ['none', 'explicit'] as Style[]) {
+    const styles = (process.env.BENCH_FTP_TLS?.split(',') ?? ['none', 'explicit']) as Style[];
+    for (const style of styles) {
       const vs = await startVsftpd({ tls: style, ca });
       const gw = await startFtpGateway({
         dir: join(dir, `gw-${style}`),
