@@ -234,7 +234,7 @@ async function aggregate(perWorker: Parameters<typeof AggregatorRegistry.aggrega
   const summed = reg.getSingleMetric(name);
   if (summed) {
     reg.removeSingleMetric(name);
-    const ratio = new Gauge({ name, help: summed.help, registers: [] });
+    const ratio = new Gauge({ name, help: (summed as unknown as { help: string }).help, registers: [] });
     ratio.set(hits + misses ? hits / (hits + misses) : 0);
     reg.registerMetric(ratio);
   }
