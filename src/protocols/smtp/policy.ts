@@ -46,8 +46,12 @@ export interface JudgedMessage {
 }
 
 export type PolicyDecision =
-  /** Forward, with these complete header fields (`Name: value`, no CRLF; folded lines allowed) added. */
-  | { action: 'accept'; headers?: readonly string[] }
+  /**
+   * Forward, with these complete header fields (`Name: value`, no CRLF; folded lines allowed) added,
+   * and with `subjectTag` (e.g. `[PHISHING?]`) put in front of the Subject (subject-tag.ts); the
+   * body is forwarded unchanged. Several policies' tags apply in order.
+   */
+  | { action: 'accept'; headers?: readonly string[]; subjectTag?: string }
   /** Refuse the message with this reply (4xx: the sender retries; 5xx: it bounces). Nothing is sent upstream. */
   | { action: 'refuse'; reply: Reply; reason: string };
 

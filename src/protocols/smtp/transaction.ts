@@ -16,6 +16,7 @@ import { validHeaderField } from './policy.js';
 import { type Reply, reply, replySummary } from './reply.js';
 import type { ServerLeg } from './server-leg.js';
 import { MessageSpool } from './spool.js';
+import { tagSubject } from './subject-tag.js';
 import { UPSTREAM_KEEPALIVE_MS } from './timeouts.js';
 
 /** The accepted envelope of the transaction in progress (RFC 5321 §3.3). */
@@ -139,9 +140,11 @@ export async function transferMessage(t: TransferContext, envelope: Envelope): P
       const prefix = policy.headers.length
         ? Buffer.concat([decision.prefix, Buffer.from(policy.headers.map((h) => `${h}\r\n`).join(''))])
         : decision.prefix;
+      let content = decision.source;
+      for (const tag of policy.subjectTags.reverse()) content = await tagSubject(content, tag);
       let r: Reply;
       try {
-        r = await t.server.deliver(prefix, decision.source);
+        r = await t.server.deliver(prefix, content);
       } catch (e) {
         // The server leg failed mid-message: the session answers 421 and ends; nothing was accepted.
         settle({ kind: 'server', reply: SERVER_LOST }, 'server');
@@ -204,13 +207,14 @@ async function receive(t: TransferContext, spool: MessageSpool): Promise<'ok' | 
 }
 
 type PolicyResult =
-  | { action: 'accept'; headers: string[] }
+  | { action: 'accept'; headers: string[]; subjectTags: string[] }
   /** `name` null: a policy failed (threw, or asked for a malformed header): a local error. */
   | { action: 'refuse'; reply: Reply; reason: string; name: string | null };
 
 /** Asks each MessagePolicy in turn; the first refusal wins. */
 async function runPolicies(t: TransferContext, m: JudgedMessage): Promise<PolicyResult> {
   const headers: string[] = [];
+  const subjectTags: string[] = [];
   for (const p of t.ctx.policies) {
     if (!p.judge) continue;
     let d: PolicyDecision;
@@ -236,8 +240,20 @@ async function runPolicies(t: TransferContext, m: JudgedMessage): Promise<Policy
       }
       headers.push(h);
     }
+    if (d.subjectTag !== undefined) {
+      if (!/^[\x20-\x7e]{1,64}$/.test(d.subjectTag)) {
+        t.ctx.log.error({ policy: p.name }, 'smtp: message policy asked for a malformed subject tag');
+        return {
+          action: 'refuse',
+          reply: LOCAL_ERROR,
+          reason: `policy ${p.name} bad subject tag`,
+          name: null,
+        };
+      }
+      subjectTags.push(d.subjectTag);
+    }
   }
-  return { action: 'accept', headers };
+  return { action: 'accept', headers, subjectTags };
 }
 
 function notifySettled(t: TransferContext, m: JudgedMessage | null, outcome: MessageOutcome): void {
