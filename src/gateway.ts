@@ -28,6 +28,8 @@ import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import { beginHandover, endHandover } from './net/listener.js';
 import type { RunningService, ServiceDeps } from './net/service.js';
+import type { MessagePolicy } from './protocols/smtp/policy.js';
+import type { RunningRegistry } from './registry/index.js';
 import type { CertificateAuthority } from './tls/ca.js';
 import { createTlsRuntime, type TlsRuntime } from './tls/runtime.js';
 
@@ -43,6 +45,8 @@ export interface Gateway {
   /** Latest events in memory (the dashboard's live feed). */
   readonly feed: EventFeed;
   readonly store: EventStore | null;
+  /** The anti-phishing mail registry when `registry` is configured (README "Anti-phishing registry"). */
+  readonly mailRegistry: RunningRegistry | null;
   banner(): string[];
   status(): AdminStatus;
   /** Adds a subsystem's one-glance numbers to the dashboard (quarantine, registry). */
@@ -70,7 +74,7 @@ export interface GatewayOptions {
  * Protocol services are added here as they are built (issue tracker: HTTPS, SMTP, FTP, tunnel,
  * clamd, ICAP). A listener naming one that is not in this build is refused with its key path.
  */
-type GatewayDeps = ServiceDeps & { tls: TlsRuntime };
+type GatewayDeps = ServiceDeps & { tls: TlsRuntime; messagePolicies?: readonly MessagePolicy[] };
 
 const SERVICES: Partial<
   Record<ListenerConfig['protocol'], (l: ListenerConfig, deps: GatewayDeps) => Promise<RunningService>>
@@ -171,6 +175,20 @@ export async function startGateway(
     ...(options.events ?? []),
   ]);
   const cache = options.cache ?? createVerdictCache(config.engine.cache, logger);
+  // The mail registry runs where the admin does (once per host, not per cluster worker); its SMTP
+  // policies (inbound check, outbound stamping) use it in this process.
+  let mailRegistry: RunningRegistry | null = null;
+  let messagePolicies: MessagePolicy[] = [];
+  if (withAdmin && config.registry) {
+    const reg = await import('./registry/index.js');
+    mailRegistry = await reg.startRegistry(config.registry, config.dataDir, logger);
+    try {
+      messagePolicies = await reg.registryPolicies(mailRegistry.service, config.registry, logger);
+    } catch (e) {
+      await mailRegistry.close();
+      throw e;
+    }
+  }
 
   const newScanner = async (c: Config) =>
     new MeteredScanner(await createScanner(c.engine, { dataDir: c.dataDir, logger, cache }));
@@ -191,6 +209,7 @@ export async function startGateway(
     logger,
     events,
     tls: g.tls,
+    messagePolicies,
   });
 
   registerRuntimeMetrics({
@@ -250,6 +269,7 @@ export async function startGateway(
     await admin?.close();
     await gen.scanner.close();
     await store?.close();
+    await mailRegistry?.close();
     throw e;
   }
   logger.info(
@@ -324,6 +344,7 @@ export async function startGateway(
     adminToken,
     feed,
     store,
+    mailRegistry,
     status,
     addSummary(name, read) {
       summaries.set(name, read);
@@ -345,6 +366,8 @@ export async function startGateway(
             : 'scangate: admin token from admin.token in the configuration',
         );
       }
+      if (mailRegistry)
+        lines.push(`scangate: mail registry on ${mailRegistry.url}/ (query page; API /api/v1)`);
       for (const u of gen.unavailable) lines.push(`scangate: NOT STARTED: ${u.reason}`);
       const ca = gen.tls.ca;
       lines.push(`scangate: interception CA ${ca.files.cert} (SHA-256 ${ca.fingerprint256})`);
@@ -378,6 +401,7 @@ export async function startGateway(
         ),
       ]);
       await store?.close();
+      await mailRegistry?.close();
       await admin?.close();
       await gen.scanner.close();
     },

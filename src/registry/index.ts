@@ -122,6 +122,7 @@ export async function startRegistry(
 export { canonicalAddress, canonicalDate } from './address.js';
 export { canonicalBody } from './canonical.js';
 export { RegistryError } from './errors.js';
+export { PHISHING_HEADER, registryPolicies } from './gateway-policy.js';
 export { makeProof, parsePublicKey } from './keys.js';
 export { stampMail } from './mail.js';
 export { type MailQuery, queryOfMail } from './mailcheck.js';

@@ -253,6 +253,11 @@ export class RegistryService {
     return rows.map((r) => ({ address: r.address, boundAt: new Date(r.bound_at).toISOString() }));
   }
 
+  /** Whether `address` (canonical) is bound to this account. */
+  async ownsAddress(accountId: number, address: string): Promise<boolean> {
+    return (await this.binding(address))?.account_id === accountId;
+  }
+
   async isEnrolled(address: string): Promise<boolean> {
     return (await this.binding(address)) !== undefined;
   }
