@@ -14,7 +14,9 @@ import { ProtocolError } from '../../errors.js';
 import type { RawHeaders } from '../http/headers.js';
 import { getAll, hasToken, listTokens } from '../http/headers.js';
 import { HttpParser } from '../http/parser.js';
-import { FIELD_VALUE, printable, TOKEN, validChunkExt } from '../http/syntax.js';
+import { FIELD_VALUE, printable, TOKEN } from '../http/syntax.js';
+import { ByteQueue } from './bytes.js';
+import { ChunkDecoder } from './chunked.js';
 import { type EncapsulatedResult, parseEncapsulated } from './encapsulated.js';
 import type {
   EncapsulatedRequest,
@@ -33,23 +35,12 @@ export interface IcapParserOptions {
   maxChunkLineLength?: number;
 }
 
-type State =
-  | 'head'
-  | 'sections'
-  | 'bodyless-end'
-  | 'chunk-size'
-  | 'chunk-data'
-  | 'chunk-crlf'
-  | 'trailers'
-  | 'preview-wait'
-  | 'eof'
-  | 'error';
+type State = 'head' | 'sections' | 'bodyless-end' | 'body' | 'preview-wait' | 'eof' | 'error';
 
 const CRLF = Buffer.from('\r\n');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const METHODS: readonly string[] = ['OPTIONS', 'REQMOD', 'RESPMOD'];
 const URI = /^(?:icaps?:\/\/[^/?#\s]+)?(\/[^?#\s]*)?(?:\?[^#\s]*)?$/i;
-const IEOF = /(?:^|;)[ \t]*ieof[ \t]*(?:$|;|=)/i;
 
 type PendingHead = { request: Omit<IcapRequest, 'reqHdr' | 'resHdr'> } & Extract<
   EncapsulatedResult,
@@ -57,40 +48,26 @@ type PendingHead = { request: Omit<IcapRequest, 'reqHdr' | 'resHdr'> } & Extract
 >;
 
 export class IcapParser {
-  private buf: Buffer = Buffer.alloc(0);
-  private pos = 0;
+  private readonly q = new ByteQueue();
+  private readonly chunks: ChunkDecoder;
   private state: State = 'head';
   private ended = false;
   /** Where the search for the end of the head resumes, so byte-at-a-time input stays linear. */
   private scanFrom = 0;
-  private remaining = 0;
   private pending: PendingHead | null = null;
   /** The body being read is a preview (its zero chunk is not the end unless it says ieof). */
   private inPreview = false;
-  /** The last chunk carried "ieof". */
-  private lastChunkIeof = false;
   private readonly maxHeaderSize: number;
   private readonly maxHeaders: number;
-  private readonly maxChunkLine: number;
 
   constructor(options: IcapParserOptions = {}) {
     this.maxHeaderSize = options.maxHeaderSize ?? 64 * 1024;
     this.maxHeaders = options.maxHeaders ?? 256;
-    this.maxChunkLine = options.maxChunkLineLength ?? 4096;
+    this.chunks = new ChunkDecoder(this.q, options.maxChunkLineLength ?? 4096, this.maxHeaderSize);
   }
 
   push(data: Buffer): void {
-    if (this.ended || data.length === 0) return;
-    if (this.pos >= this.buf.length) {
-      this.buf = data;
-      this.pos = 0;
-      this.scanFrom = 0;
-    } else {
-      const rest = this.buf.subarray(this.pos);
-      this.scanFrom = Math.max(0, this.scanFrom - this.pos);
-      this.buf = Buffer.concat([rest, data]);
-      this.pos = 0;
-    }
+    if (!this.ended) this.q.append(data);
   }
 
   /** The peer closed its sending side. */
@@ -114,7 +91,7 @@ export class IcapParser {
 
   /** True between messages with nothing of the next one received. */
   get idle(): boolean {
-    return this.state === 'head' && this.pos >= this.buf.length;
+    return this.state === 'head' && this.q.length === 0;
   }
 
   /** True while a preview without ieof waits for the session's decision. */
@@ -126,7 +103,8 @@ export class IcapParser {
   continueBody(): void {
     if (this.state !== 'preview-wait') return;
     this.inPreview = false;
-    this.state = 'chunk-size';
+    this.chunks.reset();
+    this.state = 'body';
   }
 
   /** After a final response to a preview: the client sends no more of this body (§4.5). */
@@ -146,14 +124,8 @@ export class IcapParser {
       case 'bodyless-end':
         this.state = 'head';
         return { type: 'end', ieof: false };
-      case 'chunk-size':
-        return this.readChunkSize();
-      case 'chunk-data':
-        return this.readChunkData();
-      case 'chunk-crlf':
-        return this.readChunkCrlf();
-      case 'trailers':
-        return this.readTrailers();
+      case 'body':
+        return this.readBody();
       default:
         return null;
     }
@@ -165,46 +137,40 @@ export class IcapParser {
     return { type: 'error', error: new ProtocolError(code, message, status) };
   }
 
-  private available(): number {
-    return this.buf.length - this.pos;
-  }
-
   private truncated(where: string): IcapEvent | null {
     return this.ended ? this.fail('ERR_ICAP_TRUNCATED', `connection closed inside ${where}`) : null;
   }
 
   private parseHead(): IcapEvent | null {
     // Tolerate empty lines between messages (a client's stray CRLF after a body).
-    while (this.available() >= 2 && this.buf[this.pos] === 0x0d && this.buf[this.pos + 1] === 0x0a) {
-      this.pos += 2;
-      this.scanFrom = Math.max(this.scanFrom, this.pos);
+    while (this.q.length >= 2 && this.q.byteAt(0) === 0x0d && this.q.byteAt(1) === 0x0a) {
+      this.q.skip(2);
+      this.scanFrom = Math.max(0, this.scanFrom - 2);
     }
-    if (this.available() === 0) {
+    if (this.q.length === 0) {
       if (this.ended) this.state = 'eof';
       return null;
     }
-    const start = this.pos;
-    const from = Math.max(start, this.scanFrom - 3);
-    const end = this.buf.indexOf(CRLFCRLF, from);
+    const from = Math.max(0, this.scanFrom - 3);
+    const end = this.q.find(CRLFCRLF, from);
     if (end < 0) {
-      this.scanFrom = this.buf.length;
       // Binary garbage (TLS, another protocol) is refused at once rather than waited on.
-      const lineEnd = this.buf.indexOf(CRLF, start);
-      const stop = lineEnd < 0 ? this.buf.length : lineEnd;
+      const lineEnd = this.q.find(CRLF);
+      const stop = lineEnd < 0 ? this.q.length : lineEnd;
       for (let i = from; i < stop; i++) {
-        const b = this.buf[i]!;
-        if ((b < 0x20 && b !== 0x09 && !(b === 0x0d && i === this.buf.length - 1)) || b === 0x7f)
+        const b = this.q.byteAt(i)!;
+        if ((b < 0x20 && b !== 0x09 && !(b === 0x0d && i === this.q.length - 1)) || b === 0x7f)
           return this.fail('ERR_ICAP_BAD_REQUEST_LINE', 'control character in the request line');
       }
-      if (this.available() > this.maxHeaderSize)
+      this.scanFrom = this.q.length;
+      if (this.q.length > this.maxHeaderSize)
         return this.fail('ERR_ICAP_HEADER_TOO_LARGE', 'ICAP head too large');
       return this.truncated('an ICAP head');
     }
-    if (end - start > this.maxHeaderSize)
-      return this.fail('ERR_ICAP_HEADER_TOO_LARGE', 'ICAP head too large');
-    const lines = this.buf.toString('latin1', start, end).split('\r\n');
-    this.pos = end + 4;
-    this.scanFrom = this.pos;
+    if (end > this.maxHeaderSize) return this.fail('ERR_ICAP_HEADER_TOO_LARGE', 'ICAP head too large');
+    const lines = this.q.text(0, end).split('\r\n');
+    this.q.skip(end + 4);
+    this.scanFrom = 0;
     return this.requestHead(lines);
   }
 
@@ -288,11 +254,11 @@ export class IcapParser {
   /** The encapsulated HTTP heads, once all their bytes (the body entity's offset) are here. */
   private parseSections(): IcapEvent | null {
     const p = this.pending!;
-    if (this.available() < p.headBytes) return this.truncated('the encapsulated HTTP heads');
+    if (this.q.length < p.headBytes) return this.truncated('the encapsulated HTTP heads');
     let reqHdr: EncapsulatedRequest | null = null;
     let resHdr: EncapsulatedResponse | null = null;
     for (const h of p.heads) {
-      const raw = this.buf.subarray(this.pos + h.start, this.pos + h.end);
+      const raw = this.q.view(h.start, h.end);
       // Offsets are exact: each section is one HTTP head ending at its own empty line.
       if (raw.indexOf(CRLFCRLF) !== raw.length - 4)
         return this.fail('ERR_ICAP_ENCAPSULATED', `${h.name} does not end where the next entity starts`);
@@ -301,86 +267,32 @@ export class IcapParser {
       if (first.type === 'request-head') reqHdr = { raw, head: first.head };
       else resHdr = { raw, head: first.head };
     }
-    this.pos += p.headBytes;
+    this.q.skip(p.headBytes);
     this.pending = null;
     this.inPreview = p.request.preview !== null;
-    this.state = p.body ? 'chunk-size' : 'bodyless-end';
+    this.chunks.reset();
+    this.state = p.body ? 'body' : 'bodyless-end';
     return { type: 'request', request: { ...p.request, reqHdr, resHdr } };
   }
 
-  /** chunk-size [ chunk-ext ] CRLF; the last chunk's "ieof" extension ends a preview for good. */
-  private readChunkSize(): IcapEvent | null {
-    const eol = this.buf.indexOf(CRLF, this.pos);
-    if (eol < 0 || eol - this.pos > this.maxChunkLine) {
-      if (this.available() > this.maxChunkLine)
-        return this.fail('ERR_ICAP_BAD_CHUNK', 'chunk-size line too long');
-      return this.truncated('a chunked body');
+  /** Body bytes as the chunks arrive; the last chunk ends the body, or only the preview (§4.5). */
+  private readBody(): IcapEvent | null {
+    const step = this.chunks.step();
+    switch (step.kind) {
+      case 'data':
+        return { type: 'body', data: step.data };
+      case 'need':
+        return this.truncated('a chunked body');
+      case 'bad':
+        return this.fail(step.code, step.message);
     }
-    const line = this.buf.toString('latin1', this.pos, eol);
-    const m = /^([0-9A-Fa-f]+)(.*)$/.exec(line);
-    if (!m) return this.fail('ERR_ICAP_BAD_CHUNK', 'invalid chunk size');
-    const ext = m[2]!;
-    if (ext && !validChunkExt(ext)) return this.fail('ERR_ICAP_BAD_CHUNK', 'invalid chunk extension');
-    const digits = m[1]!.replace(/^0+(?=.)/, '');
-    if (digits.length > 12) return this.fail('ERR_ICAP_BAD_CHUNK', 'chunk size too large');
-    this.pos = eol + 2;
-    this.remaining = Number.parseInt(digits, 16);
-    if (this.remaining > 0) {
-      this.state = 'chunk-data';
-      return this.readChunkData();
-    }
-    this.state = 'trailers';
-    this.lastChunkIeof = IEOF.test(ext);
-    return this.readTrailers();
-  }
-
-  private readChunkData(): IcapEvent | null {
-    const n = Math.min(this.remaining, this.available());
-    if (n === 0) return this.truncated('a chunk');
-    const data = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    this.remaining -= n;
-    if (this.remaining === 0) this.state = 'chunk-crlf';
-    return { type: 'body', data };
-  }
-
-  private readChunkCrlf(): IcapEvent | null {
-    if (this.available() < 2) {
-      if (this.available() === 1 && this.buf[this.pos] !== 0x0d)
-        return this.fail('ERR_ICAP_BAD_CHUNK', 'chunk data not followed by CRLF');
-      return this.truncated('a chunked body');
-    }
-    if (this.buf[this.pos] !== 0x0d || this.buf[this.pos + 1] !== 0x0a)
-      return this.fail('ERR_ICAP_BAD_CHUNK', 'chunk data not followed by CRLF');
-    this.pos += 2;
-    this.state = 'chunk-size';
-    return this.readChunkSize();
-  }
-
-  /** The (normally empty) trailer section after the last chunk; its fields are read and dropped. */
-  private readTrailers(): IcapEvent | null {
-    let after: number;
-    if (this.available() >= 2 && this.buf[this.pos] === 0x0d && this.buf[this.pos + 1] === 0x0a) {
-      after = this.pos + 2;
-    } else {
-      const end = this.buf.indexOf(CRLFCRLF, this.pos);
-      if (end < 0 || end - this.pos > this.maxHeaderSize) {
-        if (this.available() > this.maxHeaderSize)
-          return this.fail('ERR_ICAP_HEADER_TOO_LARGE', 'trailer section too large');
-        return this.truncated('the trailer section');
-      }
-      const fields = this.parseFields(this.buf.toString('latin1', this.pos, end).split('\r\n'), 0);
-      if (!Array.isArray(fields)) return fields;
-      after = end + 4;
-    }
-    this.pos = after;
-    if (this.inPreview && !this.lastChunkIeof) {
+    if (this.inPreview && !step.ieof) {
       this.state = 'preview-wait';
       return { type: 'preview-end' };
     }
     this.inPreview = false;
     this.state = 'head';
-    return { type: 'end', ieof: this.lastChunkIeof };
+    return { type: 'end', ieof: step.ieof };
   }
 }
 
