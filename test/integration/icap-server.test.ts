@@ -327,6 +327,16 @@ describe('ICAP hostile clients', () => {
     assert.equal((await once(port, respmod(clean(), { allow204: true }))).status, 204);
   });
 
+  it('a preview larger than the server would hold is refused, not buffered', async () => {
+    const p = await start({ holdLimit: '64KB' });
+    const c = await IcapClient.open(p);
+    c.write(respmod(randomBytes(200_000), { preview: 150_000 }).first.subarray(0, 2000));
+    const r = await c.read();
+    assert.equal(r.status, 400);
+    assert.match(r.headers['x-scangate-reason']!, /Preview 150000/);
+    assert.ok(await c.waitClosed());
+  });
+
   it('a slowloris head gets 408 after headerTimeout while another client is served', async () => {
     const slow = await IcapClient.open(port);
     const head = 'OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nX-Slow: ';

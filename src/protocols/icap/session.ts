@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import type { EventAction } from '../../admin/events.js';
 import type { IcapListenerConfig } from '../../config/schema.js';
 import type { Logger } from '../../logger.js';
+import { formatHostPort } from '../../net/connect.js';
 import type { ServiceDeps } from '../../net/service.js';
 import { type BodyOutcome, type BodySink, ScannedBody } from '../http/body-scanner.js';
 import { objectName } from '../http/exchange.js';
@@ -57,7 +58,7 @@ export class IcapSession {
     private readonly socket: Socket,
   ) {
     this.reader = new IcapReader(socket, new IcapParser({ maxHeaderSize: ctx.cfg.maxHeaderSize }));
-    this.client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.client = formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
   }
 
   async run(): Promise<void> {
@@ -147,6 +148,9 @@ export class IcapSession {
     if (!methods.includes(req.method))
       return this.refuse(req, 405, `service "${req.service}" does not do ${req.method}`);
     if (req.body === null) return this.bodyless(req);
+    // The preview is held whole (see scan()), so it may not exceed what we would hold anyway.
+    if (req.preview !== null && req.preview > Math.max(this.ctx.cfg.previewSize, this.ctx.cfg.holdLimit))
+      return this.refuse(req, 400, `Preview ${req.preview} exceeds what this server holds`);
     return this.scan(req);
   }
 
