@@ -357,9 +357,16 @@ describe('ICAP hostile clients', () => {
     }
   });
 
-  it('an idle connection is closed after idleTimeout; idle ones do not stall others', async () => {
-    const idle = await Promise.all(Array.from({ length: 50 }, () => IcapClient.open(port)));
+  it('1,000 idle connections do not stall another client and are closed after idleTimeout', async () => {
+    const idle: IcapClient[] = [];
+    for (let i = 0; i < 1000; i += 100)
+      idle.push(...(await Promise.all(Array.from({ length: 100 }, () => IcapClient.open(port)))));
+    // Half of them have sent part of a head: those get 408 at headerTimeout, the rest just close.
+    const partial = idle.slice(0, 500);
+    for (const c of partial) c.write('RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n');
     assert.equal((await once(port, respmod(clean(), { allow204: true }))).status, 204);
+    const answers = await Promise.all(partial.map((c) => c.read()));
+    assert.ok(answers.every((r) => r.status === 408));
     await Promise.all(idle.map((c) => c.waitClosed()));
   });
 
