@@ -174,7 +174,10 @@ export async function startGateway(
     ...(store ? [store] : []),
     ...(options.events ?? []),
   ]);
-  const cache = options.cache ?? createVerdictCache(config.engine.cache, logger);
+  // One cache per engine shape: a reload that changes engine settings gets a fresh one (and the old
+  // scanner closes its own, e.g. the Redis connection); cluster workers pass theirs in.
+  const newCache = (c: Config) => options.cache ?? createVerdictCache(c.engine.cache, logger);
+  let cache = newCache(config);
   // The mail registry runs where the admin does (once per host, not per cluster worker); its SMTP
   // policies (inbound check, outbound stamping) use it in this process.
   let mailRegistry: RunningRegistry | null = null;
@@ -190,16 +193,20 @@ export async function startGateway(
     }
   }
 
-  const newScanner = async (c: Config) =>
-    new MeteredScanner(await createScanner(c.engine, { dataDir: c.dataDir, logger, cache }));
+  const newScanner = async (c: Config, withCache: VerdictCache) =>
+    new MeteredScanner(await createScanner(c.engine, { dataDir: c.dataDir, logger, cache: withCache }));
   let gen: Generation = {
     config,
-    scanner: await newScanner(config),
+    scanner: await newScanner(config, cache),
     tls: await createTlsRuntime(config, logger, events),
     services: [],
     unavailable: [],
   };
   const summaries = new Map<string, () => Promise<Record<string, unknown>>>();
+  if (mailRegistry) {
+    const reg = mailRegistry;
+    summaries.set('registry', async () => ({ url: reg.publicUrl }));
+  }
   let admin: AdminServer | null = null;
   let adminToken: AdminToken | null = null;
   let draining = false;
@@ -291,14 +298,28 @@ export async function startGateway(
     const sameEngine =
       prev.scanner.inner instanceof BuiltinScanner && engineShape(next) === engineShape(prev.config);
     let scanner = prev.scanner;
+    let nextCache = cache;
+    let engine: Awaited<ReturnType<typeof import('./engine/index.js').loadEngine>> | null = null;
     if (sameEngine) {
       const { loadEngine } = await import('./engine/index.js');
-      const engine = await loadEngine(next.engine.signatures);
+      engine = await loadEngine(next.engine.signatures);
+    } else {
+      nextCache = newCache(next);
+      scanner = await newScanner(next, nextCache);
+    }
+    let tls: TlsRuntime;
+    try {
+      tls = await createTlsRuntime(next, logger, events);
+    } catch (e) {
+      if (scanner !== prev.scanner) await scanner.close();
+      throw e;
+    }
+    if (engine) {
       // Scans already running finish on the database they started with.
       await (prev.scanner.inner as BuiltinScanner).swap(engine);
       logger.info({ version: engine.version, signatures: engine.signatures }, 'signatures reloaded');
-    } else scanner = await newScanner(next);
-    const tls = await createTlsRuntime(next, logger, events);
+    }
+    cache = nextCache;
     // Hosts learned as pinned stay passed through.
     for (const h of prev.tls.passthrough.learnedHosts()) tls.passthrough.learn(h.host, h.reason);
     // 2. The new generation takes the sockets over.

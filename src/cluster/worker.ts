@@ -24,9 +24,14 @@ class RelayEventSink implements EventSink {
 
 export async function runWorker(config: Config, logger: Logger, load: () => Promise<Config>): Promise<void> {
   const log = logger.child({ worker: process.env.SCANGATE_WORKER_ID ?? String(process.pid) });
-  const cache = new ClusterVerdictCache(config.engine.cache.entries, send);
-  cache.epoch = Number(process.env.SCANGATE_RELOAD_EPOCH ?? 0);
-  const gateway = await startGateway(config, log, { admin: false, events: [new RelayEventSink()], cache });
+  // With Redis configured the workers already share verdicts through it; otherwise through the primary.
+  const cache = config.engine.cache.redis ? null : new ClusterVerdictCache(config.engine.cache.entries, send);
+  if (cache) cache.epoch = Number(process.env.SCANGATE_RELOAD_EPOCH ?? 0);
+  const gateway = await startGateway(config, log, {
+    admin: false,
+    events: [new RelayEventSink()],
+    ...(cache ? { cache } : {}),
+  });
 
   let draining = false;
   const drain = (deadlineMs?: number) => {
@@ -43,7 +48,7 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
     const msg = m as PrimaryMessage;
     switch (msg.t) {
       case 'sg:cache-set':
-        cache.receive(msg);
+        cache?.receive(msg);
         break;
       case 'sg:metrics?':
         void registry.getMetricsAsJSON().then((metrics) => send({ t: 'sg:metrics', id: msg.id, metrics }));
@@ -54,7 +59,7 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
       case 'sg:reload':
         load()
           .then(async (next) => {
-            cache.epoch = msg.epoch;
+            if (cache) cache.epoch = msg.epoch;
             await gateway.reload(next);
             send({ t: 'sg:reloaded', epoch: msg.epoch });
           })
