@@ -5,6 +5,7 @@
  * bytes that are not UTF-8, and hostile inputs for addresses, dates and confirmation numbers.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { canonicalAddress, canonicalDate } from '../../src/registry/address.js';
@@ -23,12 +24,34 @@ export const VECTORS = [
     signature:
       'a8874d0d30efd5cf1bbc62d613c40256e8951760e488796f1c8b14d2c6a1f1ec0fb09e957e7dbeaa63f7c10a2e89e61013f8de6edcc83800497a9dbc2ee7dd7b',
   },
+  {
+    from: 'alice@example.com',
+    to: 'bob@example.org',
+    date: '20261123',
+    content: '',
+    signature:
+      'c8f408ded4c3af3135e2cbeea08143f8dba7082b5f4bc78ebdeadbbc2172640b1c31ab20b94bd614ad9fdc2c44b799bdd858417f0d57219554c8263dddf3511f',
+  },
+  {
+    from: 'webmaster@Bank.Example',
+    to: 'kim@xn--bcher-kva.example',
+    date: '20240229',
+    content: 'Cafe\u0301 \t au lait \r\n\r\n',
+    signature:
+      'ce83f107d9f13288bac43410bd3195f84bf6da1d9c76830b5a8331b2d7b14b1c906497a0957bced2169c01a1597ba4267e5fe8e75debd3dd366b984277a185cf',
+  },
 ];
 
 const F = { from: 'Alice@Example.COM', to: 'bob@example.org', date: '20261123' };
 
-test('README test vectors', () => {
+test('README test vectors, and the documented form hashed by hand gives the same', () => {
   for (const v of VECTORS) assert.equal(messageSignature(v), v.signature);
+  const byHand = createHash('sha512')
+    .update(
+      'scangate-registry-signature:1\r\nfrom:webmaster@bank.example\r\nto:kim@bücher.example\r\ndate:20240229\r\n\r\nCafé au lait\r\n',
+    )
+    .digest('hex');
+  assert.equal(byHand, VECTORS[2]?.signature);
   // The same vector, re-encoded the ways transport re-encodes: identical signature.
   const base = VECTORS[0]!;
   for (const content of ['Hello world', 'Hello world\r\n', 'Hello  world \t\r\n\r\n\n', 'Hello\tworld\n\n'])
