@@ -33,6 +33,8 @@ export class SmtpChannel {
   private failure: Error | null = null;
   private wake: (() => void) | null = null;
   private paused = false;
+  /** Writes are being gathered (socket corked) until release() or the next wait for the peer. */
+  private held = false;
   private readonly assembler = new ReplyAssembler();
   private readonly onData = (chunk: Buffer) => {
     this.reader.push(chunk);
@@ -95,6 +97,16 @@ export class SmtpChannel {
     w?.();
   }
 
+  /** The next reader event if one is already buffered, without waiting (null otherwise). */
+  poll(): ReaderEvent | null {
+    const ev = this.reader.next();
+    if (ev && this.paused && this.reader.buffered < HIGH_WATER / 2) {
+      this.paused = false;
+      this.stream.resume();
+    }
+    return ev;
+  }
+
   /**
    * The next reader event, waiting up to `timeoutMs` for bytes. Null when the peer has closed and
    * nothing is left to read.
@@ -117,6 +129,8 @@ export class SmtpChannel {
         if (this.failure && !isBenignClose(this.failure)) throw new PeerClosedError(what, this.failure);
         return null;
       }
+      // About to wait for the peer: whatever we gathered must go out first, or both sides wait.
+      this.release();
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.wake = null;
@@ -148,10 +162,31 @@ export class SmtpChannel {
     }
   }
 
+  /**
+   * Gathers the following writes into one (RFC 2920 §3.1: a server may answer a group of pipelined
+   * commands with one batch of replies): the socket is corked until release(), or until this channel
+   * must wait — for the peer (next) or for the socket to drain (write) — so nothing gathered is ever
+   * held while we wait for an answer to it. Saves a segment and a system call per reply.
+   */
+  hold(): void {
+    if (this.held || this.stream.destroyed) return;
+    this.held = true;
+    this.stream.cork();
+  }
+
+  /** Sends what hold() gathered. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.stream.uncork();
+  }
+
   /** Writes and waits for the socket to take it (drain) when its buffer is full. */
   async write(data: Buffer | string): Promise<void> {
     if (this.stream.destroyed || this.stream.writableEnded) throw new PeerClosedError(this.peer);
     if (this.stream.write(data)) return;
+    // A full buffer drains only once uncorked.
+    this.release();
     await new Promise<void>((resolve, reject) => {
       const cleanup = () => {
         this.stream.off('drain', onDrain);
@@ -181,6 +216,7 @@ export class SmtpChannel {
    * count. Returns the TLS socket (its handshake still running) and how many bytes were dropped.
    */
   upgrade<T extends TLSSocket>(makeTls: (raw: Socket) => T): { tls: T; dropped: number } {
+    this.release();
     this.detach();
     const raw = this.stream as Socket;
     raw.on('error', () => {});
@@ -200,6 +236,7 @@ export class SmtpChannel {
    * our ClientHello and the handshake may take its time). Returns how many bytes were dropped.
    */
   async upgradeAsync(makeTls: (raw: Socket) => Promise<TLSSocket>): Promise<number> {
+    this.release();
     this.detach();
     const raw = this.stream as Socket;
     raw.on('error', () => {});
@@ -215,6 +252,7 @@ export class SmtpChannel {
 
   /** Half-closes after flushing what was written. A pending next() returns null. */
   end(): void {
+    this.release();
     this.detach();
     this.ended = true;
     this.notify();
@@ -226,6 +264,7 @@ export class SmtpChannel {
   }
 
   destroy(): void {
+    this.held = false;
     this.detach();
     this.ended = true;
     this.notify();

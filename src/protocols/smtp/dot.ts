@@ -213,6 +213,9 @@ export class DotUnstuffer {
 }
 
 /** Content → wire: stuffs leading dots; `end()` gives the closing bytes. */
+const LF_DOT = Buffer.from('\n.', 'latin1');
+const ONE_DOT = Buffer.from('.', 'latin1');
+
 export class DotStuffer {
   private atLineStart = true;
   private lastByte = -1;
@@ -223,14 +226,15 @@ export class DotStuffer {
     this.wrote = true;
     const parts: Buffer[] = [];
     let start = 0;
-    if (this.atLineStart && input[0] === DOT) parts.push(Buffer.from('.'));
-    let lf = input.indexOf(LF);
-    while (lf >= 0 && lf + 1 < input.length) {
-      if (input[lf + 1] === DOT) {
-        parts.push(input.subarray(start, lf + 1), Buffer.from('.'));
-        start = lf + 1;
-      }
-      lf = input.indexOf(LF, lf + 1);
+    if (this.atLineStart && input[0] === DOT) parts.push(ONE_DOT);
+    // Native search for the two bytes LF "." (a line starting with a dot) rather than a JS step per
+    // line: ordinary mail has none, so the whole chunk passes as one slice. A dot starting the next
+    // chunk after an LF ending this one is caught by atLineStart.
+    let at = input.indexOf(LF_DOT);
+    while (at >= 0) {
+      parts.push(input.subarray(start, at + 1), ONE_DOT);
+      start = at + 1;
+      at = input.indexOf(LF_DOT, at + 1);
     }
     parts.push(input.subarray(start));
     this.lastByte = input[input.length - 1]!;

@@ -50,6 +50,19 @@ export class ServerLeg {
   }
 
   /**
+   * Sends a group of commands in one write (RFC 2920 §3.1, only to a server that offered
+   * PIPELINING); their replies are then read one by one with reply().
+   */
+  sendGroup(lines: readonly string[]): Promise<void> {
+    return this.guard(() => this.channel.write(lines.map((l) => `${l}\r\n`).join('')));
+  }
+
+  /** Reads the next reply (to a command of a group sent with sendGroup). */
+  reply(timeoutMs: number = REPLY_TIMEOUTS.command): Promise<Reply> {
+    return this.guard(() => this.channel.readReply(timeoutMs));
+  }
+
+  /**
    * Sends a command whose reply only matters if it ends the session: RSET after a refused message,
    * NOOP while the client uploads. A 421 there is the server leaving.
    */
@@ -61,7 +74,8 @@ export class ServerLeg {
   /**
    * Offers a message: DATA, then on 354 the content dot-stuffed (RFC 5321 §4.5.2) and the final
    * ".", returning the server's reply to it. The server's refusal of DATA (452, 554, …) is returned
-   * as is: it is the answer to the client's message.
+   * as is: it is the answer to the client's message. Header fields, content and "." go out as one
+   * gathered write when the socket's buffer takes them (a message held in memory).
    */
   deliver(prefix: Buffer, source: ObjectSource): Promise<Reply> {
     return this.guard(async () => {
@@ -70,6 +84,9 @@ export class ServerLeg {
       const go = await ch.readReply(REPLY_TIMEOUTS.dataInit);
       if (go.code !== 354) return go;
       const stuffer = new DotStuffer();
+      // One gathered write for the header fields, the content and the final "." where the socket
+      // takes it all (a message held in memory), instead of a train of small segments.
+      ch.hold();
       await ch.write(stuffer.write(prefix));
       for await (const chunk of source.stream())
         await withTimeout(

@@ -20,7 +20,8 @@ import { PeerClosedError, SmtpChannel } from './channel.js';
 import { acceptImplicitTls, startClientTls } from './client-tls.js';
 import { declaredSize, parseCommand, pathOf, redactCommand, type SmtpCommand } from './command.js';
 import type { SmtpContext } from './context.js';
-import { rewriteEhlo } from './ehlo.js';
+import { ehloKeywords, rewriteEhlo } from './ehlo.js';
+import type { ReaderEvent } from './reader.js';
 import { type Reply, reply, replySummary } from './reply.js';
 import { ServerLeg, UpstreamLost } from './server-leg.js';
 import { REPLY_TIMEOUTS } from './timeouts.js';
@@ -33,6 +34,9 @@ const MAX_AUTH_LINE = 12_288;
 const MAX_ERRORS = 20;
 /** Commands the relay never forwards: they would let a client speak for the relay, or reverse roles. */
 const REFUSED_VERBS = new Set(['XCLIENT', 'XFORWARD', 'TURN', 'ATRN', 'XEXCH50', 'BDAT']);
+
+/** RFC 2920 §3.1: commands that may sit anywhere in a group of pipelined commands. */
+const GROUPABLE = new Set(['MAIL', 'RCPT', 'RSET']);
 
 type Next = 'continue' | 'close';
 
@@ -48,6 +52,10 @@ export class SmtpSession {
   /** The transaction the server has accepted MAIL (and RCPTs) for; null outside one. */
   private envelope: Envelope | null = null;
   private authenticated = false;
+  /** The server offered PIPELINING in its last EHLO reply: groups may be sent to it (RFC 2920). */
+  private serverPipelining = false;
+  /** A command read past the end of a group, to be handled next. */
+  private pushedBack: ReaderEvent | null = null;
   private errors = 0;
   private idle = false;
   private messages = 0;
@@ -156,11 +164,18 @@ export class SmtpSession {
   private async loop(): Promise<void> {
     for (;;) {
       this.idle = true;
-      const ev = await this.client.next(this.ctx.cfg.idleTimeout).catch((e) => {
-        if ((e as ScangateError).code === 'ERR_SMTP_TIMEOUT') return 'timeout' as const;
-        throw e;
-      });
+      const pushed = this.pushedBack;
+      this.pushedBack = null;
+      const ev =
+        pushed ??
+        (await this.client.next(this.ctx.cfg.idleTimeout).catch((e) => {
+          if ((e as ScangateError).code === 'ERR_SMTP_TIMEOUT') return 'timeout' as const;
+          throw e;
+        }));
       this.idle = false;
+      // Replies to the commands the client pipelined go out together; a lockstep client loses
+      // nothing, as the channel sends what it holds as soon as it waits for the client again.
+      this.client.hold();
       if (ev === 'timeout') {
         await this.closeWith(reply(421, `4.4.2 ${this.ctx.hostname} Error: timeout exceeded`));
         return;
@@ -217,14 +232,17 @@ export class SmtpSession {
         return this.startTls(cmd);
       case 'AUTH':
         return this.auth(cmd);
-      case 'MAIL':
-        return this.mail(cmd);
+      case 'MAIL': {
+        const size = declaredSize(cmd.arg);
+        if (size !== null && size > this.ctx.cfg.maxMessageSize)
+          return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
+        return this.forwardGroup(cmd);
+      }
+      case 'RCPT':
+      case 'RSET':
+        return this.forwardGroup(cmd);
       case 'DATA':
         return this.data(cmd);
-      case 'RSET': {
-        this.envelope = null;
-        return this.forward(cmd);
-      }
       case 'QUIT': {
         const r = await this.serverLeg.send(cmd.raw);
         await this.client.sendReply(r);
@@ -239,10 +257,50 @@ export class SmtpSession {
 
   /** Forwards a command and hands the server's reply back unchanged. */
   private async forward(cmd: SmtpCommand, timeoutMs: number = REPLY_TIMEOUTS.command): Promise<Next> {
-    const r = await this.serverLeg.send(cmd.raw, timeoutMs);
-    if (cmd.verb === 'RCPT' && r.code >= 200 && r.code < 300 && this.envelope)
-      this.envelope.recipients.push(pathOf(cmd.arg));
-    return this.answer(r);
+    return this.answer(await this.serverLeg.send(cmd.raw, timeoutMs));
+  }
+
+  /** Would `cmd`, read right after a group member, be forwarded as it is (no local answer)? */
+  private groupable(cmd: SmtpCommand): boolean {
+    if (!GROUPABLE.has(cmd.verb) || this.needEhlo) return false;
+    const size = cmd.verb === 'MAIL' ? declaredSize(cmd.arg) : null;
+    return size === null || size <= this.ctx.cfg.maxMessageSize;
+  }
+
+  /**
+   * MAIL, RCPT, RSET — and, when the server offered PIPELINING, every such command the client has
+   * already pipelined behind it (RFC 2920 §3.1) — sent to the server in one write; the replies are
+   * then read and passed on one by one, in order, each as the server gave it. The first command of
+   * another kind ends the group and is handled next. Nothing here is answered before the server
+   * answered it.
+   */
+  private async forwardGroup(first: SmtpCommand): Promise<Next> {
+    const group = [first];
+    while (this.serverPipelining) {
+      const ev = this.client.poll();
+      if (!ev) break;
+      const parsed = ev.type === 'line' && !ev.bareLf ? parseCommand(ev.line) : null;
+      if (parsed?.ok && this.groupable(parsed.command)) {
+        this.log.trace(
+          { client: this.clientAddress, command: redactCommand(parsed.command) },
+          'smtp command',
+        );
+        group.push(parsed.command);
+        continue;
+      }
+      this.pushedBack = ev;
+      break;
+    }
+    await this.serverLeg.sendGroup(group.map((c) => c.raw));
+    for (const cmd of group) {
+      const r = await this.serverLeg.reply();
+      const ok = r.code >= 200 && r.code < 300;
+      if (cmd.verb === 'RSET') this.envelope = null;
+      else if (cmd.verb === 'MAIL' && ok) this.envelope = { mailFrom: pathOf(cmd.arg), recipients: [] };
+      else if (cmd.verb === 'RCPT' && ok) this.envelope?.recipients.push(pathOf(cmd.arg));
+      if ((await this.answer(r)) === 'close') return 'close';
+    }
+    return 'continue';
   }
 
   /** Sends a server reply to the client; a 421 ends the session (RFC 5321 §3.8). */
@@ -262,6 +320,7 @@ export class SmtpSession {
     if (r.code === 250) {
       this.needEhlo = false;
       this.envelope = null;
+      this.serverPipelining = cmd.verb === 'EHLO' && ehloKeywords(r).has('PIPELINING');
       if (cmd.verb === 'EHLO')
         r = rewriteEhlo(r, {
           offerStartTls: this.ctx.cfg.tls.client === 'starttls' && !this.client.encrypted,
@@ -335,15 +394,6 @@ export class SmtpSession {
     );
     if (r.code === 235) this.authenticated = true;
     if (r.code >= 500) this.emit({ kind: 'auth-failure', action: 'blocked', reason: replySummary(r) });
-    return this.answer(r);
-  }
-
-  private async mail(cmd: SmtpCommand): Promise<Next> {
-    const size = declaredSize(cmd.arg);
-    if (size !== null && size > this.ctx.cfg.maxMessageSize)
-      return this.error(reply(552, '5.3.4 Message size exceeds fixed maximum message size'));
-    const r = await this.serverLeg.send(cmd.raw);
-    if (r.code >= 200 && r.code < 300) this.envelope = { mailFrom: pathOf(cmd.arg), recipients: [] };
     return this.answer(r);
   }
 
