@@ -4,7 +4,9 @@
  */
 import { Command } from 'commander';
 import { ScangateError } from '../errors.js';
+import { registerAgent } from './agent.js';
 import { registerCa } from './ca.js';
+import { registerQuarantine } from './quarantine.js';
 import { registerRegistry } from './registry.js';
 import { registerRun } from './run.js';
 import { registerScan } from './scan.js';
@@ -21,6 +23,8 @@ registerCa(program);
 registerTunnel(program);
 registerSign(program);
 registerRegistry(program);
+registerAgent(program);
+registerQuarantine(program);
 
 try {
   await program.parseAsync(process.argv);
