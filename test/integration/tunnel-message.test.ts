@@ -17,6 +17,7 @@ import {
   MacState,
 } from '../../src/protocols/tunnel/frame.js';
 import { sessionMacs } from '../../src/protocols/tunnel/keys.js';
+import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import { TestBackend } from '../helpers/tunnel-backend.js';
 import {
   connectClient,
@@ -169,14 +170,15 @@ describe('tunnel message mode', () => {
   });
 
   it('keeps a client that answers heartbeats (the library does) past many timeouts', async () => {
-    const { gw } = await setup({ heartbeat: { interval: '50ms', timeout: '200ms' } });
+    const { gw } = await setup({ heartbeat: { interval: '100ms', timeout: '600ms' } });
     const client = await connectClient(gw.port, alice, pki.files.clientCa, {
-      heartbeatIntervalMs: 50,
-      heartbeatTimeoutMs: 200,
+      heartbeatIntervalMs: 100,
+      heartbeatTimeoutMs: 600,
     });
     cleanups.push(() => client.close());
     const socket = client.socket;
-    await new Promise((r) => setTimeout(r, 1000));
+    // Idle (no requests) for several heartbeat timeouts: only PING/PONG keep it alive.
+    await new Promise((r) => setTimeout(r, 2000));
     assert.equal(client.socket, socket, 'still the same connection');
     assert.equal((await client.request(Buffer.from('x'))).toString(), 'x');
     assert.equal(gw.events.events.filter((e) => e.kind === 'heartbeat-timeout').length, 0);
@@ -260,5 +262,25 @@ describe('tunnel message mode', () => {
     client.socket!.destroy();
     await until(() => client.connected && disconnected === 1, 'the client reconnect');
     assert.equal((await client.request(Buffer.from('two'))).toString(), 'two');
+  });
+
+  it('scan: true — an infected request is answered with ERROR INFECTED and never forwarded', async () => {
+    const { gw, backend } = await setup({ scan: true });
+    const client = await connectClient(gw.port, alice, pki.files.clientCa);
+    cleanups.push(() => client.close());
+    const err = await client.request(EICAR).then(
+      () => null,
+      (e: TunnelClientError) => e,
+    );
+    assert.equal(err?.wireCode, ErrorCode.INFECTED);
+    assert.match(err!.message, new RegExp(EICAR_NAME));
+    assert.equal((await client.request(Buffer.from('clean payment'))).toString(), 'clean payment');
+    const ev = await eventsOf(gw.events, 'verdict');
+    assert.equal(ev[0]!.signature, EICAR_NAME);
+    assert.equal(ev[0]!.action, 'blocked');
+    assert.deepEqual(
+      backend.received.map((b) => b.toString()),
+      ['clean payment'],
+    );
   });
 });

@@ -251,7 +251,8 @@ export class TunnelClient extends EventEmitter {
             const w = this.inflight.get(f.id);
             if (!w) continue;
             this.inflight.delete(f.id);
-            if (f.type === FrameType.RESPONSE) w.resolve(Buffer.from(f.payload));
+            // The payload view is handed over as is: chunks are never reused, so it stays valid.
+            if (f.type === FrameType.RESPONSE) w.resolve(f.payload);
             else {
               const e = decodeErrorPayload(f.payload);
               w.reject(

@@ -20,7 +20,7 @@
  * returned as a view (no copy); only a frame that spans chunks is assembled once. Frames going out are
  * appended to a slab and handed to the socket once per tick (see FrameWriter).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { ScangateError } from '../../errors.js';
 
 export const FRAME_VERSION = 1;
@@ -65,7 +65,10 @@ export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 export interface Frame {
   type: FrameTypeValue;
   id: number;
-  /** A view into the received bytes: valid until the next push(); copy it to keep it longer. */
+  /**
+   * A view into the received bytes (no copy). Received chunks are never reused, so the view stays
+   * valid; it keeps its whole chunk alive, so copy it to keep a small payload for long.
+   */
   payload: Buffer;
 }
 
@@ -92,15 +95,25 @@ export class FrameError extends ScangateError {
 /** Per-direction MAC state: the key and the implicit sequence number. */
 export class MacState {
   private readonly seqBuf = Buffer.alloc(8);
-  private seq = 0n;
-  constructor(private readonly key: Buffer) {
+  /** The 64-bit sequence number as two 32-bit halves (a BigInt would allocate on every frame). */
+  private seqHi = 0;
+  private seqLo = 0;
+  /** Imported once; a raw Buffer key would be re-imported by every createHmac call. */
+  private readonly key: KeyObject;
+  constructor(key: Buffer) {
     if (key.length < 32) throw new RangeError('MAC key must be at least 32 bytes');
+    this.key = createSecretKey(key);
   }
   /** MAC of the next frame in this direction (advances the sequence number). */
   next(frame: Buffer): Buffer {
-    this.seqBuf.writeBigUInt64BE(this.seq);
-    this.seq++;
-    return createHmac('sha256', this.key).update(this.seqBuf).update(frame).digest();
+    const s = this.seqBuf;
+    s.writeUInt32BE(this.seqHi, 0);
+    s.writeUInt32BE(this.seqLo, 4);
+    if (this.seqLo === 0xffffffff) {
+      this.seqLo = 0;
+      this.seqHi++;
+    } else this.seqLo++;
+    return createHmac('sha256', this.key).update(s).update(frame).digest();
   }
 }
 
