@@ -31,6 +31,7 @@ import {
   mailFacts,
   REGISTERED_HEADER,
 } from './mail.js';
+import { queryOfFacts } from './mailcheck.js';
 import type { RegistryService, VerifyResult } from './service.js';
 import { SignatureHasher } from './signature.js';
 
@@ -100,14 +101,8 @@ export function inboundPolicy(
       if (!signature) return { action: 'accept', headers: [phishingHeader('suspicious', 'unverifiable')] };
       let result: VerifyResult;
       try {
-        result = await service.verify({
-          from: facts.from,
-          to: facts.to,
-          date: facts.date,
-          signature,
-          confirmationNo: facts.confirmationNo,
-          claimsRegistered: facts.claimsRegistered,
-        });
+        // signature() is non-null only when From, To and Date are present.
+        result = await service.verify(queryOfFacts(facts as Parameters<typeof queryOfFacts>[0], signature));
       } catch (e) {
         if (e instanceof RegistryError && e.status === 400)
           return { action: 'accept', headers: [phishingHeader('suspicious', 'unverifiable')] };

@@ -3,7 +3,7 @@
  * to be registered, its confirmation number, and the signature of its content (mail.ts).
  */
 import { invalid } from './errors.js';
-import { mailFacts } from './mail.js';
+import { type MailFacts, mailFacts } from './mail.js';
 import type { VerifyQuery } from './service.js';
 import { SignatureHasher } from './signature.js';
 
@@ -26,6 +26,14 @@ export function queryOfMail(raw: Buffer): MailQuery {
     .update(facts.contentPrefix)
     .update(raw.subarray(facts.bodyOffset))
     .digest();
+  return queryOfFacts({ ...facts, from: facts.from, to: facts.to, date: facts.date }, signature);
+}
+
+/** The verify query for a mail whose facts and content signature are known. */
+export function queryOfFacts(
+  facts: MailFacts & { from: string; to: string; date: string },
+  signature: string,
+): MailQuery {
   return {
     from: facts.from,
     to: facts.to,

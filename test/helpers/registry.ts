@@ -3,6 +3,7 @@
  * PostgreSQL, mailing through an in-test smtp-server whose messages the test reads; plus helpers
  * to pull the confirmation link out of a mail and drive the confirmation page like a browser.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,4 +101,31 @@ export async function confirmByLink(link: URL): Promise<{ status: number; html: 
     body: new URLSearchParams({ csrf: field('csrf'), ref: field('ref'), code: field('code') }),
   });
   return { status: res.status, html: await res.text() };
+}
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'scangate.js');
+
+/** Runs the CLI without blocking this process (which serves the registry the CLI talks to). */
+export function scangateCli(
+  args: string[],
+  stdin?: string,
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, SCANGATE_FROM_SOURCE: '1' },
+      stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d;
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
 }

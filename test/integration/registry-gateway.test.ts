@@ -7,7 +7,6 @@
  * onFail reject, the forgery is refused with 550 5.7.1 and never delivered.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,32 +18,11 @@ import { silentLogger } from '../../src/logger.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { startRegistry } from '../../src/registry/index.js';
 import { peer } from '../helpers/peers.js';
-import { confirmationLink, confirmByLink, waitForMail } from '../helpers/registry.js';
+import { confirmationLink, confirmByLink, scangateCli, waitForMail } from '../helpers/registry.js';
 import { swaks } from '../helpers/smtp-gateway.js';
 import { type MailServer, startMailServer } from '../helpers/smtp-server.js';
 
 const BANK = 'notices@bank.example';
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'scangate.js');
-
-function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, SCANGATE_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 120_000,
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 /** The organisation enrols first (as an operator would with the CLI), then configures the gateway. */
 async function enrol(dir: string, registryConfig: Record<string, unknown>, mail: MailServer) {
@@ -154,7 +132,7 @@ test('gateway: outbound mail from the enrolled sender leaves stamped and verifie
   assert.ok(number?.includes(BANK), stamped.slice(0, 400));
   const received = join(dir, 'received.eml');
   writeFileSync(received, stamped);
-  const verified = await cli(['verify', '--registry', url, received]);
+  const verified = await scangateCli(['verify', '--registry', url, received]);
   assert.equal(verified.code, 0, verified.out + verified.err);
   assert.match(verified.out, /: authentic/);
 
