@@ -83,7 +83,8 @@ export class TunnelCa {
     ];
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: sn,
-      subject: `CN=${o.commonName}, O=scangate tests`,
+      // JSON form, so a CN with commas or quotes is one attribute, not parsed as a DN string.
+      subject: [{ CN: [o.commonName] }, { O: ['scangate tests'] }],
       issuer: this.cert.subject,
       notBefore: new Date(now - DAY),
       notAfter: new Date(now + 30 * DAY),

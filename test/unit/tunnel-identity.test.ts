@@ -4,7 +4,9 @@
  * round-trips, hostile input).
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
+import type { TLSSocket } from 'node:tls';
 import fc from 'fast-check';
 import { ProtocolError } from '../../src/errors.js';
 import {
@@ -12,6 +14,8 @@ import {
   type ClientIdentity,
   compileUriPattern,
   parseSubjectAltNames,
+  peerIdentity,
+  unescapeDnValue,
 } from '../../src/protocols/tunnel/identity.js';
 import {
   decodeProxyV2,
@@ -23,6 +27,7 @@ import {
   sslTlv,
   tlv,
 } from '../../src/protocols/tunnel/proxy-v2.js';
+import { TunnelCa } from '../helpers/tunnel-pki.js';
 
 function id(o: Partial<ClientIdentity>): ClientIdentity {
   return { cn: [], dns: [], uri: [], subject: '', fingerprint256: Buffer.alloc(32), ...o };
@@ -40,6 +45,35 @@ describe('tunnel identity and allow-lists', () => {
       uri: [],
     });
     assert.deepEqual(parseSubjectAltNames(undefined), { dns: [], uri: [] });
+  });
+
+  it('reads CN, SANs and fingerprint from a real certificate, undoing RFC 2253 escapes in the CN', async () => {
+    const ca = await TunnelCa.create();
+    const tricky = 'O\'Brien, Treasury +1 <x>; Zürich ✓ 𝄞\nCN=forged';
+    const c = await ca.issue({ commonName: tricky, dns: ['a.example'], uri: ['spiffe://b/p/x'] });
+    const x = new X509Certificate(c.certPem);
+    const got = peerIdentity({ getPeerX509Certificate: () => x } as unknown as TLSSocket)!;
+    assert.deepEqual(got.cn, [tricky]);
+    assert.deepEqual(got.dns, ['a.example']);
+    assert.deepEqual(got.uri, ['spiffe://b/p/x']);
+    assert.equal(got.fingerprint256.toString('hex'), x.fingerprint256.replace(/:/g, '').toLowerCase());
+    assert.equal(peerIdentity({ getPeerX509Certificate: () => undefined } as unknown as TLSSocket), null);
+  });
+
+  it('property: unescapeDnValue inverts RFC 2253 escaping of any string', () => {
+    const escapeDn = (v: string) =>
+      [...v]
+        .map((ch) =>
+          /[,+"\\<>;=]/.test(ch)
+            ? `\\${ch}`
+            : ch.charCodeAt(0) < 0x20
+              ? `\\${ch.charCodeAt(0).toString(16).padStart(2, '0').toUpperCase()}`
+              : ch,
+        )
+        .join('');
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme' }), (v) => assert.equal(unescapeDnValue(escapeDn(v)), v)),
+    );
   });
 
   it('URI patterns: * is one path segment, ** any number; wildcards in scheme or authority refused', () => {
