@@ -10,7 +10,7 @@
  */
 
 import { join } from 'node:path';
-import type { EventStore } from './admin/event-store-types.js';
+import { type EventStore, openConfiguredEventStore } from './admin/event-store-types.js';
 import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js';
 import { EventFeed } from './admin/feed.js';
 import { MeteredScanner, MetricsEventSink } from './admin/instrument.js';
@@ -157,16 +157,7 @@ export async function startGateway(
 ): Promise<Gateway> {
   const withAdmin = options.admin !== false;
   const feed = new EventFeed();
-  let store: EventStore | null = null;
-  if (withAdmin && config.events) {
-    const { openEventStore } = await import('./admin/event-store.js');
-    store = await openEventStore({
-      database: config.events.database,
-      dataDir: config.dataDir,
-      retentionMs: config.events.retention,
-      logger,
-    });
-  }
+  const store = withAdmin ? await openConfiguredEventStore(config, logger) : null;
   const events = new FanoutEventSink([
     new LogEventSink(logger),
     new MetricsEventSink(),

@@ -1,6 +1,8 @@
 /**
  * What the admin API needs from the event store; the SQL implementation lives in event-store.ts.
  */
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../logger.js';
 import type { EventSink, SecurityEvent } from './events.js';
 
 export interface EventQuery {
@@ -58,4 +60,19 @@ export function parseEventQuery(params: URLSearchParams): EventQuery {
   }
   q.limit = Math.min(q.limit ?? 100, 1000);
   return q;
+}
+
+/** The store `events:` names (loaded only when configured, so no database driver loads otherwise). */
+export async function openConfiguredEventStore(
+  config: Pick<Config, 'events' | 'dataDir'>,
+  logger: Logger,
+): Promise<EventStore | null> {
+  if (!config.events) return null;
+  const { openEventStore } = await import('./event-store.js');
+  return openEventStore({
+    database: config.events.database,
+    dataDir: config.dataDir,
+    retentionMs: config.events.retention,
+    logger,
+  });
 }

@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { rm } from 'node:fs/promises';
 import { AggregatorRegistry, Gauge, type Registry } from 'prom-client';
-import type { EventStore } from '../admin/event-store-types.js';
+import { openConfiguredEventStore } from '../admin/event-store-types.js';
 import { FanoutEventSink } from '../admin/events.js';
 import { EventFeed } from '../admin/feed.js';
 import { registry } from '../admin/metrics.js';
@@ -45,16 +45,7 @@ export async function runPrimary(
   await removeStaleUnixSockets(config, null);
 
   const feed = new EventFeed();
-  let store: EventStore | null = null;
-  if (config.events) {
-    const { openEventStore } = await import('../admin/event-store.js');
-    store = await openEventStore({
-      database: config.events.database,
-      dataDir: config.dataDir,
-      retentionMs: config.events.retention,
-      logger,
-    });
-  }
+  const store = await openConfiguredEventStore(config, logger);
   const sink = new FanoutEventSink([feed, ...(store ? [store] : [])]);
 
   let epoch = 0;

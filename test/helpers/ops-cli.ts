@@ -4,6 +4,8 @@
  * would see. Log lines (JSON on stderr) and banner lines (stdout) can be awaited.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -75,4 +77,33 @@ export function startCli(configFile: string, extraArgs: string[] = []): CliProce
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/** A port free right now on 127.0.0.1 (the CLI listens on what its config file names). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** True when a TCP connect to the port is refused. */
+export function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+}
+
+/** Writes a YAML config from lines and returns its path. */
+export function writeConfig(dir: string, lines: string[]): string {
+  const file = join(dir, 'scangate.yaml');
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
 }

@@ -3,8 +3,11 @@
  * once: CONNECT, TLS inside the tunnel (trusting scangate's CA), one GET with Connection: close,
  * the whole response read and split into status, headers and body.
  */
-import { connect } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import { type AddressInfo, connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { createTestPki } from '../integration/http-origin.js';
 
 export interface ProxiedResponse {
   status: number;
@@ -58,4 +61,25 @@ export async function getViaProxy(o: {
   const headers = all.toString('latin1', 0, end);
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headers)?.[1] ?? 0);
   return { status, headers, body: all.subarray(end + 4) };
+}
+
+/** An HTTPS origin on 127.0.0.1 with a certificate for `localhost` from a fresh test CA (caFile). */
+export async function startTestOrigin(
+  dir: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; port: number; caFile: string; close(): Promise<void> }> {
+  const pki = await createTestPki(dir);
+  const cert = await pki.server(['localhost']);
+  const server = createServer({ cert: cert.cert, key: cert.key }, handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    caFile: pki.caFile,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }

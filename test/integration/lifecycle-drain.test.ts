@@ -5,12 +5,11 @@
  * refused; the process exits 0 before the drain deadline.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { type CliProcess, startCli } from '../helpers/ops-cli.js';
+import { type CliProcess, freePort, refused, startCli, writeConfig } from '../helpers/ops-cli.js';
 import { RawSmtpClient } from '../helpers/ops-smtp-client.js';
 import { type MailServer, startMailServer } from '../helpers/smtp-server.js';
 
@@ -21,26 +20,6 @@ const DRAIN_SECONDS = 30;
 let dir: string;
 let mail: MailServer;
 let cli: CliProcess | undefined;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', () => resolve(true));
-  });
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'scangate-drain-'));
@@ -58,18 +37,14 @@ it(
   { timeout: 120_000 },
   async () => {
     const port = await freePort();
-    const config = join(dir, 'scangate.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${join(dir, 'data')}`,
-        'log: { level: info }',
-        `listeners: [{ name: mail, protocol: smtp, listen: 127.0.0.1:${port}, upstream: 127.0.0.1:${mail.port}, tls: { client: none, upstream: none }, maxConnections: 1000 }]`,
-        'admin: null',
-        'events: null',
-        `drain: { timeout: ${DRAIN_SECONDS} }`,
-      ].join('\n'),
-    );
+    const config = writeConfig(dir, [
+      `dataDir: ${join(dir, 'data')}`,
+      'log: { level: info }',
+      `listeners: [{ name: mail, protocol: smtp, listen: 127.0.0.1:${port}, upstream: 127.0.0.1:${mail.port}, tls: { client: none, upstream: none }, maxConnections: 1000 }]`,
+      'admin: null',
+      'events: null',
+      `drain: { timeout: ${DRAIN_SECONDS} }`,
+    ]);
     cli = startCli(config);
     await cli.waitFor(/mail \(smtp\) listening on/);
 

@@ -7,14 +7,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer, type Server } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { type CliProcess, startCli } from '../helpers/ops-cli.js';
-import { getViaProxy } from '../helpers/ops-https.js';
-import { createTestPki } from './http-origin.js';
+import { type CliProcess, freePort, startCli, writeConfig } from '../helpers/ops-cli.js';
+import { getViaProxy, startTestOrigin } from '../helpers/ops-https.js';
 
 const IN_FLIGHT = Number(process.env.N ?? 100);
 const SLOW_SIZE = 128 * 1024;
@@ -22,9 +19,7 @@ const SLOW_CHUNKS = 16;
 const SLOW_GAP_MS = 250;
 
 let dir: string;
-let origin: Server;
-let originPort: number;
-let originCa: string;
+let origin: Awaited<ReturnType<typeof startTestOrigin>>;
 let cli: CliProcess | undefined;
 let slowStarted = 0;
 const marker = `scangate-reload-marker-${randomBytes(8).toString('hex')}`;
@@ -39,21 +34,9 @@ function slowBody(n: number): string {
     .slice(0, SLOW_SIZE);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'scangate-reload-'));
-  const pki = await createTestPki(dir);
-  originCa = pki.caFile;
-  const cert = await pki.server(['localhost']);
-  origin = createHttpsServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+  origin = await startTestOrigin(dir, (req, res) => {
     const url = req.url ?? '/';
     const slow = /^\/slow\/(\d+)$/.exec(url);
     if (slow) {
@@ -76,8 +59,6 @@ before(async () => {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  originPort = (origin.address() as AddressInfo).port;
 
   writeFileSync(
     join(dir, 'local.ndb'),
@@ -87,8 +68,7 @@ before(async () => {
 
 after(async () => {
   cli?.kill();
-  origin?.closeAllConnections();
-  await new Promise((r) => origin?.close(r));
+  await origin?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -97,24 +77,20 @@ it(
   { timeout: 180_000 },
   async () => {
     const port = await freePort();
-    const config = join(dir, 'scangate.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${join(dir, 'data')}`,
-        'log: { level: info }',
-        `engine: { signatures: [${join(dir, 'local.ndb')}] }`,
-        `tls: { upstream: { ca: [${originCa}] } }`,
-        `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 1000 }]`,
-        'admin: null',
-        'events: null',
-      ].join('\n'),
-    );
+    const config = writeConfig(dir, [
+      `dataDir: ${join(dir, 'data')}`,
+      'log: { level: info }',
+      `engine: { signatures: [${join(dir, 'local.ndb')}] }`,
+      `tls: { upstream: { ca: [${origin.caFile}] } }`,
+      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 1000 }]`,
+      'admin: null',
+      'events: null',
+    ]);
     cli = startCli(config);
     await cli.waitFor(/web \(http\) listening on/);
     const ca = readFileSync(join(dir, 'data', 'ca.crt'), 'utf8');
     const get = (path: string) =>
-      getViaProxy({ proxyPort: port, host: 'localhost', port: originPort, path, ca });
+      getViaProxy({ proxyPort: port, host: 'localhost', port: origin.port, path, ca });
 
     const before = await get('/newvirus.bin');
     assert.equal(before.status, 200, 'not yet signed: delivered');

@@ -7,32 +7,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer, type Server } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { EICAR } from '../helpers/eicar.js';
-import { type CliProcess, startCli } from '../helpers/ops-cli.js';
-import { getViaProxy } from '../helpers/ops-https.js';
-import { createTestPki } from './http-origin.js';
+import { type CliProcess, freePort, startCli, writeConfig } from '../helpers/ops-cli.js';
+import { getViaProxy, startTestOrigin } from '../helpers/ops-https.js';
 
 const TOKEN = 'workers-test-token-0123456789';
 let dir: string;
-let origin: Server;
-let originPort: number;
-let originCa: string;
+let origin: Awaited<ReturnType<typeof startTestOrigin>>;
 let cli: CliProcess | undefined;
 const marker = `scangate-workers-marker-${randomBytes(8).toString('hex')}`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function metric(text: string, name: string): number {
   return text
@@ -43,10 +29,7 @@ function metric(text: string, name: string): number {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'scangate-workers-'));
-  const pki = await createTestPki(dir);
-  originCa = pki.caFile;
-  const cert = await pki.server(['localhost']);
-  origin = createHttpsServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+  origin = await startTestOrigin(dir, (req, res) => {
     const body =
       req.url === '/eicar.com'
         ? EICAR
@@ -56,8 +39,6 @@ before(async () => {
     res.writeHead(200, { 'content-length': body.length });
     res.end(body);
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  originPort = (origin.address() as AddressInfo).port;
   writeFileSync(
     join(dir, 'local.ndb'),
     `Unrelated.Sig:0:*:${Buffer.from('nothing-matches-this-123').toString('hex')}\n`,
@@ -66,8 +47,7 @@ before(async () => {
 
 after(async () => {
   cli?.kill();
-  origin?.closeAllConnections();
-  await new Promise((r) => origin?.close(r));
+  await origin?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -77,19 +57,15 @@ it(
   async () => {
     const port = await freePort();
     const adminPort = await freePort();
-    const config = join(dir, 'scangate.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${join(dir, 'data')}`,
-        'log: { level: info }',
-        'workers: 2',
-        `engine: { signatures: [${join(dir, 'local.ndb')}] }`,
-        `tls: { upstream: { ca: [${originCa}] } }`,
-        `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port} }]`,
-        `admin: { listen: 127.0.0.1:${adminPort}, token: ${TOKEN} }`,
-      ].join('\n'),
-    );
+    const config = writeConfig(dir, [
+      `dataDir: ${join(dir, 'data')}`,
+      'log: { level: info }',
+      'workers: 2',
+      `engine: { signatures: [${join(dir, 'local.ndb')}] }`,
+      `tls: { upstream: { ca: [${origin.caFile}] } }`,
+      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port} }]`,
+      `admin: { listen: 127.0.0.1:${adminPort}, token: ${TOKEN} }`,
+    ]);
     cli = startCli(config);
     await cli.waitFor(/scangate: 2 workers/);
     await cli.waitFor(/admin on/);
@@ -97,7 +73,7 @@ it(
     let n = 0;
     const get = (path: string) => {
       const i = n++;
-      return getViaProxy({ proxyPort: port, host: 'localhost', port: originPort, path, ca }).catch(
+      return getViaProxy({ proxyPort: port, host: 'localhost', port: origin.port, path, ca }).catch(
         (e: Error) => {
           throw new Error(`request ${i} (${path}): ${e.message}`);
         },

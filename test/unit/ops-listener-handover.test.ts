@@ -9,6 +9,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { silentLogger } from '../../src/logger.js';
 import { beginHandover, createTcpListener, endHandover } from '../../src/net/listener.js';
+import { refused } from '../helpers/ops-cli.js';
 
 function listener(name: string, tag: string, listen = '127.0.0.1:0') {
   return createTcpListener({
@@ -31,17 +32,6 @@ function hello(port: number): Promise<{ tag: string; socket: Socket }> {
     const s = connect(port, '127.0.0.1');
     s.once('data', (d) => resolve({ tag: d.toString(), socket: s }));
     s.once('error', reject);
-  });
-}
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', () => resolve(true));
   });
 }
 
