@@ -285,17 +285,30 @@ async function ipcCost(): Promise<{ relayedPerSecond: number; microsPerVerdict: 
 import cluster from 'node:cluster';
 const N = 20000;
 if (cluster.isPrimary) {
-  const a = cluster.fork({ ROLE: 'a' }); const b = cluster.fork({ ROLE: 'b' });
+  const a = cluster.fork({ ROLE: 'a' });
+  const b = cluster.fork({ ROLE: 'b' });
   let t0 = 0;
-  a.on('message', (m) => { if (m.t === 'go') { t0 = performance.now(); a.send({ t: 'start' }); } else b.send(m); });
-  b.on('message', (m) => { if (m.t === 'done') { const s = (performance.now() - t0) / 1000; console.log(JSON.stringify({ s })); a.kill(); b.kill(); process.exit(0); } });
+  let ready = 0;
+  // Both must be listening before the burst: a message that arrives before a worker's handler is lost.
+  const go = () => { if (++ready === 2) { t0 = performance.now(); a.send({ t: 'start' }); } };
+  a.on('message', (m) => (m.t === 'ready' ? go() : b.send(m)));
+  b.on('message', (m) => {
+    if (m.t === 'ready') return go();
+    const s = (performance.now() - t0) / 1000;
+    console.log(JSON.stringify({ s }));
+    a.kill();
+    b.kill();
+    process.exit(0);
+  });
 } else if (process.env.ROLE === 'a') {
-  process.on('message', () => { for (let i = 0; i < N; i++) process.send({ t: 'sg:cache-set', epoch: 0, db: 'local-0123456789ab', sha256: i.toString(16).padStart(64, '0'), verdict: { status: 'clean' } }); });
-  process.send({ t: 'go' });
+  process.on('message', () => {
+    for (let i = 0; i < N; i++) process.send({ t: 'sg:cache-set', epoch: 0, db: 'local-0123456789ab', sha256: i.toString(16).padStart(64, '0'), verdict: { status: 'clean' } });
+  });
+  process.send({ t: 'ready' });
 } else {
-  let n = 0; process.on('message', () => { if (++n === N) process.send({ t: 'done' }); });
-  // Without a timer the last batch of a burst can sit unread until something wakes the loop.
-  setInterval(() => {}, 50);
+  let n = 0;
+  process.on('message', () => { if (++n === N) process.send({ t: 'done' }); });
+  process.send({ t: 'ready' });
 }
 `,
   );
