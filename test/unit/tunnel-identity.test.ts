@@ -49,7 +49,7 @@ describe('tunnel identity and allow-lists', () => {
 
   it('reads CN, SANs and fingerprint from a real certificate, undoing RFC 2253 escapes in the CN', async () => {
     const ca = await TunnelCa.create();
-    const tricky = 'O\'Brien, Treasury +1 <x>; Zürich ✓ 𝄞\nCN=forged';
+    const tricky = "O'Brien, Treasury +1 <x>; Zürich ✓ 𝄞\nCN=forged";
     const c = await ca.issue({ commonName: tricky, dns: ['a.example'], uri: ['spiffe://b/p/x'] });
     const x = new X509Certificate(c.certPem);
     const got = peerIdentity({ getPeerX509Certificate: () => x } as unknown as TLSSocket)!;
