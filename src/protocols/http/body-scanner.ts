@@ -1,30 +1,38 @@
 /**
  * Scanning one message body on its way through (request upload or response download).
  *
- * Bodies up to `holdLimit` are held whole (in a Spool: memory, then a temp file) until the
- * verdict, so an infected object never leaves, not even in part. Larger bodies, or bodies whose
- * length was unknown and grew past the limit, stream: everything but the last `keepBack` bytes is
- * released as it arrives and the tail waits for the verdict (HAVP's KEEPBACKBUFFER). If the verdict
- * is infected after bytes were released, the caller cuts the transfer (c-icap's
- * "partiallyblocked"): the receiver has an incomplete object and no terminating chunk.
+ * Bodies up to `holdLimit` are held whole (memory, then a temp file) until the verdict, so an
+ * infected object never leaves, not even in part; they are scanned once complete, as a Buffer or by
+ * path, which spares the engine a stream and a second copy. Larger bodies, or bodies whose length
+ * was unknown and grew past the limit, stream: the scanner reads them while they arrive, everything
+ * but the last `keepBack` bytes is released as it arrives and the tail waits for the verdict (HAVP's
+ * KEEPBACKBUFFER). If the verdict is infected after bytes were released, the caller cuts the
+ * transfer (c-icap's "partiallyblocked"): the receiver has an incomplete object and no terminating
+ * chunk.
  *
- * The scanner reads the body while it arrives. With a Content-Encoding (gzip, deflate, br) the
- * decoded bytes are scanned in a second lane next to the raw bytes: the raw lane keeps a server that
- * lies about the encoding (raw malware labelled "br") from slipping through an undecodable lane,
- * while the decoded lane finds what only the decoded form shows. Forwarded bytes are always the
- * original ones.
+ * With a Content-Encoding the raw bytes are always scanned: a server that lies about the encoding
+ * (raw malware labelled "br") cannot slip through an undecodable lane. gzip the engine unpacks
+ * itself (as ClamAV does), so a gzip-only body needs no second lane; for deflate and br the decoded
+ * bytes are scanned in a second lane, which finds what only the decoded form shows. Forwarded bytes
+ * are always the original ones.
  */
 import type { Writable } from 'node:stream';
 import { PassThrough, pipeline, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
-import { Spool } from '../../engine/source.js';
 import type { Scanner, Verdict } from '../../engine/types.js';
+import { HeldBody } from './held-body.js';
 
 export interface BodySink {
   /** Called once, before the first byte is released: the message head must go out now. */
   begin(): Promise<void>;
   /** Sends released body bytes; resolves when the receiver can take more (backpressure). */
   write(chunk: Buffer): Promise<void>;
+  /**
+   * Optional batched form, used instead of begin() and write() when present: sends the head first
+   * when `first`, then every chunk, then the end of the message when `last` (the body is complete and
+   * may be delivered), all in one write, so one system call and full TLS records carry them.
+   */
+  writeBatch?(chunks: Buffer[], first: boolean, last: boolean): Promise<void>;
 }
 
 export interface BodyScanOptions {
@@ -54,13 +62,11 @@ class ScanLane {
   readonly verdict: Promise<Verdict>;
   private closed = false;
 
-  constructor(scanner: Scanner, decoders: Writable[], name: string, signal: AbortSignal, size?: number) {
+  constructor(scanner: Scanner, decoders: Writable[], name: string, signal?: AbortSignal, size?: number) {
     const sink = new PassThrough({ highWaterMark: 256 * 1024 });
     this.verdict = scanner
-      .scan(sink, { name, signal, size })
-      .catch(
-        (e: Error): Verdict => ({ status: 'error', reason: e.message, code: (e as { code?: string }).code }),
-      )
+      .scan(sink, { name, ...(signal ? { signal } : {}), ...(size !== undefined ? { size } : {}) })
+      .catch(scanFailure)
       .finally(() => {
         this.closed = true;
         sink.destroy();
@@ -83,7 +89,7 @@ class ScanLane {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.closed || this.input.destroyed || this.input.writableEnded) return;
-    if (!this.input.write(chunk)) await drained(this.input, () => this.closed);
+    if (!this.input.write(chunk)) await drained(this.input, this.verdict);
   }
 
   end(): void {
@@ -96,42 +102,62 @@ class ScanLane {
   }
 }
 
-/** Resolves on 'drain', or when the stream closes/errs, or when `gone()` turns true. */
-function drained(stream: Writable, gone: () => boolean): Promise<void> {
+/** Resolves on 'drain', or when the stream closes or fails, or when `settled` does (the scan ended). */
+function drained(stream: Writable, settled: Promise<unknown>): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => {
-      clearInterval(poll);
-      stream.off('drain', done);
-      stream.off('close', done);
-      stream.off('error', done);
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      stream.off('drain', finish);
+      stream.off('close', finish);
+      stream.off('error', finish);
       resolve();
     };
     // The scanner may finish (and stop reading) without this stream ever draining or closing.
-    const poll = setInterval(() => {
-      if (gone()) done();
-    }, 50);
-    stream.once('drain', done);
-    stream.once('close', done);
-    stream.once('error', done);
+    settled.then(finish, finish);
+    stream.once('drain', finish);
+    stream.once('close', finish);
+    stream.once('error', finish);
   });
 }
 
-/** zlib decoders for a Content-Encoding value, outermost coding first; null when one is unknown. */
-export function decodersFor(contentEncoding: string | undefined): Writable[] | null {
+/** Content codings in the order to undo them (outermost first); null when one is unknown. */
+export function contentCodings(contentEncoding: string | undefined): string[] | null {
   if (!contentEncoding) return [];
   const codings = contentEncoding
     .split(',')
     .map((c) => c.trim().toLowerCase())
-    .filter((c) => c && c !== 'identity');
-  const out: Writable[] = [];
-  // Codings are listed in the order applied (RFC 9110 §8.4), so they are undone in reverse.
-  for (const c of codings.reverse()) {
-    if (c === 'gzip' || c === 'x-gzip') out.push(createGunzip());
-    else if (c === 'deflate') out.push(new DeflateAuto());
-    else if (c === 'br') out.push(createBrotliDecompress());
-    else return null;
-  }
-  return out;
+    .filter((c) => c && c !== 'identity')
+    // Codings are listed in the order applied (RFC 9110 §8.4), so they are undone in reverse.
+    .reverse();
+  return codings.every((c) => DECODERS.has(c)) ? codings : null;
+}
+
+const DECODERS = new Map<string, () => Writable>([
+  ['gzip', createGunzip],
+  ['x-gzip', createGunzip],
+  ['deflate', () => new DeflateAuto()],
+  ['br', createBrotliDecompress],
+]);
+
+/**
+ * The codings a decoded lane must undo, or none when the raw lane covers the content: gzip layers
+ * only (the engine unpacks gzip, however deeply nested), or an unknown coding (nothing to decode
+ * with; the raw bytes are still scanned).
+ */
+export function decodedLaneCodings(contentEncoding: string | undefined): string[] {
+  const codings = contentCodings(contentEncoding);
+  if (!codings || codings.every((c) => c === 'gzip' || c === 'x-gzip')) return [];
+  return codings;
+}
+
+function decoders(codings: string[]): Writable[] {
+  return codings.map((c) => DECODERS.get(c)!());
+}
+
+function scanFailure(e: Error): Verdict {
+  return { status: 'error', reason: e.message, code: (e as { code?: string }).code };
 }
 
 /**
@@ -162,28 +188,32 @@ class DeflateAuto extends Transform {
 }
 
 export class ScannedBody {
-  private readonly lanes: ScanLane[] = [];
-  private readonly abort = new AbortController();
+  /** Scans fed while the body streams; null until it does (held bodies are scanned whole at the end). */
+  private lanes: ScanLane[] | null = null;
+  private abort: AbortController | null = null;
   private mode: 'hold' | 'stream';
-  private spool: Spool | null = null;
+  private held: HeldBody | null = null;
   /** Streaming: bytes not yet released, oldest first, at most keepBack plus one chunk. */
   private tail: Buffer[] = [];
   private tailBytes = 0;
   private begun = false;
   private received = 0;
   private finished = false;
+  /** Content codings to undo for the decoded lane; empty when the raw lane covers everything. */
+  private readonly decode: string[];
 
   constructor(
     private readonly opts: BodyScanOptions,
     private readonly sink: BodySink,
   ) {
-    const decoders = decodersFor(opts.contentEncoding);
-    const encoded = decoders !== null && decoders.length > 0;
-    this.lanes.push(new ScanLane(opts.scanner, [], opts.name, this.abort.signal, opts.size));
-    if (encoded) this.lanes.push(new ScanLane(opts.scanner, decoders, opts.name, this.abort.signal));
-    this.mode = opts.size !== undefined && opts.size > opts.holdLimit ? 'stream' : 'hold';
-    if (this.mode === 'hold')
-      this.spool = new Spool({ dir: opts.spoolDir, memoryLimit: opts.spoolMemory ?? 1024 * 1024 });
+    this.decode = decodedLaneCodings(opts.contentEncoding);
+    if (opts.size !== undefined && opts.size > opts.holdLimit) {
+      this.mode = 'stream';
+      this.startLanes();
+    } else {
+      this.mode = 'hold';
+      this.held = new HeldBody(opts.spoolMemory ?? 1024 * 1024, opts.spoolDir);
+    }
   }
 
   /** Bytes received so far. */
@@ -206,51 +236,75 @@ export class ScannedBody {
     }
   }
 
+  private startLanes(): ScanLane[] {
+    this.abort = new AbortController();
+    const { scanner, name, size } = this.opts;
+    const lanes = [new ScanLane(scanner, [], name, this.abort.signal, size)];
+    if (this.decode.length) lanes.push(new ScanLane(scanner, decoders(this.decode), name, this.abort.signal));
+    this.lanes = lanes;
+    return lanes;
+  }
+
+  private async feedLanes(chunk: Buffer): Promise<void> {
+    const lanes = this.lanes!;
+    if (lanes.length === 1) await lanes[0]!.write(chunk);
+    else await Promise.all(lanes.map((l) => l.write(chunk)));
+  }
+
   private async accept(chunk: Buffer): Promise<void> {
     if (chunk.length === 0) return;
     this.received += chunk.length;
-    await Promise.all(this.lanes.map((l) => l.write(chunk)));
     if (this.mode === 'hold') {
-      await this.spool!.write(chunk);
-      if (this.spool!.size > this.opts.holdLimit) await this.switchToStream();
+      await this.held!.write(chunk);
+      if (this.held!.size > this.opts.holdLimit) await this.switchToStream();
       return;
     }
+    await this.feedLanes(chunk);
     this.tail.push(chunk);
     this.tailBytes += chunk.length;
     await this.releaseBeyondKeepBack();
   }
 
-  /** The held body outgrew holdLimit: release all but the keep-back tail and continue streaming. */
+  /** The held body outgrew holdLimit: scan what was held, release all but the keep-back tail, stream on. */
   private async switchToStream(): Promise<void> {
-    const spool = this.spool!;
-    this.spool = null;
+    const held = this.held!;
+    this.held = null;
     this.mode = 'stream';
+    this.startLanes();
     try {
-      const { source } = await spool.finish();
-      const cut = Math.max(0, source.size - this.opts.keepBack);
-      await this.begin();
-      for await (const c of source.stream(0, cut)) await this.sink.write(c);
-      for await (const c of source.stream(cut, source.size)) {
-        this.tail.push(c);
-        this.tailBytes += c.length;
+      const cut = Math.max(0, held.size - this.opts.keepBack);
+      let pos = 0;
+      for await (const c of held.read()) {
+        await this.feedLanes(c);
+        if (pos + c.length <= cut) await this.release([c]);
+        else {
+          if (pos < cut) await this.release([c.subarray(0, cut - pos)]);
+          const kept = pos < cut ? c.subarray(cut - pos) : c;
+          this.tail.push(kept);
+          this.tailBytes += kept.length;
+        }
+        pos += c.length;
       }
     } finally {
-      await spool.dispose();
+      await held.dispose();
     }
   }
 
-  private async begin(): Promise<void> {
-    if (this.begun) return;
+  /** Sends body bytes (the message head first when none has gone yet); `last`: the body is done and clean. */
+  private async release(chunks: Buffer[], last = false): Promise<void> {
+    const first = !this.begun;
     this.begun = true;
-    await this.sink.begin();
+    if (this.sink.writeBatch) return this.sink.writeBatch(chunks, first, last);
+    if (first) await this.sink.begin();
+    for (const c of chunks) await this.sink.write(c);
   }
 
   private async releaseBeyondKeepBack(): Promise<void> {
+    const out: Buffer[] = [];
     while (this.tail.length && this.tailBytes - this.tail[0]!.length >= this.opts.keepBack) {
       const c = this.tail.shift()!;
       this.tailBytes -= c.length;
-      await this.begin();
-      await this.sink.write(c);
+      out.push(c);
     }
     // One big chunk may straddle the boundary: release its front part.
     const over = this.tailBytes - this.opts.keepBack;
@@ -258,21 +312,20 @@ export class ScannedBody {
       const first = this.tail[0]!;
       this.tail[0] = first.subarray(over);
       this.tailBytes -= over;
-      await this.begin();
-      await this.sink.write(first.subarray(0, over));
+      out.push(first.subarray(0, over));
     }
+    if (out.length) await this.release(out);
   }
 
   /**
    * The body is complete: waits for the verdict and, when it allows delivery, releases what was
-   * held. `onErrorAllow` is the engine.onError policy (DESIGN 2: fail closed by default).
+   * held (with a batching sink, the end of the message in the same write). `onErrorAllow` is the
+   * engine.onError policy (DESIGN 2: fail closed by default).
    */
   async finish(onErrorAllow = false): Promise<BodyOutcome> {
     this.finished = true;
-    for (const l of this.lanes) l.end();
-    const verdicts = await Promise.all(this.lanes.map((l) => l.verdict));
-    const verdict = combine(verdicts);
     try {
+      const verdict = this.lanes ? await this.streamVerdict(this.lanes) : await this.heldVerdict(this.held!);
       const deliver = verdict.status === 'clean' || (verdict.status === 'error' && onErrorAllow);
       if (!deliver)
         return {
@@ -280,13 +333,15 @@ export class ScannedBody {
           streamed: this.begun,
           verdict: verdict as Exclude<Verdict, { status: 'clean' }>,
         };
-      if (this.spool) {
-        const { source } = await this.spool.finish();
-        await this.begin();
-        for await (const c of source.stream()) await this.sink.write(c);
+      if (this.held) {
+        const whole = this.held.buffer();
+        if (whole) await this.release(whole.length ? [whole] : [], true);
+        else {
+          for await (const c of this.held.read()) await this.release([c]);
+          await this.release([], true);
+        }
       } else {
-        await this.begin();
-        for (const c of this.tail) await this.sink.write(c);
+        await this.release(this.tail, true);
         this.tail = [];
         this.tailBytes = 0;
       }
@@ -296,19 +351,46 @@ export class ScannedBody {
     }
   }
 
+  private async streamVerdict(lanes: ScanLane[]): Promise<Verdict> {
+    for (const l of lanes) l.end();
+    return combine(await Promise.all(lanes.map((l) => l.verdict)));
+  }
+
+  /**
+   * A held body is scanned whole, once complete: from memory as a Buffer, or by path from its temp
+   * file, so the engine neither copies it through a stream nor writes it to disk a second time.
+   */
+  private async heldVerdict(held: HeldBody): Promise<Verdict> {
+    const { scanner, name } = this.opts;
+    const whole = held.buffer();
+    const scans: Promise<Verdict>[] = [
+      scanner
+        .scan(whole ?? { path: held.path! }, { name, size: held.size })
+        .catch((e: Error): Verdict => scanFailure(e)),
+    ];
+    if (this.decode.length) {
+      const lane = new ScanLane(scanner, decoders(this.decode), name);
+      scans.push(lane.verdict);
+      for await (const c of held.read()) await lane.write(c);
+      lane.end();
+    }
+    return combine(await Promise.all(scans));
+  }
+
   /** Stops the scans and drops held bytes (the connection carrying the body failed). */
   async abortScan(): Promise<void> {
-    this.abort.abort();
-    for (const l of this.lanes) l.destroy();
-    await Promise.allSettled(this.lanes.map((l) => l.verdict));
+    this.abort?.abort();
+    const lanes = this.lanes ?? [];
+    for (const l of lanes) l.destroy();
+    await Promise.allSettled(lanes.map((l) => l.verdict));
     await this.dispose();
   }
 
   private async dispose(): Promise<void> {
-    const spool = this.spool;
-    this.spool = null;
+    const held = this.held;
+    this.held = null;
     this.tail = [];
-    await spool?.dispose();
+    await held?.dispose();
   }
 
   get isFinished(): boolean {

@@ -137,7 +137,11 @@ export function send(stream: Duplex, data: Buffer | Buffer[]): Promise<void> {
   const parts = Array.isArray(data) ? data : [data];
   if (stream.destroyed || stream.writableEnded) return Promise.reject(new Error('connection closed'));
   let ok = true;
+  // Several parts go down as one writev: for TLS one SSL_write (full records) and one system call.
+  const batch = parts.length > 1;
+  if (batch) stream.cork();
   for (const p of parts) if (p.length) ok = stream.write(p);
+  if (batch) stream.uncork();
   if (ok) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const cleanup = () => {

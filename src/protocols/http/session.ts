@@ -14,6 +14,7 @@ import type { HttpListenerConfig } from '../../config/schema.js';
 import { UpstreamError } from '../../errors.js';
 import type { ServiceDeps } from '../../net/service.js';
 import { type BodyOutcome, ScannedBody } from './body-scanner.js';
+import { framedSink } from './body-sink.js';
 import {
   type Exchange,
   type Origin,
@@ -34,7 +35,7 @@ import {
 import { endGracefully, MessageReader, send } from './io.js';
 import { type BodyFraming, HttpParser, type RequestHead, type ResponseHead } from './parser.js';
 import { errorResponse, type ProxyResponse, serializeProxyResponse } from './responses.js';
-import { encodeChunk, encodeLastChunk, serializeRequestHead, serializeResponseHead } from './serialize.js';
+import { serializeRequestHead, serializeResponseHead } from './serialize.js';
 import { formatAuthority, parseRequestTarget } from './target.js';
 
 export type { Origin } from './exchange.js';
@@ -256,15 +257,12 @@ export class HttpSession {
     framing: BodyFraming,
     up: Upstream,
   ): Promise<'sent' | 'close'> {
-    const chunked = framing.kind === 'chunked';
+    let trailers: RawHeaders = [];
     const body = new ScannedBody(
       this.bodyOptions(info, undefined, framing.kind === 'length' ? framing.length : undefined, 'upload'),
-      {
-        begin: () => send(up.socket, serializeRequestHead(outHead)),
-        write: (c) => send(up.socket, chunked ? encodeChunk(c) : c),
-      },
+      // The last chunk (with the client's trailers) goes out with the last body bytes.
+      framedSink(up.socket, serializeRequestHead(outHead), framing.kind === 'chunked', () => trailers),
     );
-    let trailers: RawHeaders = [];
     for (;;) {
       const ev = await this.reader.next();
       if (ev?.type === 'body') {
@@ -291,7 +289,6 @@ export class HttpSession {
       await this.answer(verdictResponse(info.url, outcome.verdict, true), info.clientVersion);
       return 'close';
     }
-    if (chunked) await send(up.socket, encodeLastChunk(trailers));
     return 'sent';
   }
 
@@ -355,14 +352,11 @@ export class HttpSession {
     }
 
     const size = ev.framing.kind === 'length' ? ev.framing.length : undefined;
+    let trailers: RawHeaders = [];
     const body = new ScannedBody(
       this.bodyOptions(info, getHeader(resp.headers, 'content-encoding'), size, 'download'),
-      {
-        begin: () => send(this.opts.client, outHead),
-        write: (c) => send(this.opts.client, toClientChunked ? encodeChunk(c) : c),
-      },
+      framedSink(this.opts.client, outHead, toClientChunked, () => trailers),
     );
-    let trailers: RawHeaders = [];
     for (;;) {
       const b = await up.reader.next();
       if (b?.type === 'body') {
@@ -398,8 +392,6 @@ export class HttpSession {
       );
       return closeAfter ? 'close' : 'continue';
     }
-    if (toClientChunked)
-      await send(this.opts.client, encodeLastChunk(info.clientVersion === '1.1' ? trailers : []));
     return closeAfter ? 'close' : 'continue';
   }
 
