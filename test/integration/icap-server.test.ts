@@ -225,6 +225,8 @@ describe('ICAP RESPMOD/REQMOD verdicts', () => {
     const ev = events.events.find((e) => e.protocol === 'icap' && e.signature === EICAR_NAME);
     assert.equal(ev?.action, 'blocked');
     assert.equal(ev?.object, 'http://origin.test/files/a.bin');
+    assert.equal(ev?.server, 'origin.test');
+    assert.match(ev?.client ?? '', /^127\.0\.0\.1:\d+$/);
   });
 
   it('a gzip-encoded body is decoded for scanning; the echo keeps the encoded bytes', async () => {

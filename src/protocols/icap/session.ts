@@ -253,7 +253,7 @@ export class IcapSession {
     answer.finishing = true;
     const onError = cfg.onError ?? deps.config.engine.onError;
     const outcome = await body.finish(onError === 'allow');
-    this.report(url, outcome);
+    this.report(url, req.reqHdr, outcome);
     if (outcome.deliver) {
       if (!answer.sent204) await this.reply(encodeLastChunk());
       return common.close ? 'close' : 'continue';
@@ -269,7 +269,7 @@ export class IcapSession {
     return common.close ? 'close' : 'continue';
   }
 
-  private report(url: string, outcome: BodyOutcome): void {
+  private report(url: string, reqHdr: EncapsulatedRequest | null, outcome: BodyOutcome): void {
     const v = outcome.verdict;
     if (v.status === 'clean') return;
     const action: EventAction = outcome.deliver
@@ -282,6 +282,10 @@ export class IcapSession {
       listener: this.ctx.cfg.name,
       protocol: 'icap',
       client: this.client,
+      // The origin the proxy talks to, as its request names it.
+      ...(reqHdr
+        ? { server: getHeader(reqHdr.head.headers, 'host') ?? url.replace(/^[a-z]+:\/\/([^/]*).*$/i, '$1') }
+        : {}),
       object: url,
       action,
       ...(v.status === 'infected' ? { signature: v.signature, location: v.location } : { reason: v.reason }),
