@@ -144,6 +144,42 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
     assert.ok(readFileSync(back).equals(data));
   });
 
+  test('parallel sessions and an IPv6 client (EPSV over ::1) keep every file intact', async (t) => {
+    if (!havePeers(t)) return;
+    const vs = await server('explicit');
+    const gw = await startFtpGateway({
+      dir: mkdtempSync(join(dir, 'gw-')),
+      scanner,
+      upstreamCa: [vs.caFile],
+      listener: {
+        listen: '[::1]:0',
+        upstream: `127.0.0.1:${vs.port}`,
+        // The client dials ::1, which the server's certificate does not name: tls.name sets the leaf.
+        tls: { client: 'explicit', upstream: 'explicit', name: '::1' },
+        passivePorts: '46200-46299',
+      },
+    });
+    cleanups.push(() => gw.close());
+    const files = Array.from({ length: 4 }, (_, i) => ({
+      name: `par-${i}.bin`,
+      data: randomBytes(1_000_000 + i),
+    }));
+    await Promise.all(
+      files.map(async (f) => {
+        const src = join(dir, f.name);
+        writeFileSync(src, f.data);
+        const url = `ftp://[::1]:${gw.port}/pub/${f.name}`;
+        const tls = ['-sS', '-g', '--ssl-reqd', '--cacert', gw.caFile];
+        const up = await runClient('curl', [...tls, url, '-T', src]);
+        assert.equal(up.code, 0, up.stderr);
+        const down = await runClient('curl', [...tls, url, '-o', `${src}.back`]);
+        assert.equal(down.code, 0, down.stderr);
+        assert.ok(readFileSync(`${src}.back`).equals(f.data));
+        assert.ok(readFileSync(join(vs.uploadDir, f.name)).equals(f.data));
+      }),
+    );
+  });
+
   for (const [label, payload] of [
     ['EICAR', EICAR],
     ['zipped EICAR', buildZip([{ name: 'docs/eicar.com', data: EICAR }])],
