@@ -17,23 +17,15 @@ import type { Duplex } from 'node:stream';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
 import { ScangateError } from '../../errors.js';
-import { formatHostPort, UpstreamFirstConnector } from '../../net/connect.js';
+import { formatHostPort } from '../../net/connect.js';
 import { resetConnection } from '../../net/splice.js';
 import { withTimeout } from '../../net/timeouts.js';
 import { SmtpChannel } from '../smtp/channel.js';
 import type { ReaderEvent } from '../smtp/reader.js';
-import {
-  format227,
-  format229,
-  type HostPort,
-  parseEprtArg,
-  parsePortArg,
-  plainAddress,
-  sameAddress,
-} from './address.js';
+import { plainAddress } from './address.js';
+import { ClientDataSetup } from './client-data.js';
 import { type FtpCommand, parseCommand, redactCommand } from './command.js';
 import type { FtpContext } from './context.js';
-import { type DataListener, openDataListener, serveTls } from './data.js';
 import { rewriteFeat } from './feat.js';
 import { type FtpReply, formatReply, reply } from './reply.js';
 import { download, type TransferHost, upload } from './transfer.js';
@@ -61,10 +53,6 @@ class UpstreamLost extends ScangateError {
   }
 }
 
-type ClientData = { kind: 'passive'; listener: DataListener } | { kind: 'active'; target: HostPort };
-
-const connector = new UpstreamFirstConnector();
-
 export class FtpSession implements TransferHost {
   private client!: SmtpChannel;
   server!: ServerLeg;
@@ -76,8 +64,7 @@ export class FtpSession implements TransferHost {
   private readonly remote: string;
   private pbsz = false;
   private prot: 'C' | 'P' = 'C';
-  private data: ClientData | null = null;
-  private epsvAll = false;
+  private readonly dataSetup: ClientDataSetup;
   private restPending = false;
   private errors = 0;
   private pendingEvent: Promise<ReaderEvent | null> | null = null;
@@ -92,6 +79,12 @@ export class FtpSession implements TransferHost {
     this.serverName = formatHostPort(ctx.target.host, ctx.target.port);
     this.local = plainAddress(socket.localAddress ?? '127.0.0.1');
     this.remote = plainAddress(socket.remoteAddress ?? '');
+    this.dataSetup = new ClientDataSetup({
+      ctx,
+      local: this.local,
+      remote: this.remote,
+      emit: (e) => this.emit(e),
+    });
   }
 
   private get log() {
@@ -178,7 +171,7 @@ export class FtpSession implements TransferHost {
   }
 
   private close(): void {
-    this.dropData();
+    this.dataSetup.drop();
     this.client?.end();
     const up = this.server?.channel;
     if (up && !up.closed) void up.write('QUIT\r\n').catch(() => {});
@@ -249,14 +242,13 @@ export class FtpSession implements TransferHost {
       return this.error(reply(530, 'Use AUTH TLS before sending credentials.'));
     const scan = DOWNLOADS.get(v);
     if (scan !== undefined || UPLOADS.has(v)) {
-      const cd = this.data;
-      if (!cd) return this.error(reply(425, 'Use PORT or PASV first.'));
+      if (!this.dataSetup.ready) return this.error(reply(425, 'Use PORT or PASV first.'));
       try {
         if (scan !== undefined) await download(this, cmd, scan);
         else await upload(this, cmd, this.restPending);
       } finally {
         this.restPending = false;
-        this.dropData();
+        this.dataSetup.drop();
       }
       this.errors = 0;
       return true;
@@ -274,10 +266,11 @@ export class FtpSession implements TransferHost {
         return this.protect(cmd);
       case 'PASV':
       case 'EPSV':
-        return this.passive(cmd);
       case 'PORT':
-      case 'EPRT':
-        return this.active(cmd);
+      case 'EPRT': {
+        const r = await this.dataSetup.prepare(cmd);
+        return r.ok ? this.ok(r.reply) : this.error(r.reply);
+      }
       case 'FEAT': {
         const r = await this.upstream(() => this.server.command(cmd.raw));
         return this.relay(rewriteFeat(r, this.ctx.cfg.tls.client));
@@ -367,77 +360,6 @@ export class FtpSession implements TransferHost {
     return this.error(reply(504, 'Unknown PROT level.'));
   }
 
-  private async passive(cmd: FtpCommand): Promise<boolean> {
-    const extended = cmd.verb === 'EPSV';
-    const arg = cmd.arg.trim().toUpperCase();
-    if (extended && arg === 'ALL') {
-      // RFC 2428 §4: from now on PORT, PASV and EPRT are refused.
-      this.epsvAll = true;
-      return this.ok(reply(200, 'EPSV ALL ok.'));
-    }
-    if (!extended && this.epsvAll) return this.error(reply(503, 'PASV not allowed after EPSV ALL.'));
-    const local = this.local;
-    const v6 = local.includes(':');
-    if (extended && arg && arg !== (v6 ? '2' : '1'))
-      return this.error(reply(522, `Network protocol not supported, use (${v6 ? 2 : 1})`));
-    if (!extended && v6) return this.error(reply(425, 'PASV is IPv4 only; use EPSV.'));
-    this.dropData();
-    let listener: DataListener;
-    try {
-      listener = await openDataListener({
-        ports: this.ctx.ports,
-        host: local,
-        allowFrom: this.remote,
-        timeoutMs: this.ctx.cfg.dataTimeout,
-        log: this.log,
-        onForeign: (from) =>
-          this.emit({
-            kind: 'data-connection-refused',
-            action: 'blocked',
-            reason: `data connection from ${from}`,
-          }),
-      });
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'ftp: no data port');
-      return this.error(reply(425, "Can't open data connection."));
-    }
-    this.data = { kind: 'passive', listener };
-    return this.ok(
-      extended
-        ? reply(229, format229(listener.port))
-        : reply(227, format227({ host: local, port: listener.port })),
-    );
-  }
-
-  private async active(cmd: FtpCommand): Promise<boolean> {
-    if (this.epsvAll) return this.error(reply(503, `${cmd.verb} not allowed after EPSV ALL.`));
-    const parsed = cmd.verb === 'PORT' ? parsePortArg(cmd.arg.trim()) : parseEprtArg(cmd.arg.trim());
-    if ('error' in parsed)
-      return this.error(
-        reply(
-          parsed.error === 'family' ? 522 : 501,
-          parsed.error === 'family' ? parsed.reason : `${parsed.reason}.`,
-        ),
-      );
-    // RFC 2577 §3: only the client's own address, and no privileged port (FTP bounce).
-    if (!sameAddress(parsed.host, this.remote) || parsed.port < 1024) {
-      this.emit({
-        kind: 'bounce-refused',
-        action: 'blocked',
-        reason: `${cmd.verb} to ${formatHostPort(parsed.host, parsed.port)}`,
-      });
-      return this.error(reply(500, `Illegal ${cmd.verb} command.`));
-    }
-    this.dropData();
-    this.data = { kind: 'active', target: { host: parsed.host, port: parsed.port } };
-    return this.ok(reply(200, `${cmd.verb} command successful. Consider using PASV.`));
-  }
-
-  private dropData(): void {
-    if (this.data?.kind === 'passive') this.data.listener.close();
-    this.data = null;
-  }
-
   // TransferHost
 
   async say(r: FtpReply): Promise<void> {
@@ -445,18 +367,7 @@ export class FtpSession implements TransferHost {
   }
 
   async openClientData(): Promise<Duplex> {
-    const cd = this.data;
-    if (!cd) throw new Error('no data connection prepared');
-    const timeoutMs = this.ctx.cfg.dataTimeout;
-    const tcp =
-      cd.kind === 'passive'
-        ? await cd.listener.accept()
-        : await connector.connect(cd.target.host, cd.target.port, {
-            timeoutMs,
-            localAddress: this.local,
-          });
-    if (this.prot !== 'P') return tcp;
-    return serveTls(tcp, await this.clientTlsContext(), timeoutMs);
+    return this.dataSetup.open(this.prot === 'P' ? await this.clientTlsContext() : null);
   }
 
   async watchAbort<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
