@@ -29,7 +29,7 @@ import type { Logger } from './logger.js';
 import { beginHandover, endHandover } from './net/listener.js';
 import type { RunningService, ServiceDeps } from './net/service.js';
 import type { MessagePolicy } from './protocols/smtp/policy.js';
-import type { RunningRegistry } from './registry/index.js';
+import type { RegistryService, RunningRegistry } from './registry/index.js';
 import type { CertificateAuthority } from './tls/ca.js';
 import { createTlsRuntime, type TlsRuntime } from './tls/runtime.js';
 
@@ -169,18 +169,30 @@ export async function startGateway(
   // scanner closes its own, e.g. the Redis connection); cluster workers pass theirs in.
   const newCache = (c: Config) => options.cache ?? createVerdictCache(c.engine.cache, logger);
   let cache = newCache(config);
-  // The mail registry runs where the admin does (once per host, not per cluster worker); its SMTP
-  // policies (inbound check, outbound stamping) use it in this process.
+  // The mail registry is served where the admin is (once per host: here, or the cluster primary);
+  // its SMTP policies (inbound check, outbound stamping) use it in this process.
   let mailRegistry: RunningRegistry | null = null;
   let messagePolicies: MessagePolicy[] = [];
-  if (withAdmin && config.registry) {
+  let closeRegistry = async () => {};
+  if (config.registry) {
     const reg = await import('./registry/index.js');
-    mailRegistry = await reg.startRegistry(config.registry, config.dataDir, logger);
-    try {
-      messagePolicies = await reg.registryPolicies(mailRegistry.service, config.registry, logger);
-    } catch (e) {
-      await mailRegistry.close();
-      throw e;
+    // A cluster worker (no admin): the primary serves the registry; the worker's policies use its
+    // database directly, and only when some listener needs them.
+    const g = config.registry.gateway;
+    let opened: { service: RegistryService; close(): Promise<void> } | null = null;
+    if (withAdmin) {
+      mailRegistry = await reg.startRegistry(config.registry, config.dataDir, logger);
+      opened = mailRegistry;
+    } else if (g.inbound.length || g.outbound.length)
+      opened = await reg.openRegistryService(config.registry, config.dataDir, logger);
+    if (opened) {
+      closeRegistry = () => opened.close();
+      try {
+        messagePolicies = await reg.registryPolicies(opened.service, config.registry, logger);
+      } catch (e) {
+        await opened.close();
+        throw e;
+      }
     }
   }
 
@@ -267,7 +279,7 @@ export async function startGateway(
     await admin?.close();
     await gen.scanner.close();
     await store?.close();
-    await mailRegistry?.close();
+    await closeRegistry();
     throw e;
   }
   logger.info(
@@ -413,7 +425,7 @@ export async function startGateway(
         ),
       ]);
       await store?.close();
-      await mailRegistry?.close();
+      await closeRegistry();
       await admin?.close();
       await gen.scanner.close();
     },

@@ -46,6 +46,11 @@ export async function runPrimary(
 
   const feed = new EventFeed();
   const store = await openConfiguredEventStore(config, logger);
+  // The mail registry is one per machine too (its HTTP side, mail, reminders); workers' SMTP
+  // policies open its database, which it has migrated before they start.
+  const mailRegistry = config.registry
+    ? await (await import('../registry/index.js')).startRegistry(config.registry, config.dataDir, logger)
+    : null;
   const sink = new FanoutEventSink([feed, ...(store ? [store] : [])]);
 
   let epoch = 0;
@@ -162,6 +167,7 @@ export async function runPrimary(
       if (token.created) lines.push(`scangate: admin token (shown once): ${token.value}`);
       if (token.file) lines.push(`scangate: admin token in ${token.file}; open ${url}?token=TOKEN`);
     }
+    if (mailRegistry) lines.push(`scangate: mail registry on ${mailRegistry.url}/ (query page; API /api/v1)`);
     for (const l of lines) process.stdout.write(`${l}\n`);
   }
 
@@ -196,6 +202,7 @@ export async function runPrimary(
       if (alive().length > 0) return;
       clearTimeout(kill);
       await store?.close();
+      await mailRegistry?.close();
       await admin?.close();
       logger.info('all workers drained; exiting');
       logger.flush?.();

@@ -35,6 +35,28 @@ export interface StartRegistryOptions {
 /** Longest pause between reminder sweeps; the interval itself is configurable and can be longer. */
 const REMINDER_SWEEP_MAX_MS = 3_600_000;
 
+/**
+ * The registry's service without its HTTP listener, mailer or reminder timer: for a cluster worker,
+ * whose SMTP policies use the database the primary's registry migrated and serves (SQLite in WAL
+ * mode and PostgreSQL both take several processes).
+ */
+export async function openRegistryService(
+  config: RegistryConfig,
+  dataDir: string,
+  logger: Logger,
+): Promise<{ service: RegistryService; close(): Promise<void> }> {
+  const database = await openDatabase<RegistryDatabase>(config.database, { dataDir });
+  const service = new RegistryService(database, {
+    mailer: null,
+    publicUrl: config.publicUrl?.replace(/\/+$/, '') ?? `http://${config.listen}`,
+    confirmTtl: config.confirmTtl,
+    confirmAttempts: config.confirmAttempts,
+    reminderInterval: config.reminderInterval,
+    logger: logger.child({ component: 'registry' }),
+  });
+  return { service, close: () => database.close() };
+}
+
 export async function startRegistry(
   config: RegistryConfig,
   dataDir: string,
