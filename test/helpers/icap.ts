@@ -3,7 +3,33 @@
  * (encapsulated HTTP heads, chunked body, preview with or without ieof) and a raw-socket client
  * that reads responses (100 Continue, 204, 200 with encapsulated heads and a chunked body).
  */
-import { connect, type Socket } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { EventSink } from '../../src/admin/events.js';
+import { configSchema, type IcapListenerConfig } from '../../src/config/schema.js';
+import type { Scanner } from '../../src/engine/types.js';
+import { silentLogger } from '../../src/logger.js';
+import type { RunningService } from '../../src/net/service.js';
+import { startIcapListener } from '../../src/protocols/icap/index.js';
+
+/** Starts scangate's ICAP listener on an ephemeral loopback port with `overrides` to its config. */
+export async function startTestIcap(o: {
+  dataDir: string;
+  scanner: Scanner;
+  events: EventSink;
+  overrides?: Partial<Record<keyof IcapListenerConfig, unknown>>;
+}): Promise<{ service: RunningService; port: number }> {
+  const config = configSchema.parse({
+    dataDir: o.dataDir,
+    listeners: [{ name: 'icap', protocol: 'icap', listen: '127.0.0.1:0', ...o.overrides }],
+  });
+  const service = await startIcapListener(config.listeners[0] as IcapListenerConfig, {
+    config,
+    scanner: o.scanner,
+    logger: silentLogger,
+    events: o.events,
+  });
+  return { service, port: (service.address as AddressInfo).port };
+}
 
 export interface RequestSpec {
   method?: 'REQMOD' | 'RESPMOD' | 'OPTIONS' | string;

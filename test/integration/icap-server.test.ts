@@ -8,21 +8,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { MemoryEventSink } from '../../src/admin/events.js';
-import { configSchema, type IcapListenerConfig } from '../../src/config/schema.js';
+import type { IcapListenerConfig } from '../../src/config/schema.js';
 import { ClamdScanner } from '../../src/engine/backends/clamd.js';
 import { type BuiltinScanner, createBuiltinScanner, loadEngine } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
-import { silentLogger } from '../../src/logger.js';
 import type { RunningService } from '../../src/net/service.js';
-import { startIcapListener } from '../../src/protocols/icap/index.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
-import { buildRequest, IcapClient, type RequestSpec } from '../helpers/icap.js';
+import { buildRequest, IcapClient, type RequestSpec, startTestIcap } from '../helpers/icap.js';
 
 let dir: string;
 let scanner: BuiltinScanner;
@@ -33,18 +30,9 @@ async function start(
   overrides: Partial<Record<keyof IcapListenerConfig, unknown>> = {},
   s: Scanner = scanner,
 ): Promise<number> {
-  const config = configSchema.parse({
-    dataDir: dir,
-    listeners: [{ name: 'icap', protocol: 'icap', listen: '127.0.0.1:0', ...overrides }],
-  });
-  const svc = await startIcapListener(config.listeners[0] as IcapListenerConfig, {
-    config,
-    scanner: s,
-    logger: silentLogger,
-    events,
-  });
-  services.push(svc);
-  return (svc.address as AddressInfo).port;
+  const { service, port } = await startTestIcap({ dataDir: dir, scanner: s, events, overrides });
+  services.push(service);
+  return port;
 }
 
 const REQ = 'GET http://origin.test/files/a.bin HTTP/1.1\r\nHost: origin.test\r\n\r\n';

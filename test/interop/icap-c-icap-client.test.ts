@@ -7,18 +7,15 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { MemoryEventSink } from '../../src/admin/events.js';
-import { configSchema, type IcapListenerConfig } from '../../src/config/schema.js';
 import { createBuiltinScanner } from '../../src/engine/index.js';
-import { silentLogger } from '../../src/logger.js';
 import type { RunningService } from '../../src/net/service.js';
-import { startIcapListener } from '../../src/protocols/icap/index.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
+import { startTestIcap } from '../helpers/icap.js';
 import { peer } from '../helpers/peers.js';
 
 const exec = promisify(execFile);
@@ -29,17 +26,7 @@ const events = new MemoryEventSink();
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sg-icap-client-'));
-  const config = configSchema.parse({
-    dataDir: dir,
-    listeners: [{ name: 'icap', protocol: 'icap', listen: '127.0.0.1:0' }],
-  });
-  service = await startIcapListener(config.listeners[0] as IcapListenerConfig, {
-    config,
-    scanner: await createBuiltinScanner(),
-    logger: silentLogger,
-    events,
-  });
-  port = (service.address as AddressInfo).port;
+  ({ service, port } = await startTestIcap({ dataDir: dir, scanner: await createBuiltinScanner(), events }));
   writeFileSync(join(dir, 'clean.bin'), randomBytes(200_000));
   writeFileSync(join(dir, 'eicar.com'), EICAR);
 });

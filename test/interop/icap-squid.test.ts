@@ -20,12 +20,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { MemoryEventSink } from '../../src/admin/events.js';
-import { configSchema, type IcapListenerConfig } from '../../src/config/schema.js';
 import { createBuiltinScanner } from '../../src/engine/index.js';
-import { silentLogger } from '../../src/logger.js';
 import type { RunningService } from '../../src/net/service.js';
-import { startIcapListener } from '../../src/protocols/icap/index.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
+import { startTestIcap } from '../helpers/icap.js';
 import { isRoot, peer, which } from '../helpers/peers.js';
 
 const squidBin = which('squid');
@@ -103,16 +101,12 @@ function readLog(name: string): string {
 before(async () => {
   if (!squidBin) return;
   dir = mkdtempSync(join(tmpdir(), 'sg-squid-'));
-  const config = configSchema.parse({
+  const started = await startTestIcap({
     dataDir: join(dir, 'data'),
-    listeners: [{ name: 'icap', protocol: 'icap', listen: '127.0.0.1:0' }],
-  });
-  icap = await startIcapListener(config.listeners[0] as IcapListenerConfig, {
-    config,
     scanner: await createBuiltinScanner(),
-    logger: silentLogger,
     events,
   });
+  icap = started.service;
   origin = createServer((req, res) => {
     const o = objects.get(req.url ?? '');
     if (!o) {
@@ -130,7 +124,7 @@ before(async () => {
   await new Promise<void>((r) => origin!.listen(0, '127.0.0.1', r));
   originPort = (origin.address() as AddressInfo).port;
   squidPort = await freePort();
-  const icapPort = (icap.address as AddressInfo).port;
+  const icapPort = started.port;
   const lines = [
     `http_port 127.0.0.1:${squidPort}`,
     `pid_filename ${join(dir, 'squid.pid')}`,
