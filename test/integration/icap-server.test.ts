@@ -8,15 +8,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { MemoryEventSink } from '../../src/admin/events.js';
-import type { IcapListenerConfig } from '../../src/config/schema.js';
+import { configSchema, type IcapListenerConfig } from '../../src/config/schema.js';
 import { ClamdScanner } from '../../src/engine/backends/clamd.js';
 import { type BuiltinScanner, createBuiltinScanner, loadEngine } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
+import { startGateway } from '../../src/gateway.js';
+import { silentLogger } from '../../src/logger.js';
 import type { RunningService } from '../../src/net/service.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import { buildRequest, IcapClient, type RequestSpec, startTestIcap } from '../helpers/icap.js';
@@ -149,6 +152,26 @@ describe('ICAP OPTIONS and services', () => {
     const r = await once(p, respmod(Buffer.from('clean'), { allow204: true }));
     assert.equal(r.status, 204);
     assert.equal(r.headers.istag, after1, 'every response carries the current ISTag');
+  });
+});
+
+describe('ICAP in the gateway', () => {
+  it('a config listener with protocol: icap is started by the gateway', async () => {
+    const config = configSchema.parse({
+      dataDir: join(dir, 'gateway'),
+      listeners: [{ name: 'icap', protocol: 'icap', listen: '127.0.0.1:0' }],
+      admin: null,
+    });
+    const gw = await startGateway(config, silentLogger);
+    try {
+      const svc = gw.services.find((x) => x.protocol === 'icap');
+      assert.ok(svc, 'icap service running');
+      const r = await once((svc.address as AddressInfo).port, respmod(EICAR, { allow204: true }));
+      assert.match(r.sections['res-hdr']!, /403 Forbidden/);
+      assert.match(r.headers.istag!, /^"sg-[0-9a-f]+"$/);
+    } finally {
+      await gw.close(100);
+    }
   });
 });
 
