@@ -110,6 +110,7 @@ export async function startRegistry(
       () => {
         service
           .sendDueReminders()
+          .then(() => service.purgeConfirmations())
           .catch((e: Error) => log.warn({ err: e.message }, 'registry: reminder sweep failed'));
       },
       Math.min(config.reminderInterval, REMINDER_SWEEP_MAX_MS),

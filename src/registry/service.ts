@@ -55,6 +55,9 @@ const MAX_PROOF_BYTES = 1024;
 const MAX_NAME_CHARS = 200;
 const REMINDER_BATCH = 500;
 const KEY_CACHE = 4096;
+const MAX_PENDING_PER_ADDRESS = 3;
+/** Spent and expired confirmations are kept this long (a replay in that time is a clear 409). */
+const CONFIRMATION_RETENTION_MS = 7 * 86_400_000;
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
@@ -121,6 +124,22 @@ export class RegistryService {
         409,
         'address',
       );
+    const now = this.now();
+    // Per address as well as per client: many clients must not turn the registry into a mail bomb.
+    const pending = await this.db
+      .selectFrom('reg_confirmations')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('address', '=', addr)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', now)
+      .executeTakeFirstOrThrow();
+    if (Number(pending.n) >= MAX_PENDING_PER_ADDRESS)
+      throw new RegistryError(
+        'ERR_REGISTRY_RATE',
+        `${addr} already has confirmation mails waiting; use one of them`,
+        429,
+        'address',
+      );
     const account = await this.db
       .selectFrom('reg_accounts')
       .select('name')
@@ -128,7 +147,6 @@ export class RegistryService {
       .executeTakeFirstOrThrow();
     const code = randomToken(CODE_LENGTH, CODE_ALPHABET);
     const ref = randomToken(22);
-    const now = this.now();
     const expiresAt = now + this.options.confirmTtl;
     await this.db
       .insertInto('reg_confirmations')
@@ -528,6 +546,15 @@ export class RegistryService {
       sent++;
     }
     return sent;
+  }
+
+  /** Deletes confirmations expired for longer than the retention; returns how many. */
+  async purgeConfirmations(): Promise<number> {
+    const r = await this.db
+      .deleteFrom('reg_confirmations')
+      .where('expires_at', '<', this.now() - CONFIRMATION_RETENTION_MS)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   /** Best-effort notice mail: the operation it reports has already happened. */

@@ -160,6 +160,7 @@ async function flow(t: TestContext, engine: Engine) {
   assert.match(reminder, /messages registered since .*: 1/);
   assert.match(reminder, new RegExp(uploaded.id));
   assert.equal(await registry.service.sendDueReminders(), 0, 'not again before the next interval');
+  assert.equal(await registry.service.purgeConfirmations(), 1, 'the spent confirmation, a month old, goes');
 
   // Unbind: the address is no longer enrolled; unregistered mail from it is now unknown-sender.
   await api.request('DELETE', `/api/v1/addresses/${encodeURIComponent(SENDER)}`);

@@ -95,6 +95,12 @@ async function inputs(t: TestContext, engine: Engine) {
   assert.deepEqual({ ...(await snapshot()), mails: 0 }, { ...before, mails: 0 }, 'replay changed nothing');
 
   const other = await new RegistryClient(base, token).requestAddress('second@example.com');
+  // A mail bomb through the registry: at most 3 waiting confirmations per address.
+  await new RegistryClient(base, token).requestAddress('second@example.com');
+  await new RegistryClient(base, token).requestAddress('second@example.com');
+  const bomb = await post(base, '/api/v1/addresses', { address: 'second@EXAMPLE.com' }, token);
+  assert.equal(bomb.status, 429);
+  assert.equal(bomb.json.error?.field, 'address');
   for (let i = 0; i < 3; i++) {
     const wrong = await post(base, '/api/v1/addresses/confirm', { ref: other.ref, code: 'WRONGCODE2' });
     assert.equal(wrong.status, 400);
