@@ -188,7 +188,7 @@ export async function startGateway(
     if (opened) {
       closeRegistry = () => opened.close();
       try {
-        messagePolicies = await reg.registryPolicies(opened.service, config.registry, logger);
+        messagePolicies = await reg.registryPolicies(opened.service, config.registry, logger, events);
       } catch (e) {
         await opened.close();
         throw e;

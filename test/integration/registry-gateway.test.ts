@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { MemoryEventSink } from '../../src/admin/events.js';
 import { configSchema } from '../../src/config/schema.js';
 import { startGateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/logger.js';
@@ -84,14 +85,15 @@ async function gatewayWithRegistry(t: TestContext, onFail: 'tag' | 'reject') {
     registry,
     admin: null,
   });
-  const gw = await startGateway(config, silentLogger);
+  const events = new MemoryEventSink();
+  const gw = await startGateway(config, silentLogger, { events: [events] });
   t.after(() => gw.close(1000));
   const port = (name: string) => {
     const s = gw.services.find((x) => x.name === name);
     return (s?.address as { port: number }).port;
   };
   assert.ok(gw.mailRegistry);
-  return { dir, mail, gw, url: gw.mailRegistry.url, mx: port('mx'), submission: port('submission') };
+  return { dir, mail, gw, events, url: gw.mailRegistry.url, mx: port('mx'), submission: port('submission') };
 }
 
 function send(bin: string, port: number, extra: string[]) {
@@ -198,7 +200,7 @@ test('gateway: outbound mail from the enrolled sender leaves stamped and verifie
 test('gateway: with onFail reject, a forged mail from an enrolled address is refused 550 5.7.1 and not delivered', async (t) => {
   const bin = peer(t, 'swaks');
   if (!bin) return;
-  const { mail, mx } = await gatewayWithRegistry(t, 'reject');
+  const { mail, mx, events } = await gatewayWithRegistry(t, 'reject');
   const r = await send(bin, mx, [
     '--from',
     BANK,
@@ -212,6 +214,12 @@ test('gateway: with onFail reject, a forged mail from an enrolled address is ref
   assert.notEqual(r.code, 0);
   assert.match(r.stdout, /<\*\* 550 5\.7\.1 Message refused: .*not-registered/);
   assert.equal(mail.messages.length, 0, 'nothing delivered');
+  const flagged = events.events.filter((e) => e.signature?.startsWith('Registry.'));
+  assert.equal(flagged.length, 1);
+  assert.deepEqual(
+    [flagged[0]?.signature, flagged[0]?.action, flagged[0]?.listener],
+    ['Registry.NotRegistered', 'rejected', 'mx'],
+  );
   // An ordinary sender the registry knows nothing about is not affected.
   const ok = await send(bin, mx, [
     '--from',
