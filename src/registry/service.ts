@@ -350,7 +350,7 @@ export class RegistryService {
       .where('revoked_at', 'is', null);
     if (typeof input.keyId === 'string') keys = keys.where('id', '=', input.keyId);
     const key = (await keys.execute()).find((k) =>
-      verifyProof(publicKeyFromStored(k.spki), signature, proof),
+      verifyProof(this.keyObject(k.id, k.spki), signature, proof),
     );
     if (!key)
       throw new RegistryError(
