@@ -219,6 +219,30 @@ async function inputs(t: TestContext, engine: Engine) {
     assert.equal((await post(base, '/api/v1/verify', q)).status, 400);
   assert.equal((await post(base, '/api/v1/verify', { ...good, signature })).json.verdict, 'authentic');
 
+  // Change of account: the mailbox owner confirms for another account; the binding moves, the old
+  // account can no longer register from the address, its registered mail stays authentic.
+  const { token: token2 } = await new RegistryClient(base).createAccount('New owner');
+  const mailsBefore = reg.mail.messages.length;
+  const moved = await new RegistryClient(base, token2).requestAddress(sender);
+  await waitForMail(reg.mail, mailsBefore + 1);
+  const movedCode =
+    confirmationLink(reg.mail.messages[mailsBefore]?.data ?? Buffer.alloc(0)).searchParams.get('code') ?? '';
+  assert.equal(
+    (await post(base, '/api/v1/addresses/confirm', { ref: moved.ref, code: movedCode })).status,
+    200,
+  );
+  assert.equal(await count('reg_bindings'), 1, 'still one binding for the address');
+  const signature2 = messageSignature({ ...good, content: 'second\n' });
+  const proof2 = makeProof(privateKey, signature2).toString('base64');
+  const stale = await post(
+    base,
+    '/api/v1/messages',
+    { ...good, signature: signature2, proof: proof2 },
+    token,
+  );
+  assert.equal(stale.status, 403, stale.text);
+  assert.equal((await post(base, '/api/v1/verify', { ...good, signature })).json.verdict, 'authentic');
+
   // Hostile JSON objects: always a 4xx, never a 5xx, and never a stored message.
   await fc.assert(
     fc.asyncProperty(
