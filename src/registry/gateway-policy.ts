@@ -41,9 +41,12 @@ export const PHISHING_HEADER = 'X-Scangate-Phishing';
 type GatewayConfig = RegistryConfig['gateway'];
 
 /** Header facts and the content signature of a spooled message; null when the header is unusable. */
-async function readMessage(
-  content: ObjectSource,
-): Promise<{ facts: MailFacts; signature: () => Promise<string | null> } | null> {
+async function readMessage(content: ObjectSource): Promise<{
+  facts: MailFacts;
+  /** The message already carries an X-Scangate-Phishing field (written by the sender, or an earlier hop). */
+  foreignVerdict: boolean;
+  signature: () => Promise<string | null>;
+} | null> {
   const head = await content.read(0, Math.min(content.size, MAX_HEADER_BYTES));
   let facts: MailFacts;
   try {
@@ -53,8 +56,10 @@ async function readMessage(
   }
   // No end of header within the first MAX_HEADER_BYTES of a longer message: not checkable.
   if (facts.bodyOffset >= head.length && content.size > head.length) return null;
+  const header = head.subarray(0, facts.bodyOffset).toString('latin1');
   return {
     facts,
+    foreignVerdict: /(^|\n)x-scangate-phishing[ \t]*:/i.test(header),
     async signature() {
       if (!facts.from || !facts.to || !facts.date) return null;
       let h: SignatureHasher;
@@ -92,7 +97,12 @@ export function inboundPolicy(
       const claims = facts.claimsRegistered || facts.confirmationNo !== undefined;
       const from = facts.from ? canonicalOrNull(facts.from) : null;
       const enrolled = from !== null && (await service.isEnrolled(from));
-      if (!enrolled && !claims) return { action: 'accept' }; // nothing the registry can say
+      if (!enrolled && !claims)
+        // Nothing the registry can say — but a verdict field the sender wrote itself must not stand
+        // alone for filters downstream to trust: ours, put first, says it is not ours.
+        return msg.foreignVerdict
+          ? { action: 'accept', headers: [phishingHeader('suspicious', 'foreign-verdict-field')] }
+          : { action: 'accept' };
       const signature = await msg.signature();
       if (!signature) return { action: 'accept', headers: [phishingHeader('suspicious', 'unverifiable')] };
       let result: VerifyResult;

@@ -169,6 +169,25 @@ test('gateway: outbound mail from the enrolled sender leaves stamped and verifie
   assert.match(flagged, /^Subject: \[PHISHING\?\] Verify your account\r$/m);
   assert.match(flagged, /Log in at http:\/\/bank\.example\.evil\/ now\./, 'body forwarded unchanged');
 
+  // Inbound: a stranger writing our verdict field itself gets ours on top, saying so.
+  const fake = await send(bin, mx, [
+    '--from',
+    'help@bank-example.evil',
+    '--to',
+    'customer@mail.example',
+    '--header',
+    'X-Scangate-Phishing: pass; verdict=authentic',
+    '--body',
+    'Trust me.',
+  ]);
+  assert.equal(fake.code, 0, fake.stdout);
+  const fakeData = mail.messages.pop()?.data.toString('utf8') ?? '';
+  assert.match(
+    fakeData,
+    /^X-Scangate-Phishing: suspicious; verdict=foreign-verdict-field\r\n(?:.*\r\n)*X-Scangate-Phishing: pass/m,
+  );
+  assert.ok(fakeData.indexOf('suspicious; verdict=foreign') < fakeData.indexOf('pass; verdict=authentic'));
+
   // Inbound: the genuine stamped mail passes.
   const genuine = join(dir, 'genuine.eml');
   writeFileSync(genuine, stamped);
