@@ -10,17 +10,21 @@
  * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { genPattern, rng } from '../test/helpers/sigdb.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const OBJECT_MB = Number(process.env.BENCH_OBJECT_MB ?? 8);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 48);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// A database the size of ClamAV's (bench/match.ts's generator): scanning then costs what it costs in
+// production. BENCH_DB=builtin scans with the built-in signatures only.
+const DB = process.env.BENCH_DB ?? 'generated';
 const children: ChildProcess[] = [];
 
 function freePort(): Promise<number> {
@@ -116,7 +120,26 @@ async function throughput(
   return bytes / 1024 / 1024 / ((performance.now() - t0) / 1000);
 }
 
-async function scangate(dir: string, workers: number | 'auto', originCa: string) {
+/** 20,000 body signatures of every form and 200,000 hash signatures, seeded (same every run). */
+function writeDatabase(dir: string): string[] {
+  const r = rng(7);
+  const body = Array.from({ length: 20_000 }, (_, i) => {
+    const offset = i % 10 === 0 ? `EOF-${r.int(100, 5000)}` : '*';
+    return `Workers.Body.${i}:0:${offset}:${genPattern(r, { lead: [4, 12] }).hex}`;
+  });
+  const hashes = Array.from({ length: 200_000 }, (_, i) =>
+    i % 2
+      ? `${r.bytes(16).toString('hex')}:${r.int(1, 5_000_000)}:Workers.Md5.${i}`
+      : `${r.bytes(32).toString('hex')}:${r.int(1, 5_000_000)}:Workers.Sha256.${i}`,
+  );
+  const files = [join(dir, 'bench.ndb'), join(dir, 'bench.hdb'), join(dir, 'bench.hsb')];
+  writeFileSync(files[0]!, `${body.join('\n')}\n`);
+  writeFileSync(files[1]!, `${hashes.filter((_, i) => i % 2).join('\n')}\n`);
+  writeFileSync(files[2]!, `${hashes.filter((_, i) => i % 2 === 0).join('\n')}\n`);
+  return files;
+}
+
+async function scangate(dir: string, workers: number | 'auto', originCa: string, signatures: string[]) {
   const port = await freePort();
   const adminPort = await freePort();
   const file = join(dir, `scangate-${workers}.yaml`);
@@ -126,6 +149,7 @@ async function scangate(dir: string, workers: number | 'auto', originCa: string)
       `dataDir: ${join(dir, 'data')}`,
       'log: { level: warn }',
       `workers: ${workers}`,
+      `engine: { signatures: [${signatures.join(', ')}] }`,
       `tls: { upstream: { ca: [${originCa}] } }`,
       `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 5000 }]`,
       `admin: { listen: 127.0.0.1:${adminPort}, token: bench-token-0123456789abcdef }`,
@@ -136,9 +160,10 @@ async function scangate(dir: string, workers: number | 'auto', originCa: string)
     SCANGATE_FROM_SOURCE: '1',
   });
   sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
-  await lineMatching(sg, /web \(http\) listening on/);
+  await lineMatching(sg, /web \(http\) listening on/, 180_000);
   return {
     port,
+    pid: sg.pid!,
     async metric(name: string): Promise<number> {
       const r = await fetch(`http://127.0.0.1:${adminPort}/metrics`, {
         headers: { authorization: 'Bearer bench-token-0123456789abcdef' },
@@ -154,6 +179,31 @@ async function scangate(dir: string, workers: number | 'auto', originCa: string)
       await new Promise((r) => sg.once('exit', r));
     },
   };
+}
+
+/** CPU seconds used so far by a process and its children (cluster workers), from /proc. */
+function cpuSeconds(pid: number): number {
+  let total = 0;
+  const visit = (p: number) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(f[11]) + Number(f[12])) / 100;
+      for (const t of readdirSync(`/proc/${p}/task`))
+        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ').filter(Boolean))
+          visit(Number(c));
+    } catch {
+      // exited
+    }
+  };
+  visit(pid);
+  return total;
+}
+
+/** Busy CPU seconds of the whole machine so far (every process, ours and others'). */
+function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -195,25 +245,40 @@ async function main() {
     const originPort = (JSON.parse(await lineMatching(origin, /^\{/)) as { port: number }).port;
     const cores = os.availableParallelism();
 
-    const one = await scangate(dir, 1, originCa);
+    const signatures = DB === 'builtin' ? [] : writeDatabase(dir);
+    const one = await scangate(dir, 1, originCa, signatures);
     const ca = join(dir, 'data', 'ca.crt');
     readFileSync(ca);
-    const many = await scangate(dir, 'auto', originCa);
+    const many = await scangate(dir, 'auto', originCa, signatures);
     console.log(
-      `${DOWNLOADS} downloads of ${OBJECT_MB} MB over HTTPS, ${CLIENTS} parallel curl clients; 1 worker vs auto (${cores} workers), ${ROUNDS} rounds alternating…`,
+      `${DOWNLOADS} downloads of ${OBJECT_MB} MB over HTTPS, ${CLIENTS} parallel curl clients; 1 worker vs auto (${cores} workers), ${ROUNDS} rounds alternating; signatures: ${DB === 'builtin' ? 'built-in' : '20,000 body + 200,000 hash (generated)'}…`,
     );
     const r1: number[] = [];
     const rN: number[] = [];
     const c1: number[] = [];
     const cN: number[] = [];
+    // Cores busy during each distinct-object run: scangate (all its processes), origin, whole machine.
+    type Use = { scangateCores: number; originCores: number; machineCores: number };
+    const use1: Use[] = [];
+    const useN: Use[] = [];
     let offset = 1;
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate which goes first so machine noise falls on both alike.
       const order = round % 2 === 0 ? [one, many] : [many, one];
       for (const sg of order) {
+        const cpu0 = cpuSeconds(sg.pid);
+        const origin0 = cpuSeconds(origin.pid!);
+        const busy0 = machineBusySeconds();
+        const t0 = performance.now();
         const mbps = await throughput(sg.port, originPort, ca, true, offset);
+        const wall = (performance.now() - t0) / 1000;
         offset += DOWNLOADS;
         (sg === one ? r1 : rN).push(mbps);
+        (sg === one ? use1 : useN).push({
+          scangateCores: (cpuSeconds(sg.pid) - cpu0) / wall,
+          originCores: (cpuSeconds(origin.pid!) - origin0) / wall,
+          machineCores: (machineBusySeconds() - busy0) / wall,
+        });
       }
       for (const sg of order)
         (sg === one ? c1 : cN).push(await throughput(sg.port, originPort, ca, false, 0));
@@ -228,7 +293,7 @@ async function main() {
 
     const results = {
       machine: { cpu: os.cpus()[0]?.model, cores, node: process.version },
-      setup: { objectMB: OBJECT_MB, clients: CLIENTS, downloads: DOWNLOADS, rounds: ROUNDS },
+      setup: { objectMB: OBJECT_MB, clients: CLIENTS, downloads: DOWNLOADS, rounds: ROUNDS, database: DB },
       unique: {
         oneWorkerMBps: r1,
         autoMBps: rN,
@@ -253,6 +318,17 @@ async function main() {
         [`auto (${cores})`]: f(median(rN)),
         ratio: `${f(results.unique.ratio)}×`,
         bar: '≥1.6×',
+      },
+      {
+        figure: 'cores busy: scangate / origin / machine',
+        '1 worker': use1
+          .map((u) => `${f(u.scangateCores)}/${f(u.originCores)}/${f(u.machineCores)}`)
+          .join(' '),
+        [`auto (${cores})`]: useN
+          .map((u) => `${f(u.scangateCores)}/${f(u.originCores)}/${f(u.machineCores)}`)
+          .join(' '),
+        ratio: '',
+        bar: '',
       },
       {
         figure: `same object (cache), MB/s`,
