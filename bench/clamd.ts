@@ -58,7 +58,7 @@ function corpus(count: number, size: number): { files: Buffer[]; planted: number
   const files = Array.from({ length: count }, (_, i) => {
     const b = randomBytes(size);
     b.fill(0, 0, 16);
-    if (i % 20 === 0) {
+    if (i % 20 === 0 && patterns.length > 0) {
       const hit = instantiate(r, patterns[r.int(0, patterns.length - 1)]!, { maxStar: 50 });
       if (hit.length + 32 < size) {
         hit.copy(b, 16 + ((i * 7919) % (size - hit.length - 16)));
