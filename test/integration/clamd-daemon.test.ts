@@ -213,3 +213,30 @@ test('a unix socket listener with socketMode, and SCAN through it', async () => 
     await unix.service.close(0);
   }
 });
+
+test('through the gateway (as scangate run starts it): STATS counts the engine'''s scans behind the metering wrapper, reload applies', async () => {
+  const { startGateway } = await import('../../src/gateway.js');
+  const { configSchema } = await import('../../src/config/schema.js');
+  const { silentLogger } = await import('../../src/logger.js');
+  const sock = join(dir, 'gw', 'clamd.sock');
+  const config = configSchema.parse({
+    dataDir: join(dir, 'gw-data'),
+    admin: null,
+    engine: { signatures: [db] },
+    listeners: [{ name: 'scand', protocol: 'clamd', listen: sock }],
+  });
+  const gw = await startGateway(config, silentLogger, { admin: false });
+  try {
+    assert.equal((await exchange(sock, instream(EICAR))).toString(), 'stream: Eicar-Signature FOUND\0');
+    assert.equal((await exchange(sock, instream(EICAR))).toString(), 'stream: Eicar-Signature FOUND\0');
+    assert.match((await exchange(sock, z('STATS'))).toString(), /\nSCANGATE: scans 1 cache-hits 1 /);
+    writeFileSync(db, 'Test.Gateway.Reload:0:*:67772d72656c6f6164\n'); // "gw-reload"
+    await gw.reload();
+    assert.equal(
+      (await exchange(sock, instream(Buffer.from('xx gw-reload')))).toString(),
+      'stream: Test.Gateway.Reload FOUND\0',
+    );
+  } finally {
+    await gw.close(0);
+  }
+});
