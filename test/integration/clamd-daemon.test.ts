@@ -214,7 +214,7 @@ test('a unix socket listener with socketMode, and SCAN through it', async () => 
   }
 });
 
-test('through the gateway (as scangate run starts it): STATS counts the engine'''s scans behind the metering wrapper, reload applies', async () => {
+test('through the gateway (as scangate run starts it): STATS sees the engine behind the metering wrapper; reload applies', async () => {
   const { startGateway } = await import('../../src/gateway.js');
   const { configSchema } = await import('../../src/config/schema.js');
   const { silentLogger } = await import('../../src/logger.js');
