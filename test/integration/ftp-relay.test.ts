@@ -133,6 +133,28 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     s.c.close();
   });
 
+  test('ABOR while a download is delivered: 426 then 226, the session goes on', async (t) => {
+    const s = await setup(t, builtin);
+    if (!s) return;
+    await login(s.c);
+    assert.match(await upload(s.c, '/pub/big-abor.bin', Buffer.alloc(8 * 1024 * 1024, 7)), /^226 /);
+    await s.c.send('EPSV');
+    const port = Number(/\|\|\|(\d+)\|/.exec(await s.c.reply())![1]);
+    const d = connect(port, '127.0.0.1');
+    d.on('error', () => {});
+    d.pause(); // never read: the gateway's writes stall on backpressure
+    await new Promise((r) => d.once('connect', r));
+    await s.c.send('RETR /pub/big-abor.bin');
+    assert.match(await s.c.reply(), /^150 /);
+    await s.c.send('ABOR');
+    assert.match(await s.c.reply(), /^426 /);
+    assert.match(await s.c.reply(), /^226 /);
+    await s.c.send('NOOP');
+    assert.match(await s.c.reply(), /^200 /);
+    d.destroy();
+    s.c.close();
+  });
+
   test('malformed and hostile commands get error replies; credentials never logged', async (t) => {
     const lines: string[] = [];
     const logger = pino(

@@ -252,6 +252,9 @@ export async function sendAll(
     failure ??= e;
   };
   stream.on('error', onError);
+  // An ABOR must also cut a write that waits for a reader who stopped reading.
+  const onAbort = () => stream.destroy();
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     for await (const chunk of source.stream(0, source.size, 256 * 1024)) {
       if (signal?.aborted) throw new DataConnectionError('ERR_FTP_ABORTED', 'transfer aborted');
@@ -268,10 +271,12 @@ export async function sendAll(
     return bytes;
   } catch (e) {
     stream.destroy();
+    if (signal?.aborted) throw new DataConnectionError('ERR_FTP_ABORTED', 'transfer aborted');
     throw asDataError(e);
   } finally {
     idle();
     stream.off('error', onError);
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 
