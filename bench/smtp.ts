@@ -16,6 +16,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { which } from '../test/helpers/peers.js';
+import { postfixUnavailable, startPostfix } from './lib/smtp-postfix.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -25,6 +27,8 @@ const WORKERS = process.env.BENCH_SMTP_WORKERS ?? '1';
 const CONNECTIONS = Number(process.env.BENCH_SMTP_CONNECTIONS ?? 10);
 const MESSAGE_KB = Number(process.env.BENCH_SMTP_KB ?? 100);
 const children: ChildProcess[] = [];
+/** Stops what is not a child process of ours (Postfix's master daemonizes). */
+const cleanups: (() => void)[] = [];
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -292,7 +296,7 @@ function median(xs: number[]): number {
 const round = (n: number, places = 1) => Math.round(n * 10 ** places) / 10 ** places;
 
 interface Scenario {
-  server: 'memory' | 'durable';
+  server: 'memory' | 'durable' | 'postfix';
   content: 'unique' | 'repeated';
   client: 'pipelined' | 'lockstep';
 }
@@ -428,6 +432,22 @@ async function main(): Promise<void> {
     rows.push(await measure({ server: 'durable', content: 'unique', client: 'pipelined' }, dur, sgDur));
     await stop(sgDur.proc);
 
+    // The MTA a gateway really fronts: a private Postfix (smtpd, cleanup with fsync, qmgr, discard).
+    const postfixSkipped = postfixUnavailable(which('postfix'));
+    if (postfixSkipped === null) {
+      const pf = await startPostfix(which('postfix')!, await freePort());
+      cleanups.push(pf.stop);
+      await waitPort(pf.port);
+      const mta = { port: pf.port, pid: pf.pid };
+      const sgPf = await startScangate(dir, 'postfix', pf.port);
+      await warm(sgPf.port, mta.pid);
+      await warm(pf.port, mta.pid);
+      rows.push(await measure({ server: 'postfix', content: 'unique', client: 'pipelined' }, mta, sgPf));
+      rows.push(await measure({ server: 'postfix', content: 'unique', client: 'lockstep' }, mta, sgPf));
+      await stop(sgPf.proc);
+      pf.stop();
+    }
+
     const bytes = message(true).template.length;
     console.log(
       `\nSMTP gateway: msgs/s for ${Math.round(bytes / 1024)} KB messages with a clean attachment, ${CONNECTIONS} connections, plain both legs, builtin engine, scangate workers: ${WORKERS}; median of ${ROUNDS} alternating rounds of ${SECONDS} s per path`,
@@ -443,6 +463,9 @@ async function main(): Promise<void> {
     }
     console.log(
       '  memory: a server that only counts bytes; durable: fsync per message before its 250, as an MTA queue',
+    );
+    console.log(
+      `  postfix: a private Postfix 3 (smtpd, cleanup, qmgr, discard transport)${postfixSkipped ? ` — skipped: ${postfixSkipped}` : ''}`,
     );
     console.log(
       '  unique: every message differs (full scan each); repeated: same bytes (verdict cache hit): relay overhead only',
@@ -467,6 +490,7 @@ async function main(): Promise<void> {
     writeFileSync(join(ROOT, 'bench/results/smtp.json'), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     for (const c of children) c.kill('SIGTERM');
+    for (const f of cleanups) f();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -476,6 +500,7 @@ main().then(
   (e) => {
     console.error(e);
     for (const c of children) c.kill('SIGKILL');
+    for (const f of cleanups) f();
     process.exit(1);
   },
 );
