@@ -16,6 +16,7 @@ PACKAGES=(
   c-icap libc-icap-mod-virus-scan squid             # ICAP: c-icap-client and Squid as clients, c-icap virus_scan as bench peer
   postgresql                                        # registry/event store tests start private clusters (initdb)
   redis-server                                      # shared verdict cache: tests start redis-server on an ephemeral port
+  postfix                                           # SMTP bench: the real MTA behind the gateway (a private instance per run)
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -38,11 +39,14 @@ fi
 echo "install-peers: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# postfix: no system configuration (the bench writes its own); its service is stopped below.
+echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections 2>/dev/null || true
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The clamav packages start their daemons; tests start their own clamd with a generated database.
 systemctl stop clamav-daemon clamav-freshclam 2>/dev/null || true
 # vsftpd's package starts a daemon on port 21; FTP tests start their own vsftpd per connection.
 systemctl disable --now vsftpd 2>/dev/null || true
+systemctl disable --now postfix 2>/dev/null || true
 # Squid and c-icap start as system services too; tests run their own on ephemeral loopback ports.
 for svc in squid c-icap; do
   systemctl disable --now "$svc" 2>/dev/null || { service "$svc" stop 2>/dev/null; update-rc.d "$svc" disable 2>/dev/null; } || true
