@@ -6,7 +6,7 @@
  * on; credentials never reach the log.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import pino from 'pino';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
 import type { Logger } from '../../src/logger.js';
+import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import { FtpControl, startFtpGateway } from '../helpers/ftp-gateway.js';
 import { startVsftpd, type Vsftpd } from '../helpers/ftp-vsftpd.js';
 import { peer } from '../helpers/peers.js';
@@ -68,10 +69,10 @@ async function login(c: FtpControl): Promise<void> {
 }
 
 /** EPSV, then the transfer command, then the data connection. */
-async function upload(c: FtpControl, name: string, data: Buffer): Promise<string> {
+async function upload(c: FtpControl, name: string, data: Buffer, verb = 'STOR'): Promise<string> {
   await c.send('EPSV');
   const port = Number(/\|\|\|(\d+)\|/.exec(await c.reply())![1]);
-  await c.send(`STOR ${name}`);
+  await c.send(`${verb} ${name}`);
   assert.match(await c.reply(), /^150 /);
   const d = connect(port, '127.0.0.1');
   await new Promise((r) => d.once('connect', r));
@@ -152,6 +153,33 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     await s.c.send('NOOP');
     assert.match(await s.c.reply(), /^200 /);
     d.destroy();
+    s.c.close();
+  });
+
+  test('EICAR in two harmless pieces (STOR then APPE, or REST+STOR) is refused; honest appends land', async (t) => {
+    const s = await setup(t, builtin);
+    if (!s) return;
+    await login(s.c);
+    const head = EICAR.subarray(0, 30);
+    const rest = EICAR.subarray(30);
+    assert.match(await upload(s.c, '/pub/split.com', head), /^226 /);
+    assert.match(await upload(s.c, '/pub/split.com', rest, 'APPE'), new RegExp(`^550 .*${EICAR_NAME}`));
+    assert.ok(readFileSync(join(s.vs.uploadDir, 'split.com')).equals(head));
+    await s.c.send('REST 30');
+    assert.match(await s.c.reply(), /^350 /);
+    assert.match(await upload(s.c, '/pub/split.com', rest), new RegExp(`^550 .*${EICAR_NAME}`));
+    assert.ok(readFileSync(join(s.vs.uploadDir, 'split.com')).equals(head));
+    assert.match(await upload(s.c, '/pub/split.com', Buffer.from(' and more'), 'APPE'), /^226 /);
+    await s.c.send('REST 5');
+    assert.match(await s.c.reply(), /^350 /);
+    assert.match(await upload(s.c, '/pub/split.com', Buffer.from('!')), /^226 /);
+    const want = Buffer.concat([
+      head.subarray(0, 5),
+      Buffer.from('!'),
+      head.subarray(6),
+      Buffer.from(' and more'),
+    ]);
+    assert.ok(readFileSync(join(s.vs.uploadDir, 'split.com')).equals(want));
     s.c.close();
   });
 

@@ -65,7 +65,8 @@ export class FtpSession implements TransferHost {
   private pbsz = false;
   private prot: 'C' | 'P' = 'C';
   private readonly dataSetup: ClientDataSetup;
-  private restPending = false;
+  /** The offset of a REST the server accepted for the next transfer (0: none). */
+  private restOffset = 0;
   private errors = 0;
   private pendingEvent: Promise<ReaderEvent | null> | null = null;
 
@@ -245,9 +246,9 @@ export class FtpSession implements TransferHost {
       if (!this.dataSetup.ready) return this.error(reply(425, 'Use PORT or PASV first.'));
       try {
         if (scan !== undefined) await download(this, cmd, scan);
-        else await upload(this, cmd, this.restPending);
+        else await upload(this, cmd, this.restOffset);
       } finally {
-        this.restPending = false;
+        this.restOffset = 0;
         this.dataSetup.drop();
       }
       this.errors = 0;
@@ -277,7 +278,7 @@ export class FtpSession implements TransferHost {
       }
       case 'REST': {
         const r = await this.upstream(() => this.server.command(cmd.raw));
-        if (r.code === 350) this.restPending = cmd.arg.trim() !== '0';
+        if (r.code === 350) this.restOffset = /^\d{1,15}$/.test(cmd.arg.trim()) ? Number(cmd.arg.trim()) : 0;
         return this.relay(r);
       }
       case 'QUIT': {

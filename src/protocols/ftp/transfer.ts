@@ -151,9 +151,11 @@ export async function download(h: TransferHost, cmd: FtpCommand, scan: boolean):
 }
 
 /** STOR, APPE, STOU: the client's file, whole and judged, before the server sees a byte. */
-export async function upload(h: TransferHost, cmd: FtpCommand, restPending: boolean): Promise<void> {
+export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: number): Promise<void> {
   const { cfg } = h.ctx;
+  const restPending = restOffset > 0;
   const spool = new MessageSpool(h.ctx.spoolDir, cfg.spoolMemory);
+  let whole: MessageSpool | null = null;
   try {
     await h.say(reply(150, 'Ok to send data.'));
     let received: Awaited<ReturnType<typeof receiveAll>>;
@@ -187,8 +189,27 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restPending: bool
     if (received.tooBig)
       return refuse(reply(552, `Requested file action aborted: larger than ${cfg.maxFileSize} bytes.`));
     const source = await spool.finish();
-    const refusal = await keepServerAlive(h.server, keepaliveMs(h), judge(h, source, cmd.arg));
+    // APPE, and STOR after REST, extend a file on the server: what must be judged is the file as
+    // it will be, or malware could arrive in harmless pieces.
+    const extending = cmd.verb === 'APPE' || (cmd.verb === 'STOR' && restPending);
+    let judged: ObjectSource = source;
+    if (extending) {
+      whole = new MessageSpool(h.ctx.spoolDir, cfg.spoolMemory);
+      const ok = await keepServerAlive(
+        h.server,
+        keepaliveMs(h),
+        existingWithTail(h, cmd, restOffset, source, whole),
+      );
+      if (!ok)
+        return refuse(reply(552, `Requested file action aborted: larger than ${cfg.maxFileSize} bytes.`));
+      judged = await whole.finish();
+    }
+    const refusal = await keepServerAlive(h.server, keepaliveMs(h), judge(h, judged, cmd.arg));
     if (refusal) return refuse(refusal);
+    if (extending && restPending) {
+      const r = await h.upstream(() => h.server.command(`REST ${restOffset}`));
+      if (r.code !== 350) return h.say(r);
+    }
     const t = await h.upstream(() => h.server.transfer(cmd.raw));
     if (!t.data) return h.say(t.reply);
     let failed = false;
@@ -203,7 +224,47 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restPending: bool
     await h.say(final);
   } finally {
     await spool.dispose();
+    await whole?.dispose();
   }
+}
+
+/**
+ * Writes into `into` the part of the server's file the upload keeps (all of it for APPE, the first
+ * `restOffset` bytes for REST+STOR), then the uploaded bytes. A file that does not exist yet
+ * counts as empty. False when the result would exceed maxFileSize.
+ */
+async function existingWithTail(
+  h: TransferHost,
+  cmd: FtpCommand,
+  restOffset: number,
+  tail: ObjectSource,
+  into: MessageSpool,
+): Promise<boolean> {
+  const { cfg } = h.ctx;
+  // The server holds the client's REST for the next transfer: clear it for our own RETR.
+  if (restOffset > 0) await h.upstream(() => h.server.command('REST 0'));
+  const keep = cmd.verb === 'APPE' ? Number.POSITIVE_INFINITY : restOffset;
+  const t = await h.upstream(() => h.server.transfer(`RETR ${cmd.arg}`));
+  let kept = 0;
+  if (t.data) {
+    const got = await receiveAll(
+      t.data,
+      async (c) => {
+        const part = c.subarray(0, Math.max(0, Math.min(c.length, keep - kept)));
+        kept += part.length;
+        if (part.length) await into.write(part);
+      },
+      cfg.maxFileSize,
+      cfg.dataTimeout,
+    ).catch(() => null);
+    const final = await h.upstream(() => h.server.readReply());
+    if (!got || final.code >= 400)
+      throw new DataConnectionError('ERR_FTP_DATA_LOST', `cannot read ${cmd.arg} back: ${final.code}`);
+    if (got.tooBig) return false;
+  }
+  if (kept + tail.size > cfg.maxFileSize) return false;
+  for await (const c of tail.stream(0, tail.size, 1024 * 1024)) await into.write(c);
+  return true;
 }
 
 function keepaliveMs(h: TransferHost): number {
