@@ -49,7 +49,8 @@ for (let i = 0; i < BODY; i++) {
 const hdb: string[] = [];
 for (let i = 0; i < HASHES; i++)
   hdb.push(`${r.bytes(16).toString('hex')}:${r.int(1, 10_000_000)}:Bench.Md5.${i}`);
-writeFileSync(join(db, 'bench.ndb'), `${ndb.join('\n')}\n`);
+// clamd refuses an empty .ndb ("Malformed database"): a hash-only run writes none.
+if (ndb.length) writeFileSync(join(db, 'bench.ndb'), `${ndb.join('\n')}\n`);
 writeFileSync(join(db, 'bench.hdb'), `${hdb.join('\n')}\n`);
 
 /** Fresh random files (16 zero bytes first, so clamd does not scan them as UTF-16 text); every 20th carries a signature. */

@@ -14,7 +14,7 @@ import { resolve, sep } from 'node:path';
 import type { EventSink } from '../admin/events.js';
 import type { Scanner, Verdict } from '../engine/types.js';
 import type { Logger } from '../logger.js';
-import type { Quarantine, QuarantineRecord } from './quarantine.js';
+import { type Quarantine, type QuarantineRecord, sha256File } from './quarantine.js';
 import { TreeWatcher } from './watch.js';
 
 export interface AgentOptions {
@@ -41,6 +41,8 @@ export interface AgentResult {
   /** From the first event for this content to the verdict (and quarantine), in ms. */
   latencyMs: number;
   quarantineError?: string;
+  /** Infected, but an operator restored this content from quarantine: left in place. */
+  allowed?: boolean;
 }
 
 /** Files remembered as scanned (about 150 bytes each). */
@@ -228,7 +230,13 @@ export class Agent {
     const verdict = await this.o.scanner.scan({ path }, { name: path });
     this.stats.scanned++;
     const result: AgentResult = { path, verdict, latencyMs: 0 };
-    if (verdict.status === 'infected') {
+    if (verdict.status === 'infected' && (await this.restoredByOperator(path))) {
+      this.o.logger.info(
+        { path, signature: verdict.signature },
+        'restored from quarantine by an operator: left in place',
+      );
+      result.allowed = true;
+    } else if (verdict.status === 'infected') {
       this.stats.infected++;
       if (this.o.quarantine) {
         try {
@@ -268,6 +276,13 @@ export class Agent {
   private unchanged(path: string, st: Seen): boolean {
     const prev = this.recent.get(path);
     return !!prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ctimeMs === st.ctimeMs;
+  }
+
+  private async restoredByOperator(path: string): Promise<boolean> {
+    if (!this.o.quarantine) return false;
+    const allowed = await this.o.quarantine.allowed();
+    if (allowed.size === 0) return false;
+    return allowed.has(await sha256File(path).catch(() => ''));
   }
 
   private remember(path: string, seen: Seen): void {

@@ -76,7 +76,7 @@ export class Quarantine {
       throw e;
     }
     const out: QuarantineRecord[] = [];
-    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+    for (const n of names.filter((x) => x.endsWith('.json') && ID.test(x.slice(0, -5))).sort()) {
       try {
         out.push(JSON.parse(await readFile(join(this.dir, n), 'utf8')) as QuarantineRecord);
       } catch {}
@@ -106,10 +106,33 @@ export class Quarantine {
         );
     }
     await mkdir(dirname(dest), { recursive: true });
+    // Restoring says "this content is fine here": a running agent leaves it alone from now on.
+    await this.allow(record.sha256, dest);
     await moveFile(this.binPath(id), dest);
     await chmod(dest, record.mode & 0o777);
     await rm(this.recordPath(id), { force: true });
     return dest;
+  }
+
+  /** Contents an operator restored (allowed.json: SHA-256 → where and when); never quarantined again. */
+  async allowed(): Promise<Map<string, { path: string; time: string }>> {
+    try {
+      const list = JSON.parse(await readFile(join(this.dir, 'allowed.json'), 'utf8')) as {
+        sha256: string;
+        path: string;
+        time: string;
+      }[];
+      return new Map(list.map((a) => [a.sha256, { path: a.path, time: a.time }]));
+    } catch {
+      return new Map();
+    }
+  }
+
+  private async allow(sha256: string, path: string): Promise<void> {
+    const all = await this.allowed();
+    all.set(sha256, { path, time: new Date().toISOString() });
+    const list = [...all].map(([h, a]) => ({ sha256: h, ...a }));
+    await writeFile(join(this.dir, 'allowed.json'), `${JSON.stringify(list, null, 2)}\n`, { mode: 0o600 });
   }
 
   private binPath(id: string): string {
@@ -132,7 +155,7 @@ async function moveFile(from: string, to: string): Promise<void> {
   }
 }
 
-async function sha256File(path: string): Promise<string> {
+export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return h.digest('hex');

@@ -95,12 +95,14 @@ test('EICAR written into a watched folder is quarantined (0600, JSON record); cl
     assert.equal(jsonMode, 0o600);
     assert.equal(statSync(quarantine.dir).mode & 0o777, 0o700);
 
-    // Restore refuses to overwrite, then puts the file back byte for byte.
-    agent.close();
+    // Restore refuses to overwrite, then puts the file back byte for byte; the running agent sees
+    // it appear, finds it infected, and leaves it because an operator restored that content.
     writeFileSync(bad, 'a new file took its place');
     await assert.rejects(quarantine.restore(rec!.id), /exists/);
     rmSync(bad);
     assert.equal(await quarantine.restore(rec!.id), bad);
+    await waitFor(results, (x) => x.path === bad && x.allowed === true);
+    await agent.idle();
     assert.deepEqual(readFileSync(bad), EICAR);
     assert.deepEqual(await quarantine.list(), []);
     await assert.rejects(quarantine.restore('../../etc/passwd'), /not a quarantine id/);
