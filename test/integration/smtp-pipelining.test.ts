@@ -25,18 +25,25 @@ interface Recorder {
   /** Commands that arrived while the server still owed a reply to an earlier one. */
   early: string[];
   messages: string[];
+  /** Every command line, in order. */
+  commands: string[];
 }
 
 /**
  * A server that records how commands arrive. Replies to MAIL/RCPT/RSET are delayed a little, so a
  * relay that sent the next command without waiting (to a server without PIPELINING) is caught.
  */
-async function recordingServer(pipelining: boolean): Promise<Recorder> {
-  const rec: Recorder = { port: 0, reads: [], early: [], messages: [] };
+async function recordingServer(
+  pipelining: boolean,
+  o: { chunking?: boolean; refuseChunk?: () => string | null } = {},
+): Promise<Recorder> {
+  const rec: Recorder = { port: 0, reads: [], early: [], messages: [], commands: [] };
   const server: Server = createServer((s: Socket) => {
     let buf = '';
     let busy = false;
     let inData = false;
+    /** Octets of a BDAT chunk still to read. */
+    let chunk = -1;
     let hasMail = false;
     let rcpts = 0;
     s.write('220 recorder ESMTP\r\n');
@@ -44,6 +51,20 @@ async function recordingServer(pipelining: boolean): Promise<Recorder> {
       if (busy) return;
       busy = true;
       for (;;) {
+        if (chunk >= 0) {
+          if (Buffer.byteLength(buf, 'latin1') < chunk) break;
+          const content = buf.slice(0, chunk);
+          buf = buf.slice(chunk);
+          chunk = -1;
+          const refusal = o.refuseChunk?.() ?? null;
+          if (refusal) s.write(refusal);
+          else {
+            rec.messages.push(content);
+            s.write('250 2.0.0 queued (chunked)\r\n');
+          }
+          hasMail = false;
+          continue;
+        }
         if (inData) {
           const end = buf.indexOf('\r\n.\r\n');
           if (end < 0) break;
@@ -58,10 +79,16 @@ async function recordingServer(pipelining: boolean): Promise<Recorder> {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 2);
         const verb = line.split(' ')[0]!.toUpperCase();
+        rec.commands.push(line);
         let r: string;
         if (verb === 'EHLO')
-          r = `250-recorder\r\n${pipelining ? '250-PIPELINING\r\n' : ''}250 SIZE 1000000\r\n`;
-        else if (verb === 'MAIL') {
+          r = `250-recorder\r\n${pipelining ? '250-PIPELINING\r\n' : ''}${o.chunking ? '250-CHUNKING\r\n' : ''}250 SIZE 1000000\r\n`;
+        else if (verb === 'BDAT' && o.chunking) {
+          const m = /^BDAT (\d+) LAST$/i.exec(line);
+          assert.ok(m, `one LAST chunk expected, got ${line}`);
+          chunk = Number(m[1]);
+          continue;
+        } else if (verb === 'MAIL') {
           hasMail = true;
           rcpts = 0;
           r = '250 2.1.0 Ok';
@@ -157,6 +184,54 @@ before(async () => {
 after(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
+});
+
+describe('delivery to a server offering CHUNKING (RFC 3030)', { concurrency: false }, () => {
+  const content = 'Subject: chunked\r\n\r\n.leading dot stays single\r\nbye\r\n';
+
+  it('gets BDAT <size> LAST with the content as is, no DATA, no dot-stuffing', async () => {
+    const rec = await recordingServer(true, { chunking: true });
+    const c = await through(rec);
+    const ehlo = await c.command('EHLO again.example.org');
+    assert.ok(
+      !/CHUNKING/.test(ehlo?.text ?? ''),
+      'CHUNKING is not offered to the client (no BDAT from clients)',
+    );
+    c.write(`${PIPELINED.join('\r\n')}\r\n`);
+    assert.deepEqual(await replies(c, 5), [250, 250, 550, 250, 354]);
+    c.write(`${content.replace('\r\n.', '\r\n..')}.\r\n`);
+    const r = await c.reply();
+    assert.equal(r?.code, 250);
+    assert.equal(r?.text, '2.0.0 queued (chunked)', 'the server’s own acceptance');
+    assert.ok(!rec.commands.includes('DATA'));
+    assert.equal(rec.messages.length, 1);
+    const m = rec.messages[0]!;
+    assert.ok(m.endsWith(content), 'unstuffed once by the relay, sent as is');
+    assert.match(m, /^X-Scangate-Scanned: clean/);
+  });
+
+  it('a refused chunk reaches the client unchanged, the server is reset, the next message goes through', async () => {
+    let refuse = true;
+    const rec = await recordingServer(true, {
+      chunking: true,
+      refuseChunk: () => (refuse ? '554 5.7.1 content refused\r\n' : null),
+    });
+    const c = await through(rec);
+    c.write(`${PIPELINED.join('\r\n')}\r\n`);
+    await replies(c, 5);
+    c.write(`${content}.\r\n`);
+    const r = await c.reply();
+    assert.equal(r?.code, 554);
+    assert.equal(r?.text, '5.7.1 content refused');
+    refuse = false;
+    c.write(`${PIPELINED.join('\r\n')}\r\n`);
+    assert.deepEqual(await replies(c, 5), [250, 250, 550, 250, 354]);
+    c.write(`${content}.\r\n`);
+    assert.equal((await c.reply())?.code, 250);
+    assert.equal(rec.messages.length, 1);
+    const bdat = rec.commands.findIndex((l) => l.startsWith('BDAT'));
+    assert.equal(rec.commands[bdat + 1], 'RSET', 'RSET right after the refused chunk');
+  });
 });
 
 describe('pipelining through the relay', { concurrency: false }, () => {

@@ -25,6 +25,8 @@ export class UpstreamLost extends ScangateError {
 export class ServerLeg {
   /** When the server last answered us (the NOOP keep-alive during a long upload counts from here). */
   lastUse = Date.now();
+  /** Keywords of the server's last EHLO reply (empty after HELO): what it lets us use toward it. */
+  offers: ReadonlySet<string> = new Set();
 
   constructor(readonly channel: SmtpChannel) {}
 
@@ -72,32 +74,58 @@ export class ServerLeg {
   }
 
   /**
-   * Offers a message: DATA, then on 354 the content dot-stuffed (RFC 5321 §4.5.2) and the final
-   * ".", returning the server's reply to it. The server's refusal of DATA (452, 554, …) is returned
-   * as is: it is the answer to the client's message. Header fields, content and "." go out as one
-   * gathered write when the socket's buffer takes them (a message held in memory).
+   * Offers a message and returns the server's reply to it. A server that offered CHUNKING gets
+   * `BDAT <size> LAST` and the content as is (RFC 3030: no 354 round trip, no dot-stuffing, and the
+   * reply to the LAST chunk is the server's acceptance, as the reply to "." is); any other gets DATA,
+   * then on 354 the content dot-stuffed (RFC 5321 §4.5.2) and the final ".". The server's refusal of
+   * DATA (452, 554, …) is returned as is: it is the answer to the client's message. Header fields,
+   * content and terminator go out as one gathered write when the socket's buffer takes them.
    */
   deliver(prefix: Buffer, source: ObjectSource): Promise<Reply> {
+    return this.offers.has('CHUNKING') ? this.deliverChunk(prefix, source) : this.deliverData(prefix, source);
+  }
+
+  private deliverData(prefix: Buffer, source: ObjectSource): Promise<Reply> {
     return this.guard(async () => {
       const ch = this.channel;
       await ch.write('DATA\r\n');
       const go = await ch.readReply(REPLY_TIMEOUTS.dataInit);
       if (go.code !== 354) return go;
       const stuffer = new DotStuffer();
-      // One gathered write for the header fields, the content and the final "." where the socket
-      // takes it all (a message held in memory), instead of a train of small segments.
       ch.hold();
       await ch.write(stuffer.write(prefix));
-      for await (const chunk of source.stream())
-        await withTimeout(
-          ch.write(stuffer.write(chunk)),
-          REPLY_TIMEOUTS.dataBlock,
-          () => new Error('data block not taken in time'),
-        );
+      for await (const chunk of source.stream()) await this.writeBlock(stuffer.write(chunk));
       await ch.write(stuffer.end());
       // If the server closes now, this throws: the client never gets a 250 that was not given.
       return ch.readReply(REPLY_TIMEOUTS.dataTermination);
     });
+  }
+
+  private deliverChunk(prefix: Buffer, source: ObjectSource): Promise<Reply> {
+    return this.guard(async () => {
+      const ch = this.channel;
+      ch.hold();
+      await ch.write(`BDAT ${prefix.length + source.size} LAST\r\n`);
+      await ch.write(prefix);
+      for await (const chunk of source.stream()) await this.writeBlock(chunk);
+      const r = await ch.readReply(REPLY_TIMEOUTS.dataTermination);
+      if (r.code >= 400 && r.code !== 421) {
+        // RFC 3030 §4.2: a refused chunk fails the transaction; make sure the server holds none.
+        await ch.write('RSET\r\n');
+        const reset = await ch.readReply(REPLY_TIMEOUTS.command);
+        if (reset.code === 421) return reset;
+      }
+      return r;
+    });
+  }
+
+  /** RFC 5321 §4.5.3.2.5: each block of data must be taken within 3 minutes. */
+  private writeBlock(data: Buffer): Promise<void> {
+    return withTimeout(
+      this.channel.write(data),
+      REPLY_TIMEOUTS.dataBlock,
+      () => new Error('data block not taken in time'),
+    );
   }
 
   /** Says QUIT without waiting for the answer and half-closes. */

@@ -52,8 +52,6 @@ export class SmtpSession {
   /** The transaction the server has accepted MAIL (and RCPTs) for; null outside one. */
   private envelope: Envelope | null = null;
   private authenticated = false;
-  /** The server offered PIPELINING in its last EHLO reply: groups may be sent to it (RFC 2920). */
-  private serverPipelining = false;
   /** A command read past the end of a group, to be handled next. */
   private pushedBack: ReaderEvent | null = null;
   private errors = 0;
@@ -276,7 +274,7 @@ export class SmtpSession {
    */
   private async forwardGroup(first: SmtpCommand): Promise<Next> {
     const group = [first];
-    while (this.serverPipelining) {
+    while (this.serverLeg.offers.has('PIPELINING')) {
       const ev = this.client.poll();
       if (!ev) break;
       const parsed = ev.type === 'line' && !ev.bareLf ? parseCommand(ev.line) : null;
@@ -320,7 +318,7 @@ export class SmtpSession {
     if (r.code === 250) {
       this.needEhlo = false;
       this.envelope = null;
-      this.serverPipelining = cmd.verb === 'EHLO' && ehloKeywords(r).has('PIPELINING');
+      this.serverLeg.offers = cmd.verb === 'EHLO' ? ehloKeywords(r) : new Set();
       if (cmd.verb === 'EHLO')
         r = rewriteEhlo(r, {
           offerStartTls: this.ctx.cfg.tls.client === 'starttls' && !this.client.encrypted,
