@@ -399,13 +399,13 @@ export class FtpSession implements TransferHost {
   }
 
   async upstream<T>(fn: () => Promise<T>): Promise<T> {
-    this.server.busy = true;
+    const release = this.server.hold();
     try {
       return await fn();
     } catch (e) {
       throw new UpstreamLost(e);
     } finally {
-      this.server.busy = false;
+      release();
     }
   }
 

@@ -51,13 +51,11 @@ export async function keepServerAlive<T>(server: ServerLeg, every: number, work:
   const timer = setInterval(
     () => {
       if (server.busy || Date.now() - server.lastUse < every) return;
-      server.busy = true;
+      const release = server.hold();
       noop = server
         .command('NOOP')
         .catch(() => {})
-        .finally(() => {
-          server.busy = false;
-        });
+        .finally(release);
     },
     Math.max(250, Math.min(every / 4, 10_000)),
   );
@@ -234,6 +232,22 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: numbe
  * counts as empty. False when the result would exceed maxFileSize.
  */
 async function existingWithTail(
+  h: TransferHost,
+  cmd: FtpCommand,
+  restOffset: number,
+  tail: ObjectSource,
+  into: MessageSpool,
+): Promise<boolean> {
+  // The server leg is in a transfer until its final reply: no keepalive NOOP in between.
+  const release = h.server.hold();
+  try {
+    return await readBackAndAppend(h, cmd, restOffset, tail, into);
+  } finally {
+    release();
+  }
+}
+
+async function readBackAndAppend(
   h: TransferHost,
   cmd: FtpCommand,
   restOffset: number,

@@ -33,7 +33,8 @@ export type Transfer = { reply: FtpReply; data: null } | { reply: FtpReply; data
 export class ServerLeg {
   readonly where: string;
   lastUse = Date.now();
-  busy = false;
+  private holds = 0;
+  private chain: Promise<unknown> = Promise.resolve();
   private readonly assembler = new FtpReplyAssembler();
   private session: Buffer | null = null;
   private controlTls: TLSSocket | null = null;
@@ -48,6 +49,21 @@ export class ServerLeg {
     readonly certificate: PeerCertificate | null,
   ) {
     this.where = formatHostPort(ctx.target.host, ctx.target.port);
+  }
+
+  /** True while some exchange with the server is under way (no keepalive NOOP may interleave). */
+  get busy(): boolean {
+    return this.holds > 0;
+  }
+
+  /** Marks the leg busy until the returned function is called (nestable). */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (!released) this.holds--;
+      released = true;
+    };
   }
 
   get encrypted(): boolean {
@@ -154,16 +170,32 @@ export class ServerLeg {
     return this.session ?? undefined;
   }
 
-  async readReply(timeoutMs = REPLY_TIMEOUT_MS): Promise<FtpReply> {
+  /**
+   * Exchanges run one after the other: a keepalive NOOP already on the wire is answered before the
+   * next command is written, so replies never pair with the wrong command.
+   */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  readReply(timeoutMs = REPLY_TIMEOUT_MS): Promise<FtpReply> {
+    return this.serial(() => this.read(timeoutMs));
+  }
+
+  private async read(timeoutMs: number): Promise<FtpReply> {
     const r = await readReply(this.channel, this.assembler, timeoutMs);
     this.lastUse = Date.now();
     return r;
   }
 
   /** Sends one command line and reads the next reply. */
-  async command(line: string, timeoutMs = REPLY_TIMEOUT_MS): Promise<FtpReply> {
-    await this.channel.write(Buffer.from(`${line}\r\n`, 'latin1'));
-    return this.readReply(timeoutMs);
+  command(line: string, timeoutMs = REPLY_TIMEOUT_MS): Promise<FtpReply> {
+    return this.serial(async () => {
+      await this.channel.write(Buffer.from(`${line}\r\n`, 'latin1'));
+      return this.read(timeoutMs);
+    });
   }
 
   /**
