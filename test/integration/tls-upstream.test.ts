@@ -6,8 +6,13 @@ import assert from 'node:assert/strict';
 import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { UpstreamError } from '../../src/errors.js';
-import { UpstreamFirstConnector } from '../../src/net/connect.js';
-import { connectUpstreamTls, type UpstreamTlsOptions } from '../../src/tls/upstream.js';
+import { ResolveCache, UpstreamFirstConnector } from '../../src/net/connect.js';
+import {
+  connectUpstreamTls,
+  UpstreamSessionCache,
+  type UpstreamTls,
+  type UpstreamTlsOptions,
+} from '../../src/tls/upstream.js';
 import { selfSignedCert, startTlsOrigin, TestCa, type TlsOrigin } from '../helpers/pki.js';
 
 let ca: TestCa;
@@ -204,6 +209,115 @@ describe('connectUpstreamTls', () => {
     const up = await connectUpstreamTls(opts(o.port, { socket: tcp }));
     assert.equal(up.socket.authorized, true);
     up.socket.destroy();
+  });
+});
+
+/** One request on the connection (so TLS 1.3 tickets arrive), then closed. */
+async function exchange(up: UpstreamTls): Promise<void> {
+  up.socket.write('GET / HTTP/1.1\r\n\r\n');
+  await new Promise((r) => up.socket.once('end', r).resume());
+  up.socket.destroy();
+}
+
+describe('upstream TLS session resumption', () => {
+  test('a verified session is resumed: no certificate on the wire, its verified names kept', async () => {
+    const o = await origin('good');
+    const cache = new UpstreamSessionCache();
+    const first = await connectUpstreamTls(opts(o.port, { sessionCache: cache }));
+    assert.equal(first.socket.isSessionReused(), false);
+    await exchange(first);
+    assert.equal(cache.size, 1);
+    for (let i = 0; i < 2; i++) {
+      const again = await connectUpstreamTls(opts(o.port, { sessionCache: cache }));
+      assert.equal(again.socket.isSessionReused(), true);
+      assert.equal(again.socket.authorized, true);
+      assert.equal(again.certificate.subject.CN, 'origin.test');
+      assert.match(again.certificate.subjectaltname ?? '', /DNS:origin\.test/);
+      await exchange(again);
+    }
+  });
+
+  test('offered only where the same check passed: other name, roots, verify setting, or no cache', async () => {
+    const o = await origin('good');
+    const cache = new UpstreamSessionCache();
+    await exchange(await connectUpstreamTls(opts(o.port, { sessionCache: cache })));
+    const variants: Partial<UpstreamTlsOptions>[] = [
+      { servername: 'localhost' },
+      { extraCa: [ca.certPem, otherCa.certPem] },
+      { verify: false },
+      { alpn: ['http/1.1'] },
+    ];
+    for (const v of variants) {
+      const up = await connectUpstreamTls(opts(o.port, { sessionCache: cache, ...v }));
+      assert.equal(up.socket.isSessionReused(), false, JSON.stringify(v));
+      await exchange(up);
+    }
+    const none = await connectUpstreamTls(opts(o.port, { sessionCache: false }));
+    assert.equal(none.socket.isSessionReused(), false);
+    await exchange(none);
+  });
+
+  test('a connection that fails verification leaves no session behind', async () => {
+    const cache = new UpstreamSessionCache();
+    for (const kind of ['wrong-name', 'expired', 'other-ca'] as const) {
+      const o = await origin(kind);
+      await assert.rejects(connectUpstreamTls(opts(o.port, { sessionCache: cache })), UpstreamError);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(cache.size, 0);
+  });
+
+  test('a session older than maxAgeMs is not offered', async () => {
+    const o = await origin('good');
+    const cache = new UpstreamSessionCache(16, 1);
+    await exchange(await connectUpstreamTls(opts(o.port, { sessionCache: cache })));
+    await new Promise((r) => setTimeout(r, 10));
+    const up = await connectUpstreamTls(opts(o.port, { sessionCache: cache }));
+    assert.equal(up.socket.isSessionReused(), false);
+    await exchange(up);
+  });
+});
+
+describe('ResolveCache', () => {
+  test('resolves a name once per TTL and offers the address that accepted first', async () => {
+    const port = await rawServer((s) => s.end());
+    let asked = 0;
+    // A dual-stack name whose server listens on IPv4 only: the first connect is refused on ::1.
+    const cache = new ResolveCache(60_000, 16, (_host, _family, cb) => {
+      asked++;
+      cb(null, [
+        { address: '::1', family: 6 },
+        { address: '127.0.0.1', family: 4 },
+      ]);
+    });
+    const c = new UpstreamFirstConnector({ resolver: cache });
+    const first = await c.connect('dual.test', port);
+    assert.equal(first.remoteAddress, '127.0.0.1');
+    first.destroy();
+    assert.deepEqual(cache.addresses('dual.test'), ['127.0.0.1', '::1']);
+    const second = await c.connect('dual.test', port);
+    const tried = (second as { autoSelectFamilyAttemptedAddresses?: string[] })
+      .autoSelectFamilyAttemptedAddresses;
+    assert.deepEqual(tried, [`127.0.0.1:${port}`]);
+    second.destroy();
+    assert.equal(asked, 1);
+  });
+
+  test('failures are not kept: every attempt asks again and gets a typed error', async () => {
+    let asked = 0;
+    const cache = new ResolveCache(60_000, 16, (host, family, cb) => {
+      asked++;
+      import('node:dns').then((dns) => dns.lookup(host, { all: true, family }, cb));
+    });
+    const c = new UpstreamFirstConnector({ resolver: cache });
+    for (let i = 0; i < 2; i++)
+      await expectCode(
+        c.connect('no-such-host.invalid', 80),
+        'ERR_UPSTREAM_UNREACHABLE',
+        /could not be resolved/,
+      );
+    assert.equal(asked, 2);
+    assert.deepEqual(cache.addresses('no-such-host.invalid'), []);
   });
 });
 
