@@ -111,36 +111,47 @@ test('a never-ending INSTREAM gets "INSTREAM size limit exceeded. ERROR" and is 
 });
 
 test('1,000 idle connections time out with COMMAND READ TIMED OUT; other clients are served meanwhile', async () => {
-  const port = Number(daemon.address.split(':')[1]);
-  const idle = await Promise.all(
-    Array.from(
-      { length: 1000 },
-      () =>
-        new Promise<{ socket: net.Socket; reply: Promise<string> }>((resolve, reject) => {
-          const s = net.connect(port, '127.0.0.1');
-          const got: Buffer[] = [];
-          s.on('data', (d) => got.push(d));
-          const reply = new Promise<string>((r) => s.on('close', () => r(Buffer.concat(got).toString())));
-          s.once('error', reject);
-          s.once('connect', () => resolve({ socket: s, reply }));
-        }),
-    ),
-  );
-  // While all 1,000 are open and silent, a busy client still gets every answer.
-  for (let i = 0; i < 20; i++) {
-    assert.equal((await exchange(daemon.address, z('PING'))).toString(), 'PONG\0');
-    assert.equal(
-      (await exchange(daemon.address, instream(Buffer.from(`clean ${i}`)))).toString(),
-      'stream: OK\0',
+  // Its own daemon, with a command timeout long enough that "meanwhile" holds on a loaded machine.
+  const own = await startScangateClamd(scanner, {
+    listen: '127.0.0.1:0',
+    headerTimeout: '5s',
+    readTimeout: '3s',
+  });
+  try {
+    const port = Number(own.address.split(':')[1]);
+    const idle = await Promise.all(
+      Array.from(
+        { length: 1000 },
+        () =>
+          new Promise<{ socket: net.Socket; reply: Promise<string> }>((resolve, reject) => {
+            const s = net.connect(port, '127.0.0.1');
+            const got: Buffer[] = [];
+            s.on('data', (d) => got.push(d));
+            const reply = new Promise<string>((r) => s.on('close', () => r(Buffer.concat(got).toString())));
+            s.once('error', reject);
+            s.once('connect', () => resolve({ socket: s, reply }));
+          }),
+      ),
     );
+    // While the 1,000 are open and silent, a busy client still gets every answer.
+    let servedWhileAllOpen = 0;
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await exchange(own.address, z('PING'))).toString(), 'PONG\0');
+      assert.equal(
+        (await exchange(own.address, instream(Buffer.from(`clean ${i}`)))).toString(),
+        'stream: OK\0',
+      );
+      if (idle.every((c) => !c.socket.destroyed)) servedWhileAllOpen++;
+    }
+    const replies = await Promise.all(idle.map((c) => c.reply));
+    assert.ok(servedWhileAllOpen > 0, 'no request was answered while the idle connections were open');
+    assert.deepEqual(new Set(replies), new Set(['COMMAND READ TIMED OUT\n']));
+    // A stream that stops sending mid-chunk also times out (ReadTimeout).
+    const stalled = await exchange(own.address, [z('INSTREAM'), chunkHeader(100), Buffer.from('x')]);
+    assert.equal(stalled.toString(), 'COMMAND READ TIMED OUT\n');
+  } finally {
+    await own.service.close(0);
   }
-  const stillOpen = idle.filter((c) => !c.socket.destroyed).length;
-  const replies = await Promise.all(idle.map((c) => c.reply));
-  assert.ok(stillOpen > 0, 'the served client finished while idle connections were still open');
-  assert.deepEqual(new Set(replies), new Set(['COMMAND READ TIMED OUT\n']));
-  // A stream that stops sending mid-chunk also times out (ReadTimeout).
-  const stalled = await exchange(daemon.address, [z('INSTREAM'), chunkHeader(100), Buffer.from('x')]);
-  assert.equal(stalled.toString(), 'COMMAND READ TIMED OUT\n');
 });
 
 test('IDSESSION: numbered replies, concurrent scans, END closes after the last reply', async () => {

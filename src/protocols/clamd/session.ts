@@ -7,9 +7,9 @@
  * `COMMAND READ TIMED OUT` and closes. A client that disconnects aborts its scans.
  */
 import type { Socket } from 'node:net';
-import { PassThrough } from 'node:stream';
 import type { ScanInput, Verdict } from '../../engine/types.js';
 import type { ClamdContext } from './context.js';
+import { InstreamBody } from './instream.js';
 import { type ClamdCommandName, type ClamdEvent, ClamdParser, type Terminator } from './parser.js';
 import { scanPath } from './paths.js';
 import {
@@ -26,6 +26,9 @@ import {
   versionCommandsText,
   versionText,
 } from './replies.js';
+
+/** INSTREAM bodies up to this size are scanned whole at their end; larger ones are streamed into the scan. */
+const INSTREAM_HOLD = 1024 * 1024;
 
 /** Accepted inside IDSESSION (session.c execute_or_dispatch_command). */
 const IN_SESSION = new Set<ClamdCommandName>([
@@ -49,7 +52,7 @@ export class ClamdSession {
   /** No more commands will be taken (one answered outside a session, END, an error). */
   private done = false;
   private pending = 0;
-  private stream: PassThrough | null = null;
+  private body: InstreamBody | null = null;
   private timer: NodeJS.Timeout | null = null;
   private paused = false;
   private readonly client: string;
@@ -80,11 +83,11 @@ export class ClamdSession {
   private handle(ev: ClamdEvent): void {
     switch (ev.kind) {
       case 'chunk':
-        if (this.stream && !this.stream.write(ev.data) && !this.paused) {
+        if (this.body && !this.body.write(ev.data) && !this.paused) {
           // The scan is behind (or waits for a slot): stop reading; the wait is ours, not a slow client.
           this.paused = true;
           this.socket.pause();
-          this.stream.once('drain', () => {
+          this.body.onDrain(() => {
             this.paused = false;
             this.socket.resume();
             this.arm(this.ctx.cfg.readTimeout);
@@ -92,8 +95,8 @@ export class ClamdSession {
         }
         return;
       case 'stream-end':
-        this.stream?.end();
-        this.stream = null;
+        this.body?.end();
+        this.body = null;
         return;
       case 'stream-limit':
         this.failStream(new Error('INSTREAM size limit exceeded'));
@@ -180,13 +183,14 @@ export class ClamdSession {
   }
 
   private instream(to: ReplyTarget): void {
-    const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
-    stream.on('error', () => {});
-    this.stream = stream;
+    const body = new InstreamBody(INSTREAM_HOLD);
+    this.body = body;
     this.track(async () => {
-      const v = await this.scan(stream, 'stream');
+      const input = await body.input;
+      if (!input) return;
+      const v = await this.scan(input, 'stream');
       // A stream cut short (size limit, timeout, client gone) has had its answer already.
-      if (!stream.errored) this.write(reply(to, verdictText('stream', v)));
+      if (!body.abandoned) this.write(reply(to, verdictText('stream', v)));
     });
   }
 
@@ -269,8 +273,8 @@ export class ClamdSession {
   }
 
   private failStream(e: Error): void {
-    this.stream?.destroy(e);
-    this.stream = null;
+    this.body?.fail(e);
+    this.body = null;
   }
 
   /** The client half-closed: scans in flight still answer (clamd keeps a SHUT_WR client). */
