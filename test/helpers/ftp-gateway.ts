@@ -126,6 +126,8 @@ export function lftpSettings(o: {
 export class FtpControl {
   private buf = '';
   private waiters: (() => void)[] = [];
+  /** The control connection's latest TLS session (to resume on data connections). */
+  session: Buffer | undefined;
   private constructor(private sock: Socket | TLSSocket) {
     this.listen(sock);
   }
@@ -146,6 +148,9 @@ export class FtpControl {
     const raw = this.sock as Socket;
     raw.removeAllListeners('data');
     const t = tlsConnect({ socket: raw, ca: readFileSync(caFile), checkServerIdentity: () => undefined });
+    t.on('session', (s: Buffer) => {
+      this.session = s;
+    });
     await new Promise((resolve, reject) => {
       t.once('secureConnect', resolve);
       t.once('error', reject);

@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
@@ -237,7 +238,7 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
     assert.doesNotMatch(second.data, /220/);
   });
 
-  test('a data connection from another address is refused; the port range is honoured', async (t) => {
+  test('a data connection from another address is refused; the port range is honoured; PROT P data resumes the control TLS session', async (t) => {
     if (!havePeers(t)) return;
     const { gw } = await gateway('explicit', 'explicit', { passivePorts: '46300-46309' });
     const c = await FtpControl.open(gw.port);
@@ -268,6 +269,26 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
     assert.match(await c.reply(), /^150 /);
     assert.match(await c.reply(), /^226 /);
     assert.equal((await own).error, undefined);
+    // A PROT P data connection may resume the control connection's TLS session (clients such as
+    // FileZilla insist, as vsftpd does toward us).
+    await c.send('PROT P');
+    assert.match(await c.reply(), /^200 /);
+    await c.send('EPSV');
+    const p3 = Number(/\(\|\|\|(\d+)\|\)/.exec(await c.reply())![1]);
+    const data = tlsConnect({
+      host: '127.0.0.1',
+      port: p3,
+      ca: readFileSync(gw.caFile),
+      session: c.session,
+      checkServerIdentity: () => undefined,
+    });
+    data.on('error', () => {});
+    await c.send('LIST /pub');
+    await new Promise((r) => data.once('secureConnect', r));
+    assert.ok(data.isSessionReused(), 'data connection did not resume the control session');
+    data.resume();
+    assert.match(await c.reply(), /^150 /);
+    assert.match(await c.reply(), /^226 /);
     await c.send('PASV');
     const pasv = await c.reply();
     const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(pasv)!;
