@@ -22,6 +22,8 @@ export interface TestRegistry {
   dataDir: string;
   /** Moves the registry's clock (reminders, expiry) without waiting. */
   advance(ms: number): void;
+  /** Every log line the registry wrote (debug level and up), for "no secret in logs" checks. */
+  logs: string[];
 }
 
 export async function registryForTest(
@@ -50,7 +52,9 @@ export async function registryForTest(
   }).registry;
   if (!config) throw new Error('registry config');
   let offset = 0;
-  const registry = await startRegistry(config, dataDir, pino({ level: 'silent' }), {
+  const logs: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(line) });
+  const registry = await startRegistry(config, dataDir, logger, {
     now: () => Date.now() + offset,
   });
   t.after(() => registry.close());
@@ -58,6 +62,7 @@ export async function registryForTest(
     registry,
     mail,
     dataDir,
+    logs,
     advance: (ms) => {
       offset += ms;
     },

@@ -270,6 +270,14 @@ async function inputs(t: TestContext, engine: Engine) {
     { numRuns: 60 },
   );
   assert.equal(await count('reg_messages'), 1);
+
+  // No secret in the logs: API tokens, mailed codes, proofs, the database password.
+  assert.ok(reg.logs.length > 0, 'the registry did log');
+  const logText = reg.logs.join('');
+  const secrets = [token, token2, code, movedCode, proof];
+  const dbPassword = /:\/\/[^:]+:([^@]+)@/.exec(String(reg.registry.service.database.url))?.[1];
+  for (const secret of secrets) assert.ok(!logText.includes(secret), 'a secret reached the log');
+  assert.ok(!dbPassword || dbPassword === '***', 'database URL redacted');
 }
 
 test('registry rejects bad input with 400/409/413 and stores nothing (SQLite)', (t) => inputs(t, 'sqlite'));
