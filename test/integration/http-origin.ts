@@ -125,7 +125,14 @@ function route(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
 }
 
 export async function startOrigin(
-  opts: { tls?: { cert: string | Buffer; key: string | Buffer }; host?: string } = {},
+  opts: {
+    tls?: { cert: string | Buffer; key: string | Buffer };
+    host?: string;
+    /** Default 0 (ephemeral). */
+    port?: number;
+    /** Told of each request as it completes (e.g. to report it from a child process). */
+    onRequest?: (r: OriginRecord) => void;
+  } = {},
 ): Promise<Origin> {
   const requests: OriginRecord[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -145,7 +152,9 @@ export async function startOrigin(
       }
     });
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', bodyBytes, containsEicar });
+      const record = { method: req.method ?? '', url: req.url ?? '', bodyBytes, containsEicar };
+      requests.push(record);
+      opts.onRequest?.(record);
       route(req, res, Buffer.concat(keep));
     });
   };
@@ -173,7 +182,7 @@ export async function startOrigin(
     if (head.length) socket.write(head);
     socket.pipe(socket);
   });
-  await new Promise<void>((resolve) => server.listen(0, opts.host ?? '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', resolve));
   origin.port = (server.address() as AddressInfo).port;
   return origin;
 }
