@@ -207,20 +207,27 @@ describe('tunnel frame codec', () => {
     assert.equal(f.payload.buffer, wire.buffer);
   });
 
-  it('writer batches the frames of one tick into one write', async () => {
+  it('writer batches the frames of one tick into one write, and writes a full slab at once', async () => {
     const writes: Buffer[] = [];
     const w = new FrameWriter((b) => writes.push(b));
-    for (let i = 0; i < 1000; i++) w.push(FrameType.RESPONSE, i, Buffer.alloc(100, i));
+    for (let i = 0; i < 500; i++) w.push(FrameType.RESPONSE, i, Buffer.alloc(100, i)); // 56 KB: fits one slab
     assert.equal(writes.length, 0);
     await new Promise((r) => process.nextTick(r));
     assert.equal(writes.length, 1);
-    const got = decodeAll(writes, new FrameDecoder());
-    assert.equal(got.length, 1000);
-    assert.equal(got[999]!.id, 999);
-    // A payload larger than the slab is carried too.
-    w.push(FrameType.RESPONSE, 5, Buffer.alloc(200_000, 1));
+    assert.equal(decodeAll(writes, new FrameDecoder()).length, 500);
+    // Thousands of frames in one tick: full slabs leave as they fill, each byte copied once.
+    writes.length = 0;
+    for (let i = 0; i < 5000; i++) w.push(FrameType.RESPONSE, i, Buffer.alloc(1024, i));
+    assert.ok(writes.length >= 70, `${writes.length} slab-sized writes before the tick ends`);
+    w.push(FrameType.RESPONSE, 5000, Buffer.alloc(200_000, 1)); // larger than a slab
     w.flush();
-    assert.equal(decodeAll([writes[1]!], new FrameDecoder())[0]!.payload.length, 200_000);
+    const got = decodeAll(writes, new FrameDecoder());
+    assert.deepEqual(
+      got.map((f) => f.id),
+      Array.from({ length: 5001 }, (_, i) => i),
+    );
+    assert.equal(got[5000]!.payload.length, 200_000);
+    assert.equal(got[4999]!.payload[0], 4999 & 0xff);
   });
 
   it('error payloads round-trip and malformed ones do not throw', () => {

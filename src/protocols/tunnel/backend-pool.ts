@@ -280,17 +280,30 @@ export class BackendPool {
     for (const c of this.conns) c.stop();
   }
 
+  /**
+   * Round-robin per tick, not per request: every request forwarded in one tick goes to the same
+   * connection, so it leaves in one write (one syscall, one read at the backend) instead of being
+   * spread thinly over the pool; the next tick moves on to the next connection.
+   */
   private pick(): BackendConnection | null {
+    if (this.sticky?.ready) return this.sticky;
     const n = this.conns.length;
     for (let i = 0; i < n; i++) {
       const c = this.conns[(this.rr + i) % n]!;
       if (c.ready) {
         this.rr = (this.rr + i + 1) % n;
+        this.sticky = c;
+        process.nextTick(this.unstick);
         return c;
       }
     }
     return null;
   }
+
+  private sticky: BackendConnection | null = null;
+  private readonly unstick = () => {
+    this.sticky = null;
+  };
 
   private sweep(): void {
     const now = Date.now();

@@ -299,13 +299,13 @@ export class FrameWriter {
   }
 
   private grow(need: number): void {
-    // Frames already in the slab but not flushed move along to the new slab.
-    const pending = this.end - this.start;
-    const next = Buffer.allocUnsafe(Math.max(SLAB, need + pending));
-    if (pending) this.slab.copy(next, 0, this.start, this.end);
-    this.slab = next;
+    // The slab is full: what it holds leaves now (a write of at least a slab is a good batch anyway)
+    // and a fresh slab takes the rest. Moving pending frames to a bigger slab instead would copy
+    // them again at every growth: quadratic when thousands of frames are pushed in one tick.
+    if (this.end > this.start) this.flush();
+    this.slab = Buffer.allocUnsafe(Math.max(SLAB, need));
     this.start = 0;
-    this.end = pending;
+    this.end = 0;
   }
 }
 
