@@ -9,9 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createBuiltinScanner } from '../../src/engine/index.js';
+import type { ObjectSource } from '../../src/engine/source.js';
 import type { Scanner } from '../../src/engine/types.js';
+import { SmtpChannel } from '../../src/protocols/smtp/channel.js';
+import { ServerLeg, UpstreamLost } from '../../src/protocols/smtp/server-leg.js';
 import { RawSmtpClient, startSmtpGateway } from '../helpers/smtp-gateway.js';
 
 let dir: string;
@@ -231,6 +235,40 @@ describe('delivery to a server offering CHUNKING (RFC 3030)', { concurrency: fal
     assert.equal(rec.messages.length, 1);
     const bdat = rec.commands.findIndex((l) => l.startsWith('BDAT'));
     assert.equal(rec.commands[bdat + 1], 'RSET', 'RSET right after the refused chunk');
+  });
+});
+
+describe('a message source that lies about its size (BDAT counts octets)', () => {
+  it('never sends past the declared size; the connection is dropped, not QUIT', async () => {
+    // The server leg's socket as a stream that records every byte the moment it is written.
+    const received: Buffer[] = [];
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        received.push(chunk);
+        cb();
+      },
+    });
+    const leg = new ServerLeg(new SmtpChannel(socket, 'server', 8192));
+    leg.offers = new Set(['CHUNKING']);
+    // Big enough to fill the stream's buffer, so the gathered write is flushed before the lie.
+    const declared = 4 * 1024 * 1024;
+    const liar: ObjectSource = {
+      size: declared,
+      read: async () => Buffer.alloc(0),
+      async *stream() {
+        yield Buffer.alloc(declared, 'a');
+        yield Buffer.from('QUIT\r\n'); // would be read as a command
+      },
+    };
+    await assert.rejects(leg.deliver(Buffer.from('X-A: b\r\n'), liar), UpstreamLost);
+    leg.quit();
+    assert.ok(socket.destroyed, 'dropped');
+    const wire = Buffer.concat(received).toString('latin1');
+    const header = `BDAT ${declared + 8} LAST\r\nX-A: b\r\n`;
+    assert.ok(wire.startsWith(header), JSON.stringify(wire.slice(0, 40)));
+    assert.ok(wire.length <= header.length + declared, 'never more than the declared octets');
+    assert.ok(!wire.includes('QUIT'));
   });
 });
 

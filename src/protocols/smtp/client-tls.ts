@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { type PeerCertificate, TLSSocket } from 'node:tls';
+import { observeTls } from '../../admin/metrics.js';
 import { withTimeout } from '../../net/timeouts.js';
 import type { SmtpChannel } from './channel.js';
 import type { SmtpContext } from './context.js';
@@ -22,7 +23,7 @@ export async function acceptImplicitTls(
   const context = await ctx.clientContext(upstreamCert);
   const tls = new TLSSocket(socket, { isServer: true, secureContext: context });
   tls.on('error', () => {});
-  await withTimeout(handshake(tls), ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+  await clientHandshake(ctx, tls);
   return tls;
 }
 
@@ -59,11 +60,20 @@ export async function startClientTls(
     (raw) => new TLSSocket(raw, { isServer: true, secureContext: context }),
   );
   try {
-    await withTimeout(handshake(tls), ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+    await clientHandshake(ctx, tls);
     return { ok: true, dropped };
   } catch (e) {
     return { ok: false, refuse: null, reason: (e as Error).message, dropped };
   }
+}
+
+/** The client leg's handshake, bounded by headerTimeout and counted in the TLS metrics. */
+function clientHandshake(ctx: SmtpContext, tls: TLSSocket): Promise<void> {
+  return observeTls(
+    ctx.cfg.name,
+    'client',
+    withTimeout(handshake(tls), ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout')),
+  );
 }
 
 function handshake(tls: TLSSocket): Promise<void> {

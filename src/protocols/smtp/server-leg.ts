@@ -103,20 +103,40 @@ export class ServerLeg {
 
   private deliverChunk(prefix: Buffer, source: ObjectSource): Promise<Reply> {
     return this.guard(async () => {
-      const ch = this.channel;
-      ch.hold();
-      await ch.write(`BDAT ${prefix.length + source.size} LAST\r\n`);
-      await ch.write(prefix);
-      for await (const chunk of source.stream()) await this.writeBlock(chunk);
-      const r = await ch.readReply(REPLY_TIMEOUTS.dataTermination);
-      if (r.code >= 400 && r.code !== 421) {
-        // RFC 3030 §4.2: a refused chunk fails the transaction; make sure the server holds none.
-        await ch.write('RSET\r\n');
-        const reset = await ch.readReply(REPLY_TIMEOUTS.command);
-        if (reset.code === 421) return reset;
+      try {
+        return await this.sendChunk(prefix, source);
+      } catch (e) {
+        // Mid-chunk, any further byte (even the QUIT of a polite close) would count as content and
+        // could complete the chunk: drop the connection so the server discards the partial message.
+        this.channel.destroy();
+        throw e;
       }
-      return r;
     });
+  }
+
+  private async sendChunk(prefix: Buffer, source: ObjectSource): Promise<Reply> {
+    const ch = this.channel;
+    const size = prefix.length + source.size;
+    ch.hold();
+    await ch.write(`BDAT ${size} LAST\r\n`);
+    await ch.write(prefix);
+    let sent = prefix.length;
+    for await (const chunk of source.stream()) {
+      // The server counts octets, not lines: a source that gave more than it declared would have
+      // the excess read as commands. Never let that happen; the connection is dropped instead.
+      sent += chunk.length;
+      if (sent > size) throw new Error(`message source larger than its declared ${size} octets`);
+      await this.writeBlock(chunk);
+    }
+    if (sent !== size) throw new Error(`message source gave ${sent} of its declared ${size} octets`);
+    const r = await ch.readReply(REPLY_TIMEOUTS.dataTermination);
+    if (r.code >= 400 && r.code !== 421) {
+      // RFC 3030 §4.2: a refused chunk fails the transaction; make sure the server holds none.
+      await ch.write('RSET\r\n');
+      const reset = await ch.readReply(REPLY_TIMEOUTS.command);
+      if (reset.code === 421) return reset;
+    }
+    return r;
   }
 
   /** RFC 5321 §4.5.3.2.5: each block of data must be taken within 3 minutes. */
