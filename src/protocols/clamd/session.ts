@@ -286,7 +286,8 @@ export class ClamdSession {
 
   private teardown(): void {
     this.disarm();
-    this.abort.abort();
+    // Only scans still running need telling (an abort costs an exception object per connection).
+    if (this.pending > 0) this.abort.abort();
     this.failStream(new Error('connection closed'));
   }
 
