@@ -196,6 +196,10 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     res.on('close', done);
   }
 
+  // The admin page serves a few operators and a scraper, never a crowd.
+  server.maxConnections = 256;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   const addr = parseAddress(o.listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -56,6 +56,7 @@ export async function runPrimary(
   let epoch = 0;
   let stopping = false;
   const ready = new Map<number, { status: AdminStatus; banner: string[] }>();
+  const everReady = new Set<number>();
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let current = config;
@@ -112,6 +113,7 @@ export async function runPrimary(
         break;
       case 'sg:ready':
         ready.set(worker.id, { status: msg.status, banner: msg.banner });
+        everReady.add(worker.id);
         if (ready.size === count && !bannerShown) showBanner();
         break;
       case 'sg:reloaded':
@@ -129,13 +131,24 @@ export async function runPrimary(
     return w;
   }
 
+  // A worker that dies before it ever served (bad certificate, port taken) would die again: after
+  // three such deaths in a row the primary gives up and exits 1, so the init system sees the failure.
+  let startupFailures = 0;
   cluster.on('exit', (w, code, signal) => {
+    const wasReady = everReady.has(w.id);
     ready.delete(w.id);
     if (stopping) return;
+    startupFailures = wasReady ? 0 : startupFailures + 1;
+    if (startupFailures >= 3) {
+      logger.fatal({ code, signal }, 'workers keep failing at startup; exiting');
+      logger.flush?.();
+      for (const other of alive()) other.process.kill('SIGKILL');
+      process.exit(1);
+    }
     logger.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker died; starting another');
     setTimeout(() => {
       if (!stopping) fork();
-    }, 1000).unref();
+    }, 1000);
   });
 
   const token = config.admin ? await loadOrCreateToken(config.dataDir, config.admin.token) : null;

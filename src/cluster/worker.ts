@@ -27,11 +27,19 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
   // With Redis configured the workers already share verdicts through it; otherwise through the primary.
   const cache = config.engine.cache.redis ? null : new ClusterVerdictCache(config.engine.cache.entries, send);
   if (cache) cache.epoch = Number(process.env.SCANGATE_RELOAD_EPOCH ?? 0);
-  const gateway = await startGateway(config, log, {
-    admin: false,
-    events: [new RelayEventSink()],
-    ...(cache ? { cache } : {}),
-  });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(config, log, {
+      admin: false,
+      events: [new RelayEventSink()],
+      ...(cache ? { cache } : {}),
+    });
+  } catch (e) {
+    // The IPC channel would keep a failed worker alive; exit so the primary sees the failure.
+    const err = e as Error & { code?: string };
+    process.stderr.write(`scangate: worker: ${err.code ? `${err.code}: ` : ''}${err.message}\n`);
+    process.exit(2);
+  }
 
   let draining = false;
   const drain = (deadlineMs?: number) => {
