@@ -4,12 +4,14 @@
  * to pull the confirmation link out of a mail and drive the confirmation page like a browser.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import pino from 'pino';
 import { configSchema } from '../../src/config/schema.js';
+import { RegistryClient } from '../../src/registry/client.js';
 import { type RunningRegistry, startRegistry } from '../../src/registry/index.js';
 import { postgresForTest } from './postgres.js';
 import { type MailServer, startMailServer } from './smtp-server.js';
@@ -133,4 +135,47 @@ export function scangateCli(
     child.on('close', (code) => resolve({ code, out, err }));
     if (stdin !== undefined) child.stdin?.end(stdin);
   });
+}
+
+/**
+ * An organisation enrolled the way an operator does it before configuring the gateway: account,
+ * address confirmed through the mailed link, Ed25519 key uploaded; token and private key written
+ * (0600) to `keyDir`/org.token and org.pem. Uses a registry of its own over `dataDir`'s SQLite
+ * database, closed again; the mail server's inbox is emptied afterwards.
+ */
+export async function enrolOrganisation(o: {
+  dataDir: string;
+  keyDir: string;
+  mail: MailServer;
+  address: string;
+}): Promise<{ tokenFile: string; keyFile: string }> {
+  const config = configSchema.parse({
+    dataDir: o.dataDir,
+    registry: {
+      listen: '127.0.0.1:0',
+      mail: { smtp: `127.0.0.1:${o.mail.port}`, from: 'registry@scangate.test', tls: 'none' },
+    },
+  }).registry;
+  if (!config) throw new Error('registry config');
+  const reg = await startRegistry(config, o.dataDir, pino({ level: 'silent' }));
+  const tokenFile = join(o.keyDir, 'org.token');
+  const keyFile = join(o.keyDir, 'org.pem');
+  try {
+    const { token } = await new RegistryClient(reg.url).createAccount('Example Bank');
+    const api = new RegistryClient(reg.url, token);
+    const before = o.mail.messages.length;
+    await api.requestAddress(o.address);
+    await waitForMail(o.mail, before + 1);
+    const done = await confirmByLink(confirmationLink(o.mail.messages[before]?.data ?? Buffer.alloc(0)));
+    if (done.status !== 200) throw new Error(`confirmation failed: ${done.status}`);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    await api.addKey(publicKey.export({ format: 'der', type: 'spki' }).toString('base64'));
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    await waitForMail(o.mail, before + 2); // "your address is registered"
+  } finally {
+    await reg.close();
+  }
+  o.mail.messages.length = 0;
+  return { tokenFile, keyFile };
 }

@@ -7,7 +7,6 @@
  * onFail reject, the forgery is refused with 550 5.7.1 and never delivered.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,43 +15,12 @@ import { MemoryEventSink } from '../../src/admin/events.js';
 import { configSchema } from '../../src/config/schema.js';
 import { startGateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/logger.js';
-import { RegistryClient } from '../../src/registry/client.js';
-import { startRegistry } from '../../src/registry/index.js';
 import { peer } from '../helpers/peers.js';
-import { confirmationLink, confirmByLink, scangateCli, waitForMail } from '../helpers/registry.js';
+import { enrolOrganisation, scangateCli } from '../helpers/registry.js';
 import { swaks } from '../helpers/smtp-gateway.js';
-import { type MailServer, startMailServer } from '../helpers/smtp-server.js';
+import { startMailServer } from '../helpers/smtp-server.js';
 
 const BANK = 'notices@bank.example';
-
-/** The organisation enrols first (as an operator would with the CLI), then configures the gateway. */
-async function enrol(dir: string, registryConfig: Record<string, unknown>, mail: MailServer) {
-  const cfg = configSchema.parse({ dataDir: dir, registry: registryConfig }).registry;
-  assert.ok(cfg);
-  const reg = await startRegistry(
-    { ...cfg, gateway: { ...cfg.gateway, inbound: [], outbound: [] } },
-    dir,
-    silentLogger,
-  );
-  try {
-    const { token } = await new RegistryClient(reg.url).createAccount('Example Bank');
-    const api = new RegistryClient(reg.url, token);
-    await api.requestAddress(BANK);
-    await waitForMail(mail, 1);
-    assert.equal(
-      (await confirmByLink(confirmationLink(mail.messages[0]?.data ?? Buffer.alloc(0)))).status,
-      200,
-    );
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    await api.addKey(publicKey.export({ format: 'der', type: 'spki' }).toString('base64'));
-    writeFileSync(join(dir, 'org.token'), token, { mode: 0o600 });
-    writeFileSync(join(dir, 'org.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-  } finally {
-    await reg.close();
-  }
-  await new Promise((r) => setTimeout(r, 200)); // the "address registered" notice mail
-  mail.messages.length = 0;
-}
 
 async function gatewayWithRegistry(t: TestContext, onFail: 'tag' | 'reject') {
   const dir = mkdtempSync(join(tmpdir(), 'scangate-regwg-'));
@@ -70,7 +38,7 @@ async function gatewayWithRegistry(t: TestContext, onFail: 'tag' | 'reject') {
       organisation: { tokenFile: join(dir, 'org.token'), keyFile: join(dir, 'org.pem') },
     },
   };
-  await enrol(dir, registry, mail);
+  await enrolOrganisation({ dataDir: dir, keyDir: dir, mail, address: BANK });
   const smtp = (name: string) => ({
     name,
     protocol: 'smtp',

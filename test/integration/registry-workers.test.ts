@@ -4,19 +4,15 @@
  * is stamped whichever worker takes the connection — and SIGTERM closes everything, exit 0.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { configSchema } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/logger.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { startRegistry } from '../../src/registry/index.js';
 import { queryOfMail } from '../../src/registry/mailcheck.js';
 import { freePort, startCli, writeConfig } from '../helpers/ops-cli.js';
 import { peer } from '../helpers/peers.js';
-import { confirmationLink, confirmByLink, waitForMail } from '../helpers/registry.js';
+import { enrolOrganisation } from '../helpers/registry.js';
 import { swaks } from '../helpers/smtp-gateway.js';
 import { startMailServer } from '../helpers/smtp-server.js';
 
@@ -35,28 +31,7 @@ test(
     t.after(() => mail.close());
 
     // Enrol the organisation first, as an operator would.
-    const mailCfg = { smtp: `127.0.0.1:${mail.port}`, from: 'registry@scangate.test', tls: 'none' as const };
-    const standalone = configSchema.parse({
-      dataDir,
-      registry: { listen: '127.0.0.1:0', mail: mailCfg },
-    }).registry;
-    assert.ok(standalone);
-    const reg = await startRegistry(standalone, dataDir, silentLogger);
-    const { token } = await new RegistryClient(reg.url).createAccount('Example Bank');
-    const api = new RegistryClient(reg.url, token);
-    await api.requestAddress(BANK);
-    await waitForMail(mail, 1);
-    assert.equal(
-      (await confirmByLink(confirmationLink(mail.messages[0]?.data ?? Buffer.alloc(0)))).status,
-      200,
-    );
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    await api.addKey(publicKey.export({ format: 'der', type: 'spki' }).toString('base64'));
-    await reg.close();
-    writeFileSync(join(dir, 'org.token'), token, { mode: 0o600 });
-    writeFileSync(join(dir, 'org.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-    await new Promise((r) => setTimeout(r, 300));
-    mail.messages.length = 0;
+    await enrolOrganisation({ dataDir, keyDir: dir, mail, address: BANK });
 
     const [mx, submission, registryPort] = [await freePort(), await freePort(), await freePort()];
     const smtp = (name: string, port: number) =>
