@@ -1,9 +1,10 @@
 /**
- * Recursive file-system watching, one inotify watch per directory (fs.watch on each folder, not
- * `recursive: true`: on Linux Node 20 builds that in JavaScript too, and here a folder that appears
- * is walked at once, so files written into it before its watch existed are reported as well).
+ * Recursive file-system watching, one inotify watch per directory. Node 20.20's own
+ * `fs.watch(dir, { recursive: true })` works on Linux (checked here: it reports files in folders
+ * created later) and is built the same way in JavaScript; doing it explicitly lets the agent decide
+ * what happens when a folder appears (walk it at once and report its files, which may predate the
+ * watch) and when a watch cannot be added (inotify limit: 'overflow', so the agent rescans).
  * Emits 'file' for every path that may have new content; the agent decides whether it has settled.
- * A folder whose watch cannot be added (inotify limit) emits 'overflow' so the agent rescans.
  */
 import { EventEmitter } from 'node:events';
 import { type FSWatcher, type Stats, watch } from 'node:fs';
