@@ -118,6 +118,8 @@ const httpListener = z.strictObject({
   /** Bytes held back at the end of a streamed object until its verdict (HAVP's keep-back buffer). */
   keepBack: size.default(1024 ** 2),
   maxHeaderSize: size.default(64 * 1024),
+  /** A client idle this long between requests has its upstream connection closed (reopened on its next request). */
+  upstreamIdleTimeout: duration.default(5_000),
 });
 
 const smtpListener = z.strictObject({
