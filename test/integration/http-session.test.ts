@@ -241,6 +241,39 @@ describe('http session on raw sockets', () => {
     assert.equal(origin.connections - conns, 1);
   });
 
+  it("closes an idle client's upstream connection after upstreamIdleTimeout and reopens it on demand", async () => {
+    const quick = await startProxy({ upstreamIdleTimeout: '200ms' });
+    const s = connect(quick.port, '127.0.0.1');
+    const p = new HttpParser('response');
+    const responses: number[] = [];
+    let wake: (() => void) | null = null;
+    s.on('data', (d: Buffer) => {
+      for (const e of p.feed(d)) {
+        if (e.type === 'response-head') responses.push(e.head.status);
+        if (e.type === 'message-end') wake?.();
+      }
+    });
+    const get = () =>
+      new Promise<void>((resolve) => {
+        wake = resolve;
+        p.expectResponse('GET');
+        s.write(`GET ${url('/clean.txt')} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n`);
+      });
+    try {
+      const conns = origin.connections;
+      await get();
+      await get();
+      assert.equal(origin.connections - conns, 1, 'back-to-back requests share the upstream connection');
+      await new Promise((r) => setTimeout(r, 600));
+      await get();
+      assert.deepEqual(responses, [200, 200, 200]);
+      assert.equal(origin.connections - conns, 2, 'a new upstream connection after the idle timeout');
+    } finally {
+      s.destroy();
+      quick.server.close();
+    }
+  });
+
   it('answers a malformed request with 400 and closes', async () => {
     const { statuses } = await rawExchange(Buffer.from('GET / HTTP/1.1\r\nBad Header\r\n\r\n'), 1, ['GET']);
     assert.deepEqual(statuses, [400]);

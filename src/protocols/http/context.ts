@@ -13,6 +13,7 @@ import type { ServiceDeps } from '../../net/service.js';
 import type { TlsRuntime } from '../../tls/runtime.js';
 import { connectUpstreamTls } from '../../tls/upstream.js';
 import type { Origin, SessionEnv } from './session.js';
+import { ShutdownHub } from './shutdown.js';
 import { formatAuthority } from './target.js';
 import { relayTunnel } from './tunnel.js';
 
@@ -49,6 +50,7 @@ export function createContext(
       deps,
       spoolDir: join(deps.config.dataDir, 'spool'),
       shutdown,
+      ...(shutdown ? { shutdownWatch: new ShutdownHub(shutdown) } : {}),
       connect: (origin) => openOrigin(ctx, origin),
       relay: async (a, b) => {
         await relayTunnel(a, b, cfg.idleTimeout);

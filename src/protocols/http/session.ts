@@ -36,6 +36,7 @@ import { endGracefully, MessageReader, send } from './io.js';
 import { type BodyFraming, HttpParser, type RequestHead, type ResponseHead } from './parser.js';
 import { errorResponse, type ProxyResponse, serializeProxyResponse } from './responses.js';
 import { serializeRequestHead, serializeResponseHead } from './serialize.js';
+import { type ShutdownWatch, watchSignal } from './shutdown.js';
 import { formatAuthority, parseRequestTarget } from './target.js';
 
 export type { Origin } from './exchange.js';
@@ -49,6 +50,8 @@ export interface SessionEnv {
   relay(a: Duplex, b: Duplex): Promise<void>;
   /** Aborted when the listener shuts down: idle connections close now, busy ones after their exchange. */
   shutdown?: AbortSignal;
+  /** The same shutdown as one shared watch (listeners give one; default: a listener on `shutdown` per wait). */
+  shutdownWatch?: ShutdownWatch;
   spoolDir?: string;
 }
 
@@ -91,12 +94,14 @@ export class HttpSession {
   /** Request heads received on this connection. */
   private requests = 0;
   private readonly cfg: HttpListenerConfig;
+  private readonly shutdown: ShutdownWatch;
 
   constructor(
     private readonly env: SessionEnv,
     private readonly opts: SessionOptions,
   ) {
     this.cfg = env.listener;
+    this.shutdown = env.shutdownWatch ?? watchSignal(env.shutdown);
     const parser = new HttpParser('request', { maxHeaderSize: this.cfg.maxHeaderSize });
     if (opts.head?.length) parser.push(opts.head);
     this.reader = new MessageReader(opts.client, parser);
@@ -141,7 +146,7 @@ export class HttpSession {
   > {
     let timer: NodeJS.Timeout | undefined;
     const before = this.reader.received;
-    const shutdown = this.env.shutdown;
+    const shutdown = this.shutdown;
     let onShutdown: (() => void) | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.cfg.headerTimeout);
@@ -152,9 +157,10 @@ export class HttpSession {
         // Only a connection with nothing of the next request yet is closed at once.
         if (this.reader.idle) resolve('timeout');
       };
-      if (shutdown?.aborted) onShutdown();
-      shutdown?.addEventListener('abort', onShutdown);
+      if (shutdown.aborted) onShutdown();
+      shutdown.add(onShutdown);
     });
+    const releaseUpstream = this.requests > 0 ? this.releaseIdleUpstream() : undefined;
     try {
       const ev = await Promise.race([this.reader.next(), timeout]);
       if (ev === 'timeout') {
@@ -168,8 +174,31 @@ export class HttpSession {
       return { head: ev.head, framing: ev.framing };
     } finally {
       clearTimeout(timer);
-      if (onShutdown) shutdown?.removeEventListener('abort', onShutdown);
+      if (onShutdown) shutdown.remove(onShutdown);
+      releaseUpstream?.();
     }
+  }
+
+  /**
+   * While the client is idle, its upstream connection is closed once the origin ends it or after
+   * upstreamIdleTimeout (the keep-alive an origin such as Apache or Node gives is about 5 s anyway):
+   * an idle intercepted connection then holds one TLS session instead of two. The next request
+   * reconnects (a resumed TLS session). Returns the function that stops watching.
+   */
+  private releaseIdleUpstream(): (() => void) | undefined {
+    const up = this.upstream;
+    if (!up) return undefined;
+    const drop = () => {
+      if (this.upstream === up) this.dropUpstream(true);
+    };
+    const timer = setTimeout(drop, this.cfg.upstreamIdleTimeout);
+    up.socket.once('end', drop);
+    up.socket.once('close', drop);
+    return () => {
+      clearTimeout(timer);
+      up.socket.off('end', drop);
+      up.socket.off('close', drop);
+    };
   }
 
   private async answer(r: ProxyResponse, version: string, headOnly = false): Promise<void> {
