@@ -15,7 +15,7 @@ import { type EventSink, FanoutEventSink, LogEventSink } from './admin/events.js
 import { EventFeed } from './admin/feed.js';
 import { MeteredScanner, MetricsEventSink } from './admin/instrument.js';
 import { describeListener, registry, reloads } from './admin/metrics.js';
-import { registerRuntimeMetrics } from './admin/runtime-metrics.js';
+import { registerRuntimeMetrics, spoolUsage } from './admin/runtime-metrics.js';
 import { type AdminServer, type AdminStatus, type ListenerState, startAdmin } from './admin/server.js';
 import { type AdminToken, loadOrCreateToken } from './admin/token.js';
 import type { Config, ListenerConfig } from './config/schema.js';
@@ -49,6 +49,8 @@ export interface Gateway {
   readonly mailRegistry: RunningRegistry | null;
   banner(): string[];
   status(): AdminStatus;
+  /** status() with every subsystem's summary read. */
+  fullStatus(): Promise<AdminStatus>;
   /** Adds a subsystem's one-glance numbers to the dashboard (quarantine, registry). */
   addSummary(name: string, read: () => Promise<Record<string, unknown>>): void;
   /**
@@ -210,6 +212,11 @@ export async function startGateway(
     const reg = mailRegistry;
     summaries.set('registry', async () => ({ url: reg.publicUrl }));
   }
+  // What the on-access agent (a separate process) has put in the default quarantine folder.
+  summaries.set('quarantine', async () => {
+    const q = await spoolUsage(join(config.dataDir, 'quarantine'), '.bin');
+    return q.files ? { files: q.files, bytes: q.bytes } : {};
+  });
   let admin: AdminServer | null = null;
   let adminToken: AdminToken | null = null;
   let draining = false;
@@ -252,7 +259,8 @@ export async function startGateway(
     const s = status();
     for (const [name, read] of summaries) {
       try {
-        s.summaries[name] = await read();
+        const summary = await read();
+        if (Object.keys(summary).length) s.summaries[name] = summary;
       } catch (e) {
         s.summaries[name] = { error: (e as Error).message };
       }
@@ -370,6 +378,7 @@ export async function startGateway(
     store,
     mailRegistry,
     status,
+    fullStatus,
     addSummary(name, read) {
       summaries.set(name, read);
     },

@@ -35,8 +35,8 @@ function counterFrom(name: string, help: string, read: () => number): void {
   });
 }
 
-/** Bytes and files under the spool folder (bounded walk: the first 10,000 entries). */
-export async function spoolUsage(dir: string): Promise<{ bytes: number; files: number }> {
+/** Bytes and files (ending in `suffix`) in a folder; bounded walk: the first 10,000 entries. */
+export async function spoolUsage(dir: string, suffix = ''): Promise<{ bytes: number; files: number }> {
   let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -46,7 +46,7 @@ export async function spoolUsage(dir: string): Promise<{ bytes: number; files: n
   let bytes = 0;
   let files = 0;
   for (const e of entries.slice(0, 10_000)) {
-    if (!e.isFile()) continue;
+    if (!e.isFile() || !e.name.endsWith(suffix)) continue;
     try {
       bytes += (await stat(join(dir, e.name))).size;
       files++;

@@ -62,7 +62,7 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
         void registry.getMetricsAsJSON().then((metrics) => send({ t: 'sg:metrics', id: msg.id, metrics }));
         break;
       case 'sg:status?':
-        send({ t: 'sg:status', id: msg.id, status: gateway.status() });
+        void gateway.fullStatus().then((status) => send({ t: 'sg:status', id: msg.id, status }));
         break;
       case 'sg:reload':
         load()

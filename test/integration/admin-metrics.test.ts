@@ -7,7 +7,7 @@
  * test-output/admin-dashboard.png.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -191,6 +191,14 @@ it('metrics count exactly the HTTPS and SMTP traffic sent; events are stored and
     0,
   );
   assert.equal((await get('/api/events?since=yesterday')).status, 400);
+
+  // The on-access agent's quarantine (another process) shows up once it holds something.
+  const overview = async () =>
+    (await (await get('/api/overview')).json()) as { summaries: Record<string, Record<string, number>> };
+  assert.equal((await overview()).summaries.quarantine, undefined);
+  mkdirSync(join(dir, 'data', 'quarantine'), { recursive: true });
+  writeFileSync(join(dir, 'data', 'quarantine', '20260101T000000Z-0123456789ab.bin'), EICAR);
+  assert.deepEqual((await overview()).summaries.quarantine, { files: 1, bytes: EICAR.length });
 });
 
 it(

@@ -59,7 +59,14 @@ test('the example loads and shows the real defaults', () => {
   const defaults = resolveConfig({});
   for (const key of ['engine', 'tls', 'admin', 'events', 'drain', 'registry', 'workers', 'log'] as const)
     assert.deepEqual(config[key], defaults[key], `${key} in the example equals the default`);
-  assert.deepEqual(config.listeners, resolveConfig({ listeners: [{ name: 'web', protocol: 'http', listen: '127.0.0.1:8080', allow: ['127.0.0.0/8', '::1/128'] }] }).listeners);
+  assert.deepEqual(
+    config.listeners,
+    resolveConfig({
+      listeners: [
+        { name: 'web', protocol: 'http', listen: '127.0.0.1:8080', allow: ['127.0.0.0/8', '::1/128'] },
+      ],
+    }).listeners,
+  );
 });
 
 test('every configuration key is documented in the example', () => {
