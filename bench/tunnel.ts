@@ -10,7 +10,7 @@
  * ROUNDS alternating rounds. Results go to bench/results/tunnel.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -258,14 +258,26 @@ async function rawFrameRate(port: number, c: Creds): Promise<number> {
   return rate;
 }
 
-/** CPU milliseconds (user + system) a child has used so far, from /proc (Linux). */
-function cpuMs(pid: number | undefined): number {
+/** [ppid, CPU ms (user + system)] of a process, from /proc (Linux); USER_HZ is 100. */
+function procStat(pid: number | string): [number, number] | null {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime in clock ticks (USER_HZ 100)
+    return [Number(f[1]), ((Number(f[11]) + Number(f[12])) * 1000) / 100];
   } catch {
-    return Number.NaN;
+    return null;
   }
+}
+
+/** CPU milliseconds used so far by a process and its direct children (cluster workers). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  let total = procStat(pid)?.[1] ?? Number.NaN;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const st = procStat(entry);
+    if (st && st[0] === pid) total += st[1];
+  }
+  return total;
 }
 
 function selfCpuMs(): number {
@@ -302,6 +314,8 @@ async function main(): Promise<void> {
       `dataDir: ${pki.dir.path('data')}`,
       'admin: null',
       'log: { level: warn }',
+      // stunnel runs a thread per connection on every core; scangate's equivalent is one worker per core.
+      `workers: ${process.env.BENCH_TUNNEL_WORKERS ?? 'auto'}`,
       'listeners:',
       `  - { name: stream, protocol: tunnel, listen: 127.0.0.1:${sgStream}, mode: stream, upstream: 127.0.0.1:${ports.count}, tls: ${tlsBlock}, allow: { uri: ["spiffe://bench/*"] } }`,
       `  - { name: message, protocol: tunnel, listen: 127.0.0.1:${sgMessage}, mode: message, upstream: 127.0.0.1:${ports.message}, tls: ${tlsBlock}, allow: { uri: ["spiffe://bench/*"] }, maxInFlight: ${WINDOW * 2} }`,
@@ -338,7 +352,11 @@ async function main(): Promise<void> {
   await Promise.all([sgStream, sgMessage, stStream, stMessage].map((p) => waitPort(p)));
 
   const r = {
-    throughput: { scangate: [] as number[], stunnel: [] as number[] },
+    throughput: {
+      scangate: [] as number[],
+      stunnel: [] as number[],
+      cpuMsPerGb: { scangate: [] as number[], stunnel: [] as number[] },
+    },
     connections: { scangate: [] as number[], stunnel: [] as number[] },
     messages: {
       scangate: [] as number[],
@@ -349,8 +367,20 @@ async function main(): Promise<void> {
   for (let i = 0; i < ROUNDS; i++) {
     console.error(`round ${i + 1}/${ROUNDS}`);
     if (ONLY.has('throughput')) {
-      r.throughput.stunnel.push(await throughput(stStream, creds));
-      r.throughput.scangate.push(await throughput(sgStream, creds));
+      // CPU per MB of each gateway process says more than MB/s on a shared, noisy machine.
+      for (const [name, port, pid] of [
+        ['stunnel', stStream, stunnel.pid],
+        ['scangate', sgStream, scangate.pid],
+      ] as const) {
+        const c0 = cpuMs(pid);
+        const t0 = performance.now();
+        const mbps = await throughput(port, creds);
+        const mb = (mbps * (performance.now() - t0)) / 1000;
+        const msPerGb = round(((cpuMs(pid) - c0) / mb) * 1000);
+        console.error(`  stream ${name}: ${round(mbps)} MB/s, gateway CPU ${msPerGb} ms per GB`);
+        r.throughput[name].push(mbps);
+        r.throughput.cpuMsPerGb[name].push(msPerGb);
+      }
     }
     if (ONLY.has('connections')) {
       r.connections.scangate.push(await connectionRate(sgStream, creds));
