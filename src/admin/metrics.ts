@@ -155,8 +155,11 @@ const tlsFailures = new Counter({
 export function reasonOf(e: unknown): string {
   const code = (e as { code?: unknown })?.code;
   if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(code)) return code;
-  const m = /alert ([a-z ]{3,40})/i.exec((e as Error)?.message ?? '');
-  if (m) return `alert_${m[1]!.trim().replace(/ /g, '_').toLowerCase()}`;
+  // OpenSSL says "SSL alert number 48" and "tlsv1 alert unknown ca": the name is the label.
+  const alert = [...((e as Error)?.message ?? '').matchAll(/alert ([a-z ]{3,40})/gi)].find(
+    (m) => !/^number/i.test(m[1]!),
+  );
+  if (alert) return `alert_${alert[1]!.trim().replace(/ +/g, '_').toLowerCase()}`;
   if (/timeout|timed out|within/i.test((e as Error)?.message ?? '')) return 'timeout';
   return 'other';
 }

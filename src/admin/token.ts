@@ -56,7 +56,12 @@ export function presentedToken(headers: { authorization?: string; cookie?: strin
   if (cookie) {
     for (const part of cookie.split(';')) {
       const [k, ...v] = part.trim().split('=');
-      if (k === COOKIE) return decodeURIComponent(v.join('='));
+      if (k !== COOKIE) continue;
+      try {
+        return decodeURIComponent(v.join('='));
+      } catch {
+        return null; // a malformed %-escape is no token, not a server error
+      }
     }
   }
   return null;
