@@ -311,12 +311,14 @@ describe('hostile and broken input', { concurrency: false }, () => {
     c.close();
   });
 
-  it('XCLIENT and BDAT are refused and not forwarded; DATA without recipients gets the server’s answer', async () => {
+  it('XCLIENT is refused and not forwarded; BDAT and DATA without recipients are refused', async () => {
     const s = await plainServer();
     const g = await gateway({ upstream: `127.0.0.1:${s.port}`, tls: { client: 'none', upstream: 'none' } });
     const c = await greeted(g.port);
     assert.equal((await c.command('XCLIENT ADDR=10.0.0.1'))?.code, 502);
-    assert.equal((await c.command('BDAT 10 LAST'))?.code, 502);
+    // BDAT's octets are read before the refusal (RFC 3030), so the stream stays in step.
+    c.write('BDAT 10 LAST\r\n0123456789');
+    assert.equal((await c.reply())?.code, 503);
     const data = await c.command('DATA');
     assert.equal(data?.code, 503, data?.text);
     c.close();

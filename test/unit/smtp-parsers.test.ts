@@ -17,6 +17,7 @@ import { DotStuffer, DotUnstuffer, dotStuff, dotUnstuff } from '../../src/protoc
 import { ehloKeywords, rewriteEhlo } from '../../src/protocols/smtp/ehlo.js';
 import { type ReaderEvent, SmtpReader } from '../../src/protocols/smtp/reader.js';
 import { formatReply, type Reply, ReplyAssembler } from '../../src/protocols/smtp/reply.js';
+import { cut } from '../helpers/smtp-cut.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -46,19 +47,6 @@ function run(reader: SmtpReader, pieces: Buffer[], onLine?: (line: string, r: Sm
   }
   if (data) out.push(`data:${data}`);
   return out;
-}
-
-/** Splits a buffer at the given cut points. */
-function cut(buf: Buffer, points: number[]): Buffer[] {
-  const sorted = [...new Set(points.map((p) => p % (buf.length + 1)))].sort((x, y) => x - y);
-  const parts: Buffer[] = [];
-  let prev = 0;
-  for (const p of sorted) {
-    parts.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  parts.push(buf.subarray(prev));
-  return parts;
 }
 
 const startDataOnDATA = (l: string, r: SmtpReader) => {

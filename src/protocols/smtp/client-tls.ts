@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { type PeerCertificate, TLSSocket } from 'node:tls';
 import { observeTls } from '../../admin/metrics.js';
+import { resetConnection } from '../../net/splice.js';
 import { withTimeout } from '../../net/timeouts.js';
 import type { SmtpChannel } from './channel.js';
 import type { SmtpContext } from './context.js';
@@ -25,6 +26,31 @@ export async function acceptImplicitTls(
   tls.on('error', () => {});
   await clientHandshake(ctx, tls);
   return tls;
+}
+
+/**
+ * The server cannot be reached: the client is reset (the default, as a refused connection looks) or,
+ * with `unreachable: 421`, greeted with a 421 (over TLS first for an implicit-TLS listener).
+ */
+export async function refuseClient(
+  ctx: SmtpContext,
+  socket: Socket,
+  channel: (s: Socket | TLSSocket) => SmtpChannel,
+): Promise<void> {
+  if (ctx.cfg.unreachable !== '421') {
+    resetConnection(socket);
+    return;
+  }
+  try {
+    const client = channel(
+      ctx.cfg.tls.client === 'implicit' ? await acceptImplicitTls(ctx, socket, null) : socket,
+    );
+    await client.sendReply(reply(421, `4.4.1 ${ctx.hostname} mail server not available; try again later`));
+    client.end();
+  } catch {
+    // The client went away or failed its handshake; nothing more to tell it.
+    socket.destroy();
+  }
 }
 
 export type StartTlsResult =

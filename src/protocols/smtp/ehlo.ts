@@ -7,7 +7,9 @@
  * - AUTH is passed only when the client leg may carry credentials (TLS, or a listener configured
  *   without TLS on the client leg), so a client never sends a password in clear because of us.
  * - SIZE is the smaller of the server's and our own message limit.
- * - CHUNKING/BINARYMIME (BDAT) are removed: the relay reads DATA only.
+ * - CHUNKING is ours (the relay takes BDAT, RFC 3030, and delivers with BDAT or DATA, whatever the
+ *   server offers); the server's own is removed, as is BINARYMIME (content is held to CRLF lines,
+ *   which DATA can carry).
  * - XCLIENT/XFORWARD would let a client tell the server who it is, with the relay's address vouching
  *   for it; TURN/ATRN reverse the roles. None of them pass.
  * - Extensions we do not know are dropped: an unknown one may change the framing we rely on.
@@ -21,6 +23,8 @@ export interface EhloPolicy {
   allowAuth: boolean;
   /** Our own message size limit in bytes. */
   maxMessageSize: number;
+  /** Offer CHUNKING (BDAT) to the client. */
+  offerChunking?: boolean;
 }
 
 /** Keywords passed unchanged (with their parameters), upper case. */
@@ -69,6 +73,7 @@ export function rewriteEhlo(r: Reply, policy: EhloPolicy): Reply {
     }
   }
   if (!sawSize) out.push(`SIZE ${policy.maxMessageSize}`);
+  if (policy.offerChunking) out.push('CHUNKING');
   if (policy.offerStartTls) out.push('STARTTLS');
   return { code: 250, lines: out };
 }

@@ -8,6 +8,8 @@
  * bare LF is reported as such (RFC 5321 §2.3.8: a bare LF is not a line ending; the session answers
  * it with an error instead of guessing).
  *
+ * Chunk mode (after a BDAT command, RFC 3030) hands out exactly the announced number of octets.
+ *
  * Data mode (after DATA's 354) hands every byte to a DotUnstuffer and emits the message content
  * until the end-of-data line, then switches back to line mode with whatever followed it still
  * buffered (RFC 2920 pipelining).
@@ -34,6 +36,8 @@ export class SmtpReader {
   private skipping = false;
   private unstuffer: DotUnstuffer | null = null;
   private pendingEnd = false;
+  /** Octets of a BDAT chunk still to hand out; -1 outside one. */
+  private chunkLeft = -1;
 
   constructor(maxLine = 2048) {
     this.maxLine = maxLine;
@@ -45,7 +49,7 @@ export class SmtpReader {
   }
 
   get inData(): boolean {
-    return this.unstuffer !== null || this.pendingEnd;
+    return this.unstuffer !== null || this.pendingEnd || this.chunkLeft >= 0;
   }
 
   push(chunk: Buffer): void {
@@ -57,6 +61,15 @@ export class SmtpReader {
   startData(): DotUnstuffer {
     this.unstuffer = new DotUnstuffer();
     return this.unstuffer;
+  }
+
+  /**
+   * BDAT (RFC 3030 §2): the next `size` octets are message content exactly as sent — no line
+   * structure, no dot-unstuffing — handed out as data events, then an end event; whatever follows
+   * them is read in line mode again.
+   */
+  startChunk(size: number): void {
+    this.chunkLeft = size;
   }
 
   /**
@@ -77,8 +90,22 @@ export class SmtpReader {
       this.pendingEnd = false;
       return { type: 'end' };
     }
+    if (this.chunkLeft >= 0) return this.nextChunk();
     if (this.unstuffer) return this.nextData(this.unstuffer);
     return this.nextLine();
+  }
+
+  private nextChunk(): ReaderEvent | null {
+    if (this.chunkLeft === 0) {
+      this.chunkLeft = -1;
+      return { type: 'end' };
+    }
+    if (this.buf.length === 0) return null;
+    const take = Math.min(this.buf.length, this.chunkLeft);
+    const chunk = this.buf.subarray(0, take);
+    this.buf = this.buf.subarray(take);
+    this.chunkLeft -= take;
+    return { type: 'data', chunk };
   }
 
   private nextData(u: DotUnstuffer): ReaderEvent | null {

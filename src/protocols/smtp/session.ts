@@ -15,9 +15,10 @@ import type { TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
 import type { ScangateError } from '../../errors.js';
 import { formatHostPort } from '../../net/connect.js';
-import { resetConnection } from '../../net/splice.js';
-import { PeerClosedError, SmtpChannel } from './channel.js';
-import { acceptImplicitTls, startClientTls } from './client-tls.js';
+import { relayAuth } from './auth.js';
+import { SmtpChannel } from './channel.js';
+import { ChunkedMessage, discardChunk, parseBdat } from './chunking.js';
+import { acceptImplicitTls, refuseClient, startClientTls } from './client-tls.js';
 import { declaredSize, parseCommand, pathOf, redactCommand, type SmtpCommand } from './command.js';
 import type { SmtpContext } from './context.js';
 import { ehloKeywords, rewriteEhlo } from './ehlo.js';
@@ -28,12 +29,12 @@ import { REPLY_TIMEOUTS } from './timeouts.js';
 import { type Envelope, transferMessage } from './transaction.js';
 import { openUpstream, type UpstreamLeg } from './upstream.js';
 
-/** RFC 4954 §4: an AUTH exchange line may be 12288 octets. */
-const MAX_AUTH_LINE = 12_288;
 /** Consecutive errors after which the client is dropped (Postfix smtpd_hard_error_limit). */
 const MAX_ERRORS = 20;
 /** Commands the relay never forwards: they would let a client speak for the relay, or reverse roles. */
-const REFUSED_VERBS = new Set(['XCLIENT', 'XFORWARD', 'TURN', 'ATRN', 'XEXCH50', 'BDAT']);
+const REFUSED_VERBS = new Set(['XCLIENT', 'XFORWARD', 'TURN', 'ATRN', 'XEXCH50']);
+/** Commands that abandon a message being received by BDAT. */
+const CHUNK_ENDERS = new Set(['RSET', 'EHLO', 'HELO', 'QUIT']);
 
 /** RFC 2920 §3.1: commands that may sit anywhere in a group of pipelined commands. */
 const GROUPABLE = new Set(['MAIL', 'RCPT', 'RSET']);
@@ -52,6 +53,8 @@ export class SmtpSession {
   /** The transaction the server has accepted MAIL (and RCPTs) for; null outside one. */
   private envelope: Envelope | null = null;
   private authenticated = false;
+  /** A message being received by BDAT, between its first chunk and its LAST. */
+  private chunked: ChunkedMessage | null = null;
   /** A command read past the end of a group, to be handled next. */
   private pushedBack: ReaderEvent | null = null;
   private errors = 0;
@@ -100,11 +103,7 @@ export class SmtpSession {
         try {
           tls = await acceptImplicitTls(this.ctx, socket, this.up.certificate);
         } catch (e) {
-          this.log.info(
-            { client: this.clientAddress, err: (e as Error).message },
-            'smtp: client TLS handshake failed',
-          );
-          this.emit({ kind: 'tls-failure', action: 'error', reason: (e as Error).message });
+          this.tlsFailed((e as Error).message);
           socket.destroy();
           this.up.channel.destroy();
           return;
@@ -130,6 +129,7 @@ export class SmtpSession {
       }
     } finally {
       this.ctx.shutdown.removeEventListener('abort', onShutdown);
+      this.dropChunked();
     }
   }
 
@@ -141,22 +141,7 @@ export class SmtpSession {
       'smtp: server unreachable',
     );
     this.emit({ kind: 'upstream-failure', action: 'blocked', reason: e.message });
-    if (this.ctx.cfg.unreachable !== '421') {
-      resetConnection(socket);
-      return;
-    }
-    try {
-      this.client = this.channel(
-        this.ctx.cfg.tls.client === 'implicit' ? await acceptImplicitTls(this.ctx, socket, null) : socket,
-      );
-      await this.client.sendReply(
-        reply(421, `4.4.1 ${this.ctx.hostname} mail server not available; try again later`),
-      );
-      this.client.end();
-    } catch {
-      // The client went away or failed its handshake; nothing more to tell it.
-      socket.destroy();
-    }
+    await refuseClient(this.ctx, socket, (s) => this.channel(s));
   }
 
   private async loop(): Promise<void> {
@@ -220,6 +205,12 @@ export class SmtpSession {
   private async command(cmd: SmtpCommand): Promise<Next> {
     this.log.trace({ client: this.clientAddress, command: redactCommand(cmd) }, 'smtp command');
     if (REFUSED_VERBS.has(cmd.verb)) return this.error(reply(502, '5.5.1 Command not implemented'));
+    if (cmd.verb === 'BDAT') return this.bdat(cmd);
+    if (this.chunked) {
+      // RFC 3030 §2: between chunks only more BDAT; RSET (and a new EHLO, QUIT) abandon the message.
+      if (CHUNK_ENDERS.has(cmd.verb)) this.dropChunked();
+      else if (cmd.verb !== 'NOOP') return this.error(reply(503, '5.5.1 BDAT transfer in progress'));
+    }
     if (this.needEhlo && ['MAIL', 'RCPT', 'DATA', 'AUTH', 'VRFY', 'EXPN'].includes(cmd.verb))
       return this.error(reply(503, '5.5.1 Send EHLO/HELO first (TLS was started)'));
     switch (cmd.verb) {
@@ -324,6 +315,7 @@ export class SmtpSession {
           offerStartTls: this.ctx.cfg.tls.client === 'starttls' && !this.client.encrypted,
           allowAuth: this.authAllowed(),
           maxMessageSize: this.ctx.cfg.maxMessageSize,
+          offerChunking: true,
         });
     }
     return this.answer(r);
@@ -350,11 +342,7 @@ export class SmtpSession {
         this.log.error({ err: result.reason }, 'smtp: no certificate for the client leg');
         await this.closeWith(result.refuse);
       } else {
-        this.log.info(
-          { client: this.clientAddress, err: result.reason },
-          'smtp: client TLS handshake failed',
-        );
-        this.emit({ kind: 'tls-failure', action: 'error', reason: result.reason });
+        this.tlsFailed(result.reason);
         this.fail();
       }
       return 'close';
@@ -368,24 +356,12 @@ export class SmtpSession {
   private async auth(cmd: SmtpCommand): Promise<Next> {
     if (!this.authAllowed())
       return this.error(reply(538, '5.7.11 Encryption required for requested authentication mechanism'));
-    // Never logged: the initial response and every continuation line are credentials.
-    let r = await this.serverLeg.send(cmd.raw);
-    while (r.code === 334) {
-      await this.client.sendReply(r);
-      const saved = this.client.reader.maxLine;
-      this.client.reader.maxLine = MAX_AUTH_LINE;
-      const ev = await this.client.next(this.ctx.cfg.idleTimeout).finally(() => {
-        this.client.reader.maxLine = saved;
-      });
-      if (!ev) throw new PeerClosedError('client');
-      if (ev.type !== 'line') {
-        // RFC 4954 §4: cancel the exchange with the server, tell the client its line was too long.
-        r = await this.serverLeg.send('*');
-        if (r.code === 421) return this.answer(r);
-        return this.error(reply(500, '5.5.6 Authentication Exchange line is too long'));
-      }
-      r = await this.serverLeg.send(ev.line);
+    const result = await relayAuth(cmd, this.client, this.serverLeg, this.ctx.cfg.idleTimeout);
+    if (result.kind === 'toolong') {
+      if (result.serverReply.code === 421) return this.answer(result.serverReply);
+      return this.error(reply(500, '5.5.6 Authentication Exchange line is too long'));
     }
+    const r = result.reply;
     this.log.info(
       { client: this.clientAddress, mechanism: cmd.arg.split(' ')[0], result: r.code },
       'smtp: AUTH',
@@ -412,6 +388,57 @@ export class SmtpSession {
     await this.client.sendReply(reply(354, 'End data with <CR><LF>.<CR><LF>'));
     // RFC 5321 §4.1.1.4: the transaction ends with the end of data, whatever the outcome.
     this.envelope = null;
+    return this.finishMessage(envelope);
+  }
+
+  /**
+   * BDAT (RFC 3030): every announced octet is read whatever the answer, so the stream stays in
+   * step. Non-last chunks are answered here; `LAST` ends the message like DATA's final dot.
+   */
+  private async bdat(cmd: SmtpCommand): Promise<Next> {
+    const chunk = parseBdat(cmd.arg);
+    if (!chunk) {
+      // Where the chunk ends is unknown, so nothing after it can be read as commands.
+      await this.closeWith(reply(501, '5.5.4 Syntax: BDAT count [LAST]; closing connection'));
+      return 'close';
+    }
+    let refusal: Reply | null = null;
+    if (this.needEhlo) refusal = reply(503, '5.5.1 Send EHLO/HELO first (TLS was started)');
+    else if (!this.chunked && (this.envelope === null || this.envelope.recipients.length === 0))
+      refusal = reply(503, '5.5.1 Error: need MAIL and an accepted RCPT before BDAT');
+    if (refusal) {
+      if (!(await discardChunk(this.client, chunk.size, this.ctx.cfg.idleTimeout))) return this.vanished();
+      return this.error(refusal);
+    }
+    if (!this.chunked) {
+      this.chunked = new ChunkedMessage(this.envelope!, this.ctx);
+      this.envelope = null;
+    }
+    const message = this.chunked;
+    if (!(await message.receive(this.client, this.serverLeg, chunk.size))) return this.vanished();
+    if (!chunk.last) {
+      await this.client.sendReply(reply(250, `2.0.0 ${chunk.size} octets received`));
+      return 'continue';
+    }
+    this.chunked = null;
+    return this.finishMessage(message.envelope, message);
+  }
+
+  /** A BDAT transfer is abandoned (RSET, a new EHLO, QUIT, the end of the session). */
+  private dropChunked(): void {
+    void this.chunked?.dispose().catch(() => {});
+    this.chunked = null;
+  }
+
+  /** The client went away in the middle of a message. */
+  private vanished(): Next {
+    this.serverLeg.quit();
+    this.client.destroy();
+    return 'close';
+  }
+
+  /** Judges and delivers one received message (transaction.ts) and answers the client. */
+  private async finishMessage(envelope: Envelope, chunked?: ChunkedMessage): Promise<Next> {
     this.messages++;
     const result = await transferMessage(
       {
@@ -425,12 +452,11 @@ export class SmtpSession {
         emit: (e) => this.emit(e),
       },
       envelope,
+      chunked,
     );
     switch (result.kind) {
       case 'closed':
-        this.serverLeg.quit();
-        this.client.destroy();
-        return 'close';
+        return this.vanished();
       case 'error':
         return this.error(result.reply);
       case 'local':
@@ -459,6 +485,11 @@ export class SmtpSession {
   private fail(): void {
     this.client.destroy();
     this.up?.channel.destroy();
+  }
+
+  private tlsFailed(reason: string): void {
+    this.log.info({ client: this.clientAddress, err: reason }, 'smtp: client TLS handshake failed');
+    this.emit({ kind: 'tls-failure', action: 'error', reason });
   }
 
   private emit(e: Omit<SecurityEvent, 'listener' | 'protocol' | 'client' | 'server'>): void {

@@ -51,6 +51,11 @@ export type TransferResult =
 const LOCAL_ERROR = reply(451, '4.3.0 Local error in processing; try again later');
 /** What `settled` hears when the server leg fails mid-message (the session then sends its own 421). */
 const SERVER_LOST = reply(421, '4.4.2 connection to the mail server lost');
+/** BDAT content with a bare CR or LF (RFC 5321 §2.3.8; no BINARYMIME offered). */
+const BARE_LINE_END = reply(
+  554,
+  '5.6.0 Message content has a bare <CR> or <LF>; lines must end with <CR><LF>',
+);
 const TOO_BIG = reply(552, '5.3.4 Message size exceeds fixed maximum message size');
 
 /**
@@ -58,10 +63,15 @@ const TOO_BIG = reply(552, '5.3.4 Message size exceeds fixed maximum message siz
  * the server's reply to the content leaves the server with no transaction (RSET), so the next
  * message starts clean.
  */
-export async function transferMessage(t: TransferContext, envelope: Envelope): Promise<TransferResult> {
+export async function transferMessage(
+  t: TransferContext,
+  envelope: Envelope,
+  /** A message already received by BDAT (chunking.ts); without it, DATA content is read now. */
+  chunked?: { spool: MessageSpool; outcome: 'ok' | 'toobig' | 'bad' },
+): Promise<TransferResult> {
   const { ctx } = t;
   const started = Date.now();
-  const spool = new MessageSpool(ctx.spoolDir, ctx.cfg.spoolMemory);
+  const spool = chunked?.spool ?? new MessageSpool(ctx.spoolDir, ctx.cfg.spoolMemory);
   let judged: JudgedMessage | null = null;
   let verdict: Verdict | null = null;
   let size = 0;
@@ -78,12 +88,12 @@ export async function transferMessage(t: TransferContext, envelope: Envelope): P
     return r;
   };
   try {
-    const received = await receive(t, spool);
+    const received = chunked ? chunked.outcome : await receive(t, spool);
     size = spool.size;
     if (received === 'closed') return { kind: 'closed' };
-    if (received === 'toobig') {
+    if (received === 'toobig' || received === 'bad') {
       await t.server.housekeeping('RSET');
-      return settle({ kind: 'error', reply: TOO_BIG }, 'local');
+      return settle({ kind: 'error', reply: received === 'toobig' ? TOO_BIG : BARE_LINE_END }, 'local');
     }
     let source: ObjectSource;
     let decision: Decision;
