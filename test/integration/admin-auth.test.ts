@@ -172,6 +172,18 @@ describe('token', () => {
 });
 
 describe('client address', () => {
+  it('by default only loopback is allowed; the check is on the peer address', async () => {
+    assert.deepEqual(resolveConfig({}).admin?.allow, ['127.0.0.0/8', '::1/128']);
+    const g = await start(
+      { listen: '0.0.0.0:0', token: 'a-configured-token-of-some-length', allow: ['127.0.0.2/32'] },
+      'data4',
+    );
+    const port = g.admin!.address.port;
+    const auth = { authorization: 'Bearer a-configured-token-of-some-length' };
+    assert.equal((await request(port, '/metrics', { headers: auth, localAddress: '127.0.0.1' })).status, 403);
+    assert.equal((await request(port, '/metrics', { headers: auth, localAddress: '127.0.0.2' })).status, 200);
+  });
+
   it('a non-loopback client is refused by default, even with the token; admin.allow admits it', async (t) => {
     const outside = outsideAddress();
     if (!outside) return t.skip('this machine has no non-loopback IPv4 address to connect from');
