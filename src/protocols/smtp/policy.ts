@@ -76,9 +76,11 @@ export interface MessagePolicy {
   /** Asked once per message that is about to be forwarded. May read `content` (not modify it). */
   judge?(message: JudgedMessage): Promise<PolicyDecision>;
   /**
-   * Told once per message after the client has its reply (delivered, refused, or failed). Must not
-   * throw; a rejection is logged and ignored. `message` is null when the message never got as far
-   * as a verdict (too big, spool error).
+   * Told once per message after the client has its reply (delivered, refused, or failed), and when
+   * the server leg fails mid-message (reply 421); not when the client vanishes before its end of
+   * data. Must not throw (a throw is logged and ignored). `message` is null unless the message
+   * reached the policies (refused by the scanner, too big, spool error); `outcome.verdict` carries
+   * the scanner's verdict whenever there was one.
    */
   settled?(message: JudgedMessage | null, outcome: MessageOutcome): void;
 }
