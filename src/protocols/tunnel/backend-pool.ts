@@ -155,6 +155,10 @@ class BackendConnection {
       }
     });
     socket.on('error', () => {});
+    // The connector allows half-open sockets (splices need them); here a FIN from the backend means
+    // it is going away. Without this the socket would stay "ready", requests written to it would
+    // only be noticed as lost at a later write's EPIPE, perhaps a heartbeat later.
+    socket.once('end', () => this.lost(socket, null, 'backend closed the connection'));
     socket.once('close', () => this.lost(socket, null, 'backend connection closed'));
     this.ready = true;
     this.o.log.info({ backend: this.where() }, 'backend connection up');
