@@ -53,6 +53,8 @@ export async function getViaProxy(o: {
     tls.once('end', () => resolve());
     tls.once('error', reject);
     raw.once('error', reject);
+    // A socket destroyed without a FIN or an error (timeout) must not leave the caller waiting.
+    tls.once('close', () => resolve());
   });
   tls.destroy();
   const all = Buffer.concat(chunks);
