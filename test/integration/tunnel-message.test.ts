@@ -227,17 +227,23 @@ describe('tunnel message mode', () => {
           acked.push(msg);
         } catch (e) {
           assert.equal((e as TunnelClientError).code, 'ERR_TUNNEL_REMOTE', String(e));
+          assert.equal((e as TunnelClientError).wireCode, ErrorCode.BACKEND_LOST, String(e));
           failed.push(msg);
         }
         if (!restarted && acked.length >= total / 3) {
           restarted = true;
+          // Hold answers for a moment so requests are surely in flight at the backend when it dies.
+          backend.silent = true;
+          await new Promise((r) => setTimeout(r, 50));
           await backend.stop();
+          backend.silent = false;
           setTimeout(() => void backend.start(), 200);
         }
       }
     };
     await Promise.all(Array.from({ length: window }, worker));
     assert.ok(restarted);
+    assert.ok(failed.length > 0, 'requests in flight at the restart failed with BACKEND_LOST, not silently');
     assert.equal(acked.length + failed.length, total, 'every request got an answer or an error');
     const seen = new Set(backend.received.map((b) => b.toString()));
     const lost = acked.filter((m) => !seen.has(m));
