@@ -10,12 +10,12 @@ import type { Duplex } from 'node:stream';
 import { UpstreamError } from '../../errors.js';
 import type { ClientHello } from '../../net/sniff.js';
 import { resetConnection } from '../../net/splice.js';
-import { interceptTls } from '../../tls/intercept.js';
+import { type Intercepted, interceptTls } from '../../tls/intercept.js';
 import { describeError, emitConnectionEvent, type ListenerContext, peerAddress } from './context.js';
 import { readFirstBytes } from './first-bytes.js';
 import { endGracefully, send } from './io.js';
 import { errorResponse, serializeProxyResponse } from './responses.js';
-import { HttpSession } from './session.js';
+import { HttpSession, type Origin, type SessionEnd } from './session.js';
 import { formatAuthority } from './target.js';
 import { serveTlsFailure } from './tls-failure.js';
 import { relayTunnel } from './tunnel.js';
@@ -189,7 +189,7 @@ async function interceptAndServe(
   name: string,
 ): Promise<void> {
   const server = formatAuthority(p.host, p.port);
-  let pair: Awaited<ReturnType<typeof interceptTls>>;
+  let pair: Intercepted;
   try {
     pair = await interceptTls({
       client: p.client,
@@ -225,12 +225,30 @@ async function interceptAndServe(
     else await serveTlsFailure(ctx, p.client, name, reason);
     return;
   }
-  const session = new HttpSession(ctx.env, {
+  await serveIntercepted(
+    ctx,
+    p.clientAddress,
+    { host: p.host, port: p.port, tls: true, servername: name },
+    pair,
+  );
+}
+
+/**
+ * The decrypted session, started from a function of its own: the waiting frames above hold no
+ * reference to the interception's sockets, so an upstream connection the session closes while the
+ * client idles can be freed.
+ */
+function serveIntercepted(
+  ctx: ListenerContext,
+  clientAddress: string,
+  origin: Origin,
+  pair: Intercepted,
+): Promise<SessionEnd> {
+  return new HttpSession(ctx.env, {
     client: pair.client,
-    clientAddress: p.clientAddress,
+    clientAddress,
     scheme: 'https',
-    origin: { host: p.host, port: p.port, tls: true, servername: name },
+    origin,
     upstream: pair.upstream,
-  });
-  await session.run();
+  }).run();
 }

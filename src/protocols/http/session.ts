@@ -96,17 +96,21 @@ export class HttpSession {
   private readonly cfg: HttpListenerConfig;
   private readonly shutdown: ShutdownWatch;
 
+  /** The options without the first upstream and head: kept for the session's life, they would pin both. */
+  private readonly opts: Omit<SessionOptions, 'upstream' | 'head'>;
+
   constructor(
     private readonly env: SessionEnv,
-    private readonly opts: SessionOptions,
+    options: SessionOptions,
   ) {
+    const { upstream, head, ...opts } = options;
+    this.opts = opts;
     this.cfg = env.listener;
     this.shutdown = env.shutdownWatch ?? watchSignal(env.shutdown);
     const parser = new HttpParser('request', { maxHeaderSize: this.cfg.maxHeaderSize });
-    if (opts.head?.length) parser.push(opts.head);
+    if (head?.length) parser.push(head);
     this.reader = new MessageReader(opts.client, parser);
-    if (opts.upstream && opts.origin)
-      this.upstream = this.wrapUpstream(originKey(opts.origin), opts.upstream);
+    if (upstream && opts.origin) this.upstream = this.wrapUpstream(originKey(opts.origin), upstream);
   }
 
   private get log() {
