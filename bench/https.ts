@@ -3,7 +3,8 @@
  *   - 100 MB HTTPS download: through scangate (scanning on) vs direct vs mitmdump (stream_large_bodies)
  *   - keep-alive small-response requests/s: through scangate vs direct
  *   - new TLS connections/s with a warm certificate cache: through scangate vs direct
- *   - RSS per idle intercepted connection (1,000 connections)
+ *   - RSS per idle intercepted connection (1,000 connections), past upstreamIdleTimeout and with the
+ *     upstream side kept open
  * Every process runs on its own (origin, gateway, mitmdump, curl and the load client), the gateway
  * from the TypeScript sources. Each figure is the median of BENCH_ROUNDS rounds, the peers taking
  * turns within a round; next to each speed stands the CPU time the proxy spent per MB or per request,
@@ -40,7 +41,12 @@ interface Gateway {
   stop(): void;
 }
 
-async function startGateway(dir: string, name: string, originCa: string): Promise<Gateway> {
+async function startGateway(
+  dir: string,
+  name: string,
+  originCa: string,
+  listenerExtra = '',
+): Promise<Gateway> {
   const port = await freePort();
   const dataDir = join(dir, name);
   const config = join(dir, `${name}.yaml`);
@@ -50,7 +56,7 @@ async function startGateway(dir: string, name: string, originCa: string): Promis
       `dataDir: ${dataDir}`,
       'log: { level: warn }',
       `tls: { upstream: { ca: [${originCa}] } }`,
-      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 5000 }]`,
+      `listeners: [{ name: web, protocol: http, listen: 127.0.0.1:${port}, maxConnections: 5000${listenerExtra} }]`,
       'admin: null',
     ].join('\n'),
   );
@@ -148,7 +154,7 @@ async function main() {
     ]);
     const { port: originPort } = await jsonLine<{ port: number }>(origin, 'port');
     const target = { host: 'localhost', port: originPort };
-    let gw = await startGateway(dir, 'gw', originPki.cert);
+    const gw = await startGateway(dir, 'gw', originPki.cert);
 
     const mitmPort = await freePort();
     mkdirSync(join(dir, 'mitm'));
@@ -230,37 +236,55 @@ async function main() {
     console.log(`new TLS connections, ${ROUNDS}×${SECONDS}s each (concurrency 8, warm certificate cache)…`);
     const hs = await phase({ ...base, mode: 'handshakes', concurrency: 8 });
 
-    // Idle memory in a fresh gateway, so the baseline holds no garbage or free pages from the phases above.
-    console.log(`memory with ${IDLE_CONNECTIONS} idle intercepted connections (fresh gateway, full GC)…`);
+    // Idle memory in a fresh gateway each time, so the baseline holds no garbage or free pages from
+    // the phases above. Twice: with the default upstreamIdleTimeout (5 s) measured once it has passed,
+    // so each idle connection holds its client side only; and with upstream connections kept open
+    // (both TLS sessions per connection), measured 1 s after the last one was used.
     gw.stop();
-    gw = await startGateway(dir, 'gw-idle', originPki.cert);
-    const idleJob = (connections: number): ClientJob => ({
-      ...base,
-      mode: 'idle',
-      concurrency: 20,
-      connections,
-      proxy: { host: '127.0.0.1', port: gw.port },
-      ca: gw.ca,
-    });
-    const openIdle = async (connections: number) => {
-      const c = children.start(process.execPath, [
-        '--import',
-        'tsx',
-        join(ROOT, 'bench/lib/https-client.ts'),
-        JSON.stringify(idleJob(connections)),
-      ]);
-      const { open } = await jsonLine<{ open: number }>(c, 'open');
-      return { open, close: () => c.stdin!.end() };
+    const measureIdle = async (name: string, listenerExtra: string, settleMs: number) => {
+      const g = await startGateway(dir, name, originPki.cert, listenerExtra);
+      const openIdle = async (connections: number) => {
+        const job: ClientJob = {
+          ...base,
+          mode: 'idle',
+          concurrency: 20,
+          connections,
+          proxy: { host: '127.0.0.1', port: g.port },
+          ca: g.ca,
+        };
+        const c = children.start(process.execPath, [
+          '--import',
+          'tsx',
+          join(ROOT, 'bench/lib/https-client.ts'),
+          JSON.stringify(job),
+        ]);
+        const { open } = await jsonLine<{ open: number }>(c, 'open');
+        return { open, close: () => c.stdin!.end() };
+      };
+      const warm = await openIdle(20); // leaf context minted, code paths compiled
+      warm.close();
+      await new Promise((r) => setTimeout(r, 1000));
+      const before = await g.memory();
+      const idle = await openIdle(IDLE_CONNECTIONS);
+      await new Promise((r) => setTimeout(r, settleMs));
+      const after = await g.memory();
+      idle.close();
+      g.stop();
+      const perConn = (k: keyof Memory) => (after[k] - before[k]) / idle.open;
+      return {
+        connections: idle.open,
+        before,
+        after,
+        perConnectionKiB: {
+          rss: perConn('rssKiB'),
+          heapUsed: perConn('heapUsedKiB'),
+          external: perConn('externalKiB'),
+        },
+      };
     };
-    const warm = await openIdle(20); // leaf context minted, code paths compiled
-    warm.close();
-    await new Promise((r) => setTimeout(r, 1000));
-    const mem0 = await gw.memory();
-    const idle = await openIdle(IDLE_CONNECTIONS);
-    await new Promise((r) => setTimeout(r, 1000));
-    const mem1 = await gw.memory();
-    idle.close();
-    const perConn = (k: keyof Memory) => (mem1[k] - mem0[k]) / idle.open;
+    console.log(`memory with ${IDLE_CONNECTIONS} idle intercepted connections (fresh gateways, full GC)…`);
+    const idleDefault = await measureIdle('gw-idle', '', 7000);
+    const idleBothLegs = await measureIdle('gw-idle-keep', ', upstreamIdleTimeout: 1h', 1000);
 
     const results = {
       machine: {
@@ -288,16 +312,7 @@ async function main() {
       },
       keepAlive: { ...ka, ratio: ka.scangateRate / ka.directRate },
       newConnections: { ...hs, ratio: hs.scangateRate / hs.directRate },
-      idle: {
-        connections: idle.open,
-        before: mem0,
-        after: mem1,
-        perConnectionKiB: {
-          rss: perConn('rssKiB'),
-          heapUsed: perConn('heapUsedKiB'),
-          external: perConn('externalKiB'),
-        },
-      },
+      idle: { afterUpstreamIdleTimeout: idleDefault, upstreamKeptOpen: idleBothLegs },
     };
     const f = (n: number, d = 2) => n.toFixed(d);
     const d = results.download;
@@ -353,10 +368,18 @@ async function main() {
       {
         figure: 'idle conn KiB each (RSS)',
         direct: '-',
-        scangate: f(results.idle.perConnectionKiB.rss, 1),
+        scangate: f(idleDefault.perConnectionKiB.rss, 1),
         mitmdump: '-',
-        ratio: `heap ${f(results.idle.perConnectionKiB.heapUsed, 1)}, external ${f(results.idle.perConnectionKiB.external, 1)}`,
+        ratio: `heap ${f(idleDefault.perConnectionKiB.heapUsed, 1)} (idle > upstreamIdleTimeout 5 s)`,
         bar: '<64 KiB',
+      },
+      {
+        figure: 'same, upstream kept open',
+        direct: '-',
+        scangate: f(idleBothLegs.perConnectionKiB.rss, 1),
+        mitmdump: '-',
+        ratio: `heap ${f(idleBothLegs.perConnectionKiB.heapUsed, 1)} (both TLS legs, 1 s after use)`,
+        bar: '',
       },
     ]);
     console.log(
