@@ -14,12 +14,13 @@
  * Bounded: each figure is a fixed number of downloads; prints a table and writes
  * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { selfSignedCert } from '../test/helpers/pki.js';
 import { genPattern, rng } from '../test/helpers/sigdb.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -217,29 +218,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main() {
   const dir = mkdtempSync(join(os.tmpdir(), 'sg-bench-workers-'));
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-        '-keyout',
-        join(dir, 'origin.key'),
-        '-out',
-        join(dir, 'origin.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const originCert = await selfSignedCert({ commonName: 'localhost', dnsNames: ['localhost'] });
+    writeFileSync(join(dir, 'origin.crt'), originCert.certPem);
+    writeFileSync(join(dir, 'origin.key'), originCert.keyPem);
     const originCa = join(dir, 'origin.crt');
     writeFileSync(join(dir, 'origin.mjs'), ORIGIN);
     const origin = start(process.execPath, [
