@@ -18,6 +18,7 @@ import { describeListener, registry, reloads } from './admin/metrics.js';
 import { registerRuntimeMetrics, spoolUsage } from './admin/runtime-metrics.js';
 import { type AdminServer, type AdminStatus, type ListenerState, startAdmin } from './admin/server.js';
 import { type AdminToken, loadOrCreateToken } from './admin/token.js';
+import { checkUpstream, fixedUpstream } from './admin/upstream-check.js';
 import type { Config, ListenerConfig } from './config/schema.js';
 import type { VerdictCache } from './engine/cache.js';
 import { createVerdictCache } from './engine/cache-redis.js';
@@ -257,6 +258,17 @@ export async function startGateway(
   };
   const fullStatus = async (): Promise<AdminStatus> => {
     const s = status();
+    // Readiness includes reaching each listener's fixed upstream (mail server, backend, origin).
+    await Promise.all(
+      s.listeners.map(async (l) => {
+        const cfg = gen.config.listeners.find((c) => c.name === l.name);
+        const upstream = cfg ? fixedUpstream(cfg) : null;
+        if (!upstream || l.state !== 'listening') return;
+        const u = await checkUpstream(upstream);
+        l.upstream = u.reachable ? 'reachable' : `unreachable (${upstream}: ${u.error})`;
+        if (!u.reachable) s.ready = false;
+      }),
+    );
     for (const [name, read] of summaries) {
       try {
         const summary = await read();

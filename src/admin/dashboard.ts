@@ -74,7 +74,7 @@ async function refresh() {
   const tb = $('#listeners tbody'); tb.replaceChildren();
   for (const l of o.listeners) {
     const tr = document.createElement('tr'); tr.dataset.listener = l.name;
-    for (const v of [l.name, l.protocol, l.address, l.state + (l.reason ? ': ' + l.reason : ''), fmt(l.open), fmt(l.connections), fmt(l.bytesIn), fmt(l.bytesOut), fmt(l.events)]) cell(tr, v);
+    for (const v of [l.name, l.protocol, l.address, l.state + (l.reason ? ': ' + l.reason : '') + (l.upstream ? '; upstream ' + l.upstream : ''), fmt(l.open), fmt(l.connections), fmt(l.bytesIn), fmt(l.bytesOut), fmt(l.events)]) cell(tr, v);
     tb.appendChild(tr);
   }
   const s = $('#summaries'); s.replaceChildren();

@@ -23,6 +23,8 @@ export interface ListenerState {
   address: string;
   state: 'listening' | 'not started';
   reason?: string;
+  /** For listeners with a fixed upstream: "reachable" or "unreachable (why)". */
+  upstream?: string;
 }
 
 export interface AdminStatus {

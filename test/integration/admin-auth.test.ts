@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -216,5 +217,52 @@ describe('client address', () => {
       403,
       'loopback is no longer in the list',
     );
+  });
+});
+
+describe('readiness', () => {
+  it('/readyz is 503 when a listener cannot reach its upstream, 200 when it can', async () => {
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const up = (server.address() as AddressInfo).port;
+    const down = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const token = 'a-configured-token-of-some-length';
+    const readyz = async (upstream: number, data: string) => {
+      const g = await startGateway(
+        resolveConfig({
+          dataDir: join(dir, data),
+          log: { level: 'silent' },
+          listeners: [
+            {
+              name: 'mail',
+              protocol: 'smtp',
+              listen: '127.0.0.1:0',
+              upstream: `127.0.0.1:${upstream}`,
+              tls: { client: 'none', upstream: 'none' },
+            },
+          ],
+          admin: { listen: '127.0.0.1:0', token },
+          events: null,
+        }),
+        silentLogger,
+      );
+      gateways.push(g);
+      const r = await request(g.admin!.address.port, '/readyz', {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      return { status: r.status, body: JSON.parse(r.body) as { listeners: { upstream?: string }[] } };
+    };
+    const bad = await readyz(down, 'data5');
+    assert.equal(bad.status, 503);
+    assert.match(bad.body.listeners[0]!.upstream!, /^unreachable \(127\.0\.0\.1:\d+: ECONNREFUSED\)$/);
+    const good = await readyz(up, 'data6');
+    assert.equal(good.status, 200);
+    assert.equal(good.body.listeners[0]!.upstream, 'reachable');
+    server.close();
   });
 });
