@@ -366,7 +366,7 @@ async function main() {
         bar: '',
       },
       {
-        figure: 'idle conn KiB each (RSS)',
+        figure: 'idle conn KiB each (RSS, trimmed)',
         direct: '-',
         scangate: f(idleDefault.perConnectionKiB.rss, 1),
         mitmdump: '-',
@@ -374,7 +374,7 @@ async function main() {
         bar: '<64 KiB',
       },
       {
-        figure: 'same, upstream kept open',
+        figure: 'same, upstream still open',
         direct: '-',
         scangate: f(idleBothLegs.perConnectionKiB.rss, 1),
         mitmdump: '-',
