@@ -11,7 +11,7 @@ import { ScanError, UnpackError, UnpackLimitError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { VerdictCache } from './cache.js';
 import type { Matcher } from './match/index.js';
-import { FileSource, type ObjectSource, Spool } from './source.js';
+import { BufferSource, FileSource, type ObjectSource, Spool, spooledDigest } from './source.js';
 import type { ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from './types.js';
 import { detectContainer } from './unpack/index.js';
 import type { UnpackContext, Unpacker } from './unpack/types.js';
@@ -24,6 +24,9 @@ export const LIMIT_PREFIX = 'Heuristics.Limits.Exceeded.';
  */
 const COMPRESSORS = new Set(['gzip', 'bzip2', 'szdd']);
 const HEAD_BYTES = 4096;
+/** Bytes per matcher call: large reads cut per-chunk overhead (file reads, async steps) on big objects. */
+const MATCH_CHUNK = 4 * 1024 * 1024;
+const YIELD_EVERY = 2 * MATCH_CHUNK;
 
 /** What one loaded database gives the scanner; swapped whole on reload so scans in flight keep theirs. */
 export interface EngineState {
@@ -112,7 +115,14 @@ export class BuiltinScanner implements Scanner {
         opened = await FileSource.open(input.path);
         if (opened.size > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
         source = opened;
-        sha256 = await hashSource(opened, signal);
+        // A Spool's own temp file: hashed while it was written, no second pass over it.
+        sha256 = spooledDigest(input) ?? (await hashSource(opened, signal));
+      } else if (Buffer.isBuffer(input)) {
+        // Already in memory: scanned in place (copying it into a spool, or to disk past spoolMemory,
+        // would only add a pass over it).
+        if (input.length > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
+        source = new BufferSource(input);
+        sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
       } else {
         spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
         const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
@@ -186,10 +196,17 @@ export class BuiltinScanner implements Scanner {
     if (budget.scannedBytes > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
 
     const session = state.matcher.session({ size: source.size });
-    for await (const chunk of source.stream()) {
+    let sinceYield = 0;
+    for await (const chunk of source.stream(0, source.size, MATCH_CHUNK)) {
       if (budget.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
       if (performance.now() > budget.deadline) throw new LimitHit('MaxScanTime');
       session.write(chunk);
+      // An in-memory source never waits on I/O: let timers and sockets run between slices.
+      sinceYield += chunk.length;
+      if (sinceYield >= YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
     const names = session.end();
     if (names.length > 0) return { status: 'infected', signature: names[0]!, location };
@@ -299,15 +316,10 @@ async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<st
 /** Spools the input; returns true (and stops reading) once it exceeds `max` bytes. */
 async function fill(
   spool: Spool,
-  input: Exclude<ScanInput, { path: string }>,
+  input: Exclude<ScanInput, { path: string } | Buffer>,
   max: number,
   signal: AbortSignal,
 ) {
-  if (Buffer.isBuffer(input)) {
-    if (input.length > max) return true;
-    await spool.write(input);
-    return false;
-  }
   const stream = input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
   for await (const chunk of stream) {
     if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');

@@ -21,6 +21,10 @@ export const DEFAULT_CHUNK = 64 * 1024;
 
 export class BufferSource implements ObjectSource {
   constructor(private readonly buf: Buffer) {}
+  /** The bytes themselves (no copy). */
+  get buffer(): Buffer {
+    return this.buf;
+  }
   get size(): number {
     return this.buf.length;
   }
@@ -67,6 +71,19 @@ export class FileSource implements ObjectSource {
   }
 }
 
+/**
+ * Scan inputs a Spool handed out (its Buffer, or a `{ path }` object naming its temp file), each with
+ * the SHA-256 the Spool computed while the bytes were written. Keyed by the object itself, so only
+ * an input that came from `Spool.scanInput()` carries a digest: a caller cannot attach one to other
+ * bytes and so cannot put a verdict into the cache under the wrong content.
+ */
+const spooledDigests = new WeakMap<object, string>();
+
+/** The digest of a scan input that `Spool.scanInput()` produced, else undefined. */
+export function spooledDigest(input: object): string | undefined {
+  return spooledDigests.get(input);
+}
+
 export interface SpoolOptions {
   /** Bytes kept in memory before the spool moves to a temp file. */
   memoryLimit?: number;
@@ -86,6 +103,7 @@ export class Spool {
   private readonly hash = createHash('sha256');
   private total = 0;
   private source: ObjectSource | null = null;
+  private sha256: string | null = null;
   private readonly memoryLimit: number;
   private readonly dir: string;
 
@@ -121,6 +139,7 @@ export class Spool {
   /** Ends writing; returns the source and the SHA-256 of everything written. */
   async finish(): Promise<{ source: ObjectSource; sha256: string }> {
     const sha256 = this.hash.digest('hex');
+    this.sha256 = sha256;
     if (this.fh) {
       await this.fh.close();
       this.fh = null;
@@ -130,6 +149,19 @@ export class Spool {
       this.chunks = [];
     }
     return { source: this.source, sha256 };
+  }
+
+  /**
+   * After finish(): the object as a scan input (the Buffer in memory, or the temp file's path) that
+   * the builtin scanner recognises, so it skips hashing the bytes a second time. The Spool must not
+   * be disposed before the scan ends.
+   */
+  scanInput(): Buffer | { path: string } {
+    const source = this.source;
+    if (!source || !this.sha256) throw new Error('spool not finished');
+    const input = source instanceof FileSource ? { path: source.path } : (source as BufferSource).buffer;
+    spooledDigests.set(input, this.sha256);
+    return input;
   }
 
   async dispose(): Promise<void> {
