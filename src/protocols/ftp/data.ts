@@ -148,12 +148,16 @@ export interface ReceiveResult {
 }
 
 /** Received bytes are handed to the sink in batches of about this size (one spool write each). */
-const BATCH = 1024 * 1024;
+const BATCH = 4 * 1024 * 1024;
+/** Batches handed to the sink and not yet written, past which the socket is paused (backpressure). */
+const BATCHES_IN_FLIGHT = 2;
 
 /**
  * Reads a data connection to its end into `sink`, at most `max` bytes, with `idleMs` as the longest
- * silence. The socket is paused while the sink writes a batch (backpressure); batching keeps a
- * 16 KiB-record TLS stream from costing one file write per record.
+ * silence. Batching keeps a 16 KiB-record TLS stream from costing one file write per record; the
+ * socket keeps being read while a batch is written (the file write runs on libuv's thread pool, and
+ * stopping the socket for each one serialised network and disk: on a loaded box every hand-off
+ * waits for a core), and is paused only when BATCHES_IN_FLIGHT writes are outstanding.
  */
 export function receiveAll(
   stream: Duplex,
@@ -167,6 +171,7 @@ export function receiveAll(
     let batch: Buffer[] = [];
     let batchBytes = 0;
     let writing: Promise<void> = Promise.resolve();
+    let inFlight = 0;
     let settled = false;
     const idle = setIdle(stream, idleMs);
     const finish = (e: unknown, result?: ReceiveResult) => {
@@ -186,7 +191,11 @@ export function receiveAll(
       const chunk = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
       batch = [];
       batchBytes = 0;
-      writing = writing.then(() => sink(chunk));
+      inFlight++;
+      writing = writing.then(async () => {
+        await sink(chunk);
+        inFlight--;
+      });
       return writing;
     };
     const onData = (chunk: Buffer) => {
@@ -199,10 +208,11 @@ export function receiveAll(
       batch.push(chunk);
       batchBytes += chunk.length;
       if (batchBytes >= BATCH) {
-        stream.pause();
-        flush().then(
+        const written = flush();
+        if (inFlight >= BATCHES_IN_FLIGHT) stream.pause();
+        written.then(
           () => {
-            if (!settled) stream.resume();
+            if (!settled && stream.isPaused() && inFlight < BATCHES_IN_FLIGHT) stream.resume();
           },
           (e) => {
             stream.destroy();
@@ -238,6 +248,9 @@ export function receiveAll(
   });
 }
 
+/** Bytes per write when sending a spooled file: fewer, larger writes (one file read and one socket write each). */
+const SEND_CHUNK = 4 * 1024 * 1024;
+
 /** Writes an object to a data connection, then closes it (TLS close_notify, then FIN) and waits. */
 export async function sendAll(
   stream: Duplex,
@@ -256,7 +269,7 @@ export async function sendAll(
   const onAbort = () => stream.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const chunk of source.stream(0, source.size, 256 * 1024)) {
+    for await (const chunk of source.stream(0, source.size, SEND_CHUNK)) {
       if (signal?.aborted) throw new DataConnectionError('ERR_FTP_ABORTED', 'transfer aborted');
       if (failure || stream.destroyed)
         throw new DataConnectionError('ERR_FTP_DATA_LOST', 'data connection lost');
