@@ -13,7 +13,7 @@ import { BinHexDecoder } from '../../src/engine/unpack/binhex.js';
 import { Base64Decoder, QuotedPrintableDecoder, UuDecoder } from '../../src/engine/unpack/decoders.js';
 import { documentUnpackers } from '../../src/engine/unpack/documents.js';
 import { RtfHexDecoder } from '../../src/engine/unpack/rtf.js';
-import { lines } from '../../src/engine/unpack/textlines.js';
+import { lineBatches } from '../../src/engine/unpack/textlines.js';
 import { VbaDecompressor } from '../../src/engine/unpack/vba.js';
 import { UnpackError, UnpackLimitError } from '../../src/errors.js';
 import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
@@ -203,7 +203,12 @@ test('text line splitting gives the same lines, offsets and line-break lengths h
         };
         const collect = async (src: ObjectSource) => {
           const out: string[] = [];
-          for await (const l of lines(src, ctx(), 30)) out.push(JSON.stringify(l));
+          for await (const batch of lineBatches(src, ctx(), 30))
+            for (const { text, length, first, start, next, eol } of batch) {
+              assert.equal(length, text.length);
+              assert.equal(first, text.length ? text.charCodeAt(0) : -1);
+              out.push(JSON.stringify({ text, start, next, eol }));
+            }
           return out;
         };
         assert.deepEqual(await collect(chunked), await collect(whole));

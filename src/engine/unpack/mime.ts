@@ -18,7 +18,7 @@ import libmime from 'libmime';
 import type { ObjectSource } from '../source.js';
 import { Base64Decoder, QuotedPrintableDecoder, type StreamDecoder } from './decoders.js';
 import { EntryCounter, limitOutput } from './limits.js';
-import { type Line, lines, type UuBlock, UuScanner } from './textlines.js';
+import { type Line, lineBatches, type UuBlock, UuScanner } from './textlines.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 import { decodeUuBlock } from './uuencode.js';
 
@@ -169,9 +169,9 @@ class PartIndexer {
   }
 
   line(l: Line, first: boolean): void {
-    const t = l.text;
+    // Body lines (nearly all of a mail) are dismissed on their first byte, without decoding their text.
     // mbox (RFC 4155): a `From ` line at the start, and after a blank line, starts a message.
-    if (t.startsWith('From ') && (first || (this.mbox && this.prev?.text === ''))) {
+    if (l.first === 0x46 && (first || (this.mbox && this.prev?.length === 0)) && l.text.startsWith('From ')) {
       if (first) this.mbox = true;
       this.closeLeaf(this.endBefore(l));
       this.boundaries = [];
@@ -179,17 +179,17 @@ class PartIndexer {
       this.prev = l;
       return;
     }
-    const delimiter = this.boundaryAt(t);
+    const delimiter = l.first === 0x2d ? this.boundaryAt(l.text) : null;
     if (delimiter) {
       this.closeLeaf(this.endBefore(l));
       this.boundaries.length = delimiter.closing ? delimiter.index : delimiter.index + 1;
       this.entity = delimiter.closing ? null : new Entity();
     } else if (this.entity) {
-      if (t === '') {
+      if (l.length === 0) {
         const e = this.entity;
         this.entity = null;
         this.startLeafOrMultipart(e, l.next);
-      } else this.entity.add(t);
+      } else this.entity.add(l.text);
     } else if (this.uu) {
       const b = this.uu.line(l);
       if (b) this.push({ name: b.name, start: b.start, end: b.end, encoding: 'identity', uu: b });
@@ -207,9 +207,11 @@ class PartIndexer {
 async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Part[]> {
   const ix = new PartIndexer(ctx);
   let first = true;
-  for await (const l of lines(source, ctx)) {
-    ix.line(l, first);
-    first = false;
+  for await (const batch of lineBatches(source, ctx)) {
+    for (const l of batch) {
+      ix.line(l, first);
+      first = false;
+    }
   }
   return ix.end(source.size);
 }

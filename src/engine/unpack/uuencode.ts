@@ -7,7 +7,7 @@
 import type { ObjectSource } from '../source.js';
 import { Base64Decoder, type StreamDecoder, UuDecoder } from './decoders.js';
 import { EntryCounter, limitOutput } from './limits.js';
-import { lines, UU_BEGIN, type UuBlock, UuScanner } from './textlines.js';
+import { lineBatches, UU_BEGIN, type UuBlock, UuScanner } from './textlines.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 
 /** Decodes one block's body as it streams from the source. */
@@ -32,11 +32,13 @@ async function findBlocks(source: ObjectSource, ctx: UnpackContext): Promise<UuB
   const blocks: UuBlock[] = [];
   const counter = new EntryCounter('uuencode', ctx);
   const scan = new UuScanner();
-  for await (const l of lines(source, ctx)) {
-    const b = scan.line(l);
-    if (b) {
-      counter.next();
-      blocks.push(b);
+  for await (const batch of lineBatches(source, ctx)) {
+    for (const l of batch) {
+      const b = scan.line(l);
+      if (b) {
+        counter.next();
+        blocks.push(b);
+      }
     }
   }
   const last = scan.close(source.size);
