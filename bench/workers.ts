@@ -9,7 +9,8 @@
  * The clients and the origin run on the same cores as scangate, so the ratio cannot exceed what is
  * left to scangate: the table shows the cores busy (scangate, origin, whole machine) during each run,
  * and the ceiling "cores / cores busy with one worker" — the ratio if everything on the machine,
- * other people's work included, grew with the throughput until every core was busy.
+ * other people's work included, grew with the throughput until every core was busy. A last row
+ * measures the machine itself: a pure CPU job in one process vs one per core at once.
  *
  * Bounded: each figure is a fixed number of downloads; prints a table and writes
  * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported.
@@ -277,6 +278,7 @@ async function main() {
 
     // The price of sharing verdicts: relay 20,000 through a primary to one other worker.
     const ipc = await ipcCost();
+    const machine = await machineScaling(cores);
 
     const results = {
       machine: { cpu: os.cpus()[0]?.model, cores, node: process.version },
@@ -300,6 +302,7 @@ async function main() {
         ratio: median(cN) / median(c1),
       },
       sharedCache: { hitsAcrossWorkers: shared, hitRatio: ratio, ...ipc },
+      machineScaling: machine,
     };
     const f = (n: number) => n.toFixed(2);
     console.table([
@@ -329,6 +332,13 @@ async function main() {
         bar: '',
       },
       {
+        figure: 'machine: SHA-256 MB/s, 1 vs all cores',
+        '1 worker': f(machine.solo),
+        [`auto (${cores})`]: f(machine.parallel),
+        ratio: `${f(machine.ratio)}×`,
+        bar: `≈${cores}× when idle`,
+      },
+      {
         figure: 'verdict sharing IPC, msgs/s',
         '1 worker': '-',
         [`auto (${cores})`]: f(ipc.relayedPerSecond),
@@ -344,6 +354,28 @@ async function main() {
 }
 
 /** One primary, two workers: worker A sends 20,000 cache-set messages, the primary relays them to B. */
+/**
+ * The machine itself as the peer: SHA-256 over 1 MiB buffers for 2 s in one process, then in as many
+ * processes as cores at once. On an idle machine the ratio is about the core count; when other work
+ * holds the cores it is what a second worker could possibly add right now.
+ */
+async function machineScaling(cores: number): Promise<{ solo: number; parallel: number; ratio: number }> {
+  const job = `const { createHash } = require('node:crypto'); const b = Buffer.alloc(1 << 20, 7);
+    const t0 = performance.now(); let n = 0;
+    while (performance.now() - t0 < 2000) { createHash('sha256').update(b).digest(); n++; }
+    console.log(JSON.stringify({ mbps: n / 2 }));`;
+  const run = async (k: number) => {
+    const procs = Array.from({ length: k }, () => start(process.execPath, ['-e', job]));
+    const rates = await Promise.all(
+      procs.map(async (c) => (JSON.parse(await lineMatching(c, /^\{/)) as { mbps: number }).mbps),
+    );
+    return rates.reduce((a, b) => a + b, 0);
+  };
+  const solo = await run(1);
+  const parallel = await run(cores);
+  return { solo, parallel, ratio: parallel / solo };
+}
+
 async function ipcCost(): Promise<{ relayedPerSecond: number; microsPerVerdict: number }> {
   const script = join(os.tmpdir(), `sg-ipc-${process.pid}.mjs`);
   writeFileSync(
