@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 
-interface Job {
+export interface Job {
   mode: 'keepalive' | 'handshakes' | 'idle';
   origin: { host: string; port: number };
   proxy?: { host: string; port: number };

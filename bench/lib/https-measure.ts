@@ -57,8 +57,16 @@ export class Children {
   start(cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
     const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.all.push(c);
-    if (process.env.BENCH_VERBOSE) c.stderr!.on('data', (d) => process.stderr.write(d));
-    else c.stderr!.resume();
+    // The last few KB of stderr, shown if the process dies before the bench is done with it.
+    let tail = '';
+    c.stderr!.on('data', (d: Buffer) => {
+      if (process.env.BENCH_VERBOSE) process.stderr.write(d);
+      tail = (tail + d.toString()).slice(-4000);
+    });
+    c.once('exit', (code, signal) => {
+      if (code !== null && code !== 0) process.stderr.write(`${cmd} exited ${code}:\n${tail}\n`);
+      else if (signal && signal !== 'SIGKILL') process.stderr.write(`${cmd} killed by ${signal}\n`);
+    });
     return c;
   }
 
