@@ -357,7 +357,11 @@ async function main(): Promise<void> {
       stunnel: [] as number[],
       cpuMsPerGb: { scangate: [] as number[], stunnel: [] as number[] },
     },
-    connections: { scangate: [] as number[], stunnel: [] as number[] },
+    connections: {
+      scangate: [] as number[],
+      stunnel: [] as number[],
+      cpuMsPerConnection: { scangate: [] as number[], stunnel: [] as number[] },
+    },
     messages: {
       scangate: [] as number[],
       stunnelRaw: [] as number[],
@@ -383,8 +387,19 @@ async function main(): Promise<void> {
       }
     }
     if (ONLY.has('connections')) {
-      r.connections.scangate.push(await connectionRate(sgStream, creds));
-      r.connections.stunnel.push(await connectionRate(stStream, creds));
+      for (const [name, port, pid] of [
+        ['scangate', sgStream, scangate.pid],
+        ['stunnel', stStream, stunnel.pid],
+      ] as const) {
+        const c0 = cpuMs(pid);
+        const t0 = performance.now();
+        const rate = await connectionRate(port, creds);
+        const n = (rate * (performance.now() - t0)) / 1000;
+        const msPerConn = round((cpuMs(pid) - c0) / n, 2);
+        console.error(`  connections ${name}: ${round(rate)}/s, gateway CPU ${msPerConn} ms per connection`);
+        r.connections[name].push(rate);
+        r.connections.cpuMsPerConnection[name].push(msPerConn);
+      }
     }
     if (ONLY.has('messages') || ONLY.has('messages-scangate')) {
       const cpu0 = [cpuMs(scangate.pid), cpuMs(backends.pid), selfCpuMs()];
