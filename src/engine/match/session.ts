@@ -14,10 +14,8 @@ import { createHash, type Hash } from 'node:crypto';
 import type { HashAlgo } from '../signatures/index.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
 import { startWindow } from '../signatures/offset.js';
-import { type AnchorTable, FILTER_BITS } from './anchors.js';
+import type { AnchorTable } from './anchors.js';
 import type { CompiledDb, CPart, KeyEntry } from './compile.js';
-
-const SHIFT = 32 - FILTER_BITS;
 
 import { targetMatches } from './filetype.js';
 
@@ -111,26 +109,28 @@ export class BodyMatchSession implements MatchSession {
   private scan(buf: Buffer, base: number): void {
     const db = this.db;
     const f4 = db.anchors4.filter;
+    const s4 = db.anchors4.filterShift;
     let h = this.h;
     const n = buf.length;
     if (db.anchors3.size === 0 && db.anchors2.size === 0) {
       for (let i = 0; i < n; i++) {
         h = (h << 8) | buf[i]!;
-        const f = Math.imul(h, 0x9e3779b1) >>> SHIFT;
+        const f = Math.imul(h, 0x9e3779b1) >>> s4;
         if ((f4[f >>> 5]! >>> f) & 1) this.probe(db.anchors4, h, base + i + 1);
       }
     } else {
       const f3 = db.anchors3.filter;
       const f2 = db.anchors2.filter;
+      const s3 = db.anchors3.filterShift;
       const has3 = db.anchors3.size > 0;
       const has2 = db.anchors2.size > 0;
       for (let i = 0; i < n; i++) {
         h = (h << 8) | buf[i]!;
-        let f = Math.imul(h, 0x9e3779b1) >>> SHIFT;
+        let f = Math.imul(h, 0x9e3779b1) >>> s4;
         if ((f4[f >>> 5]! >>> f) & 1) this.probe(db.anchors4, h, base + i + 1);
         if (has3) {
           const h3 = h & 0xffffff;
-          f = Math.imul(h3, 0x9e3779b1) >>> SHIFT;
+          f = Math.imul(h3, 0x9e3779b1) >>> s3;
           if ((f3[f >>> 5]! >>> f) & 1) this.probe(db.anchors3, h3, base + i + 1);
         }
         if (has2) {
