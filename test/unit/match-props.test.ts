@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { compileDb } from '../../src/engine/match/compile.js';
 import { compileMatcher } from '../../src/engine/match/index.js';
 import { SignatureDbBuilder } from '../../src/engine/signatures/index.js';
 import { breakable, genPattern, instantiate, rng } from '../helpers/sigdb.js';
@@ -95,5 +96,44 @@ test('a generated pattern at a random offset is found; with one element broken i
       },
     ),
     { numRuns: 1000 },
+  );
+});
+
+test('small 4-byte-key databases (two-byte stride scan): every planted key is found at any alignment and cut', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.array(fc.nat(), { maxLength: 12 }),
+      (seed, cuts) => {
+        const r = rng(seed);
+        // Static patterns of 4-9 bytes: each is anchored on one 4-byte key, so the stride path runs.
+        const pats = Array.from({ length: r.int(1, 8) }, () => r.bytes(r.int(4, 9)));
+        const lines = pats.map((p, i) => `S${i}:0:*:${p.toString('hex')}`);
+        const db = new SignatureDbBuilder();
+        db.addFile('p.ndb', Buffer.from(lines.join('\n')));
+        const c = compileDb(db.build());
+        assert.ok(c.anchors4.pairs && c.anchors3.size === 0 && c.anchors2.size === 0);
+        const m = compile(lines);
+        // Planted at odd and even offsets, back to back, and at the very start and end.
+        const planted = pats.filter(() => r.next() < 0.7);
+        const pieces: Buffer[] = [r.bytes(r.int(0, 3))];
+        for (const p of planted) pieces.push(p, r.bytes(r.int(0, 40)));
+        const data = Buffer.concat(pieces);
+        const whole = scanCuts(m, data, []);
+        for (let i = 0; i < pats.length; i++)
+          if (planted.includes(pats[i]!)) assert.ok(whole.includes(`S${i}`));
+        assert.deepEqual(scanCuts(m, data, cuts), whole);
+        assert.deepEqual(
+          scanCuts(
+            m,
+            data,
+            Array.from({ length: data.length }, (_, i) => i),
+          ),
+          whole,
+          '1-byte chunks (byte loop)',
+        );
+      },
+    ),
+    { numRuns: 500 },
   );
 });

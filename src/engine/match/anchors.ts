@@ -14,6 +14,8 @@ import type { KeyEntry } from './compile.js';
 export const FILTER_BITS = 22;
 const MIN_FILTER_BITS = 15;
 const BITS_PER_KEY_LOG2 = 8;
+/** Up to this many 4-byte keys set at most 2,048 of the 65,536 pair bits (a pair hit on ~3% of positions). */
+const MAX_PAIR_KEYS = 1024;
 const GOLDEN = 0x9e3779b1;
 
 export class AnchorTable {
@@ -21,6 +23,13 @@ export class AnchorTable {
   filter = new Int32Array(1);
   /** The hash is `Math.imul(key, GOLDEN) >>> filterShift` (unused for 2-byte keys). */
   filterShift = 32 - MIN_FILTER_BITS;
+  /**
+   * For a small table of 4-byte keys, a direct 2^16-bit set of each key's byte pairs 0-1 and 1-2.
+   * Every occurrence of a key holds one of those pairs at an even offset of the data (its start when
+   * that is even, else the byte after), so the scan need only look at every other position and check
+   * the key itself where a pair hits. Null for large tables, where the pairs would fill the set.
+   */
+  pairs: Int32Array | null = null;
   private readonly lists = new Map<number, KeyEntry[]>();
   private slotKeys = new Int32Array(0);
   private slotVals = new Int32Array(0);
@@ -52,6 +61,13 @@ export class AnchorTable {
     for (const k of this.lists.keys()) {
       const f = this.len === 2 ? k : Math.imul(k, GOLDEN) >>> this.filterShift;
       this.filter[f >>> 5]! |= 1 << f;
+    }
+    this.pairs = null;
+    if (this.len === 4 && this.lists.size > 0 && this.lists.size <= MAX_PAIR_KEYS) {
+      this.pairs = new Int32Array(1 << 11);
+      for (const k of this.lists.keys()) {
+        for (const pair of [k >>> 16, (k >>> 8) & 0xffff]) this.pairs[pair >>> 5]! |= 1 << pair;
+      }
     }
     let cap = 16;
     while (cap < this.lists.size * 2) cap <<= 1;

@@ -112,6 +112,11 @@ export class BodyMatchSession implements MatchSession {
     const s4 = db.anchors4.filterShift;
     let h = this.h;
     const n = buf.length;
+    const pairs = db.anchors4.pairs;
+    if (pairs && db.anchors3.size === 0 && db.anchors2.size === 0 && n >= 8) {
+      this.scanPairs(buf, base, pairs);
+      return;
+    }
     if (db.anchors3.size === 0 && db.anchors2.size === 0) {
       for (let i = 0; i < n; i++) {
         h = (h << 8) | buf[i]!;
@@ -140,6 +145,36 @@ export class BodyMatchSession implements MatchSession {
       }
     }
     this.h = h;
+  }
+
+  /**
+   * The same probes as the byte loop for a small table of 4-byte keys, at half the steps: a key
+   * starting at an even offset of `buf` has its bytes 0-1 there, one starting at an odd offset its
+   * bytes 1-2 at the next (even) offset. Keys ending in the first 3 bytes (straddling the previous
+   * chunk) go through the rolling value first, so probes stay in position order.
+   */
+  private scanPairs(buf: Buffer, base: number, pairs: Int32Array): void {
+    const t = this.db.anchors4;
+    const f4 = t.filter;
+    const s4 = t.filterShift;
+    let h = this.h;
+    for (let i = 0; i < 3; i++) {
+      h = (h << 8) | buf[i]!;
+      const f = Math.imul(h, 0x9e3779b1) >>> s4;
+      if ((f4[f >>> 5]! >>> f) & 1) this.probe(t, h, base + i + 1);
+    }
+    const n = buf.length;
+    for (let j = 0; j + 1 < n; j += 2) {
+      const pair = (buf[j]! << 8) | buf[j + 1]!;
+      if (((pairs[pair >>> 5]! >>> pair) & 1) === 0) continue;
+      // Candidates start at j - 1 (pair = its bytes 1-2) and j (its bytes 0-1), in that order.
+      for (let s = j === 0 ? 0 : j - 1; s <= j && s + 4 <= n; s++) {
+        const k = (buf[s]! << 24) | (buf[s + 1]! << 16) | (buf[s + 2]! << 8) | buf[s + 3]!;
+        const f = Math.imul(k, 0x9e3779b1) >>> s4;
+        if ((f4[f >>> 5]! >>> f) & 1) this.probe(t, k, base + s + 4);
+      }
+    }
+    this.h = (buf[n - 4]! << 24) | (buf[n - 3]! << 16) | (buf[n - 2]! << 8) | buf[n - 1]!;
   }
 
   /** Filter hit: is it a real anchor? (Kept out of the hot loop so that stays small.) */
