@@ -10,7 +10,12 @@ import { deflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { BufferSource, type ObjectSource } from '../../src/engine/source.js';
 import { BinHexDecoder } from '../../src/engine/unpack/binhex.js';
-import { Base64Decoder, QuotedPrintableDecoder, UuDecoder } from '../../src/engine/unpack/decoders.js';
+import {
+  Base64Decoder,
+  decodeBase64Whole,
+  QuotedPrintableDecoder,
+  UuDecoder,
+} from '../../src/engine/unpack/decoders.js';
 import { documentUnpackers } from '../../src/engine/unpack/documents.js';
 import { RtfHexDecoder } from '../../src/engine/unpack/rtf.js';
 import { lineBatches } from '../../src/engine/unpack/textlines.js';
@@ -147,6 +152,32 @@ function cutInto(
 
 const cutsFor = (raw: number[], len: number) =>
   [...new Set(raw.map((c) => c % (len + 1)))].sort((a, b) => a - b);
+
+test('one-shot base64 decoding is null or exactly what the streaming decoder gives, on any bytes', () => {
+  const alphabetHeavy = fc
+    .array(fc.constantFrom(...'QUJDRA+/-_=\r\n .\u00ff\u0000'.split('')), { maxLength: 300 })
+    .map((a) => Buffer.from(a.join(''), 'latin1'));
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)),
+        alphabetHeavy,
+      ),
+      (input) => {
+        const streamed = cutInto(new Base64Decoder(), input, []);
+        const whole = decodeBase64Whole(input);
+        if (whole) assert.ok(whole.equals(streamed));
+        // Every body with no `=` (or only trailing ones) takes the one-shot path.
+        const eq = input.indexOf(0x3d);
+        if (eq < 0 || /^[^A-Za-z0-9+/_-]*$/.test(input.subarray(eq).toString('latin1'))) assert.ok(whole);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+  const data = Buffer.from('scangate one-shot base64 \x00\xff', 'latin1');
+  const mail = Buffer.from(`${data.toString('base64').replace(/.{1,8}/g, '$&\r\n')}\r\n`);
+  assert.ok(decodeBase64Whole(mail)?.equals(data));
+});
 
 test('streaming decoders (base64, QP, uuencode, BinHex, VBA, RTF hex) are indifferent to how input is cut', () => {
   const binhex = fixture('clam.exe.binhex')[0];

@@ -58,6 +58,20 @@ export class Base64Decoder implements StreamDecoder {
 
 const NOT_BASE64 = /[^A-Za-z0-9+/_-]+/g;
 
+/**
+ * A whole base64 body in one call to Node's decoder, or null when that would differ from
+ * Base64Decoder. Node's decoder also skips bytes outside the alphabet (line breaks, junk; it accepts
+ * the URL-safe alphabet too) and decodes a final 2-3 character quantum, but stops at the first `=`,
+ * where Base64Decoder skips an `=` between whole quanta: so only a body whose `=` are all trailing
+ * (no alphabet byte after the first) is decoded here. Saves the per-chunk regex and string copies,
+ * most of a mail attachment's decoding cost.
+ */
+export function decodeBase64Whole(body: Buffer): Buffer | null {
+  const eq = body.indexOf(0x3d);
+  if (eq >= 0) for (let i = eq + 1; i < body.length; i++) if (B64[body[i]!]! >= 0) return null;
+  return Buffer.from(body.toString('latin1'), 'base64');
+}
+
 function hexVal(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
   if (c >= 0x41 && c <= 0x46) return c - 0x37;

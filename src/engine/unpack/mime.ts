@@ -16,7 +16,7 @@
  */
 import libmime from 'libmime';
 import type { ObjectSource } from '../source.js';
-import { Base64Decoder, QuotedPrintableDecoder, type StreamDecoder } from './decoders.js';
+import { Base64Decoder, decodeBase64Whole, QuotedPrintableDecoder, type StreamDecoder } from './decoders.js';
 import { EntryCounter, limitOutput } from './limits.js';
 import { type Line, lineBatches, type UuBlock, UuScanner } from './textlines.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
@@ -216,23 +216,36 @@ async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Par
   return ix.end(source.size);
 }
 
+/** Encoded base64 bodies up to this size are read and decoded in one piece (see decodeBase64Whole). */
+const WHOLE_BASE64_MAX = 1024 * 1024;
+
 function decode(source: ObjectSource, p: Part, ctx: UnpackContext): AsyncIterable<Buffer> {
   if (p.uu) return decodeUuBlock(source, p.uu, ctx);
+  if (p.encoding === 'base64' && p.end - p.start <= WHOLE_BASE64_MAX) {
+    const whole = async function* () {
+      const out = decodeBase64Whole(await source.read(p.start, p.end - p.start));
+      if (out) {
+        if (out.length) yield out;
+      } else yield* streamDecode(source, p, new Base64Decoder());
+    };
+    return limitOutput('mime', whole(), ctx, Math.max(1, p.end - p.start));
+  }
   const decoder: StreamDecoder | null =
     p.encoding === 'base64'
       ? new Base64Decoder()
       : p.encoding === 'quoted-printable'
         ? new QuotedPrintableDecoder()
         : null;
-  const body = async function* () {
-    for await (const chunk of source.stream(p.start, p.end)) {
-      const out = decoder ? decoder.write(chunk) : chunk;
-      if (out.length) yield out;
-    }
-    const last = decoder?.end();
-    if (last?.length) yield last;
-  };
-  return limitOutput('mime', body(), ctx, Math.max(1, p.end - p.start));
+  return limitOutput('mime', streamDecode(source, p, decoder), ctx, Math.max(1, p.end - p.start));
+}
+
+async function* streamDecode(source: ObjectSource, p: Part, decoder: StreamDecoder | null) {
+  for await (const chunk of source.stream(p.start, p.end)) {
+    const out = decoder ? decoder.write(chunk) : chunk;
+    if (out.length) yield out;
+  }
+  const last = decoder?.end();
+  if (last?.length) yield last;
 }
 
 export const mimeUnpacker: Unpacker = {
