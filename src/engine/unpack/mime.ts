@@ -43,6 +43,11 @@ interface Part {
 
 /** Header lines at the start (after an mbox `From ` line), at least two of them well-known names. */
 export function looksLikeMail(head: Buffer): boolean {
+  // Cheap refusal first (every attachment and binary is asked): the first line must be a header
+  // field, an mbox `From ` line or a folded continuation.
+  const firstEnd = head.indexOf(10);
+  const first = head.toString('latin1', 0, Math.min(firstEnd < 0 ? head.length : firstEnd, 4096));
+  if (!/^(From |[ \t]|[\x21-\x39\x3b-\x7e]+:)/.test(first)) return false;
   const lns = head.subarray(0, 4096).toString('latin1').split(/\r?\n/);
   let i = lns[0]?.startsWith('From ') ? 1 : 0;
   let known = 0;

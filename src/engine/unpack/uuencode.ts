@@ -53,6 +53,7 @@ export const uuencodeUnpacker: Unpacker = {
   type: 'uuencode',
   // A `begin` line in the first 4 KiB (after a short preamble, as in news articles).
   detect: (head) =>
+    head.indexOf('begin', 0, 'latin1') >= 0 && // cheap refusal of the common case, before splitting lines
     head
       .toString('latin1')
       .split(/\r?\n/)
