@@ -6,7 +6,7 @@
  * on; credentials never reach the log.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,10 +42,21 @@ async function setup(
   extra: Record<string, unknown> = {},
   logger?: Logger,
 ) {
+  return setupIn(t, mkdtempSync(join(dir, 'gw-')), extra, logger, scanner);
+}
+
+/** setup() with the gateway's data folder chosen by the caller (to look into its spool). */
+async function setupIn(
+  t: import('node:test').TestContext,
+  gwDir: string,
+  extra: Record<string, unknown> = {},
+  logger?: Logger,
+  scanner: Scanner = builtin,
+) {
   if (!peer(t, 'vsftpd')) return null;
   vs ??= await startVsftpd({ tls: 'none', ca: await TestCa.create(), extra: ['idle_session_timeout=2'] });
   const gw = await startFtpGateway({
-    dir: mkdtempSync(join(dir, 'gw-')),
+    dir: gwDir,
     scanner,
     listener: {
       upstream: `127.0.0.1:${vs.port}`,
@@ -132,6 +143,34 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     assert.match(await s.c.reply(), /^200 /);
     d.destroy();
     s.c.close();
+  });
+
+  test('an upload over maxFileSize: 552, nothing stored, no spool file left, the session goes on', async (t) => {
+    const gwDir = mkdtempSync(join(dir, 'gw-big-'));
+    const s = await setupIn(t, gwDir, { maxFileSize: '8MB', spoolMemory: '1MB' });
+    if (!s) return;
+    await login(s.c);
+    await s.c.send('EPSV');
+    const port = Number(/\|\|\|(\d+)\|/.exec(await s.c.reply())![1]);
+    await s.c.send('STOR /pub/big.bin');
+    assert.match(await s.c.reply(), /^150 /);
+    const d = connect(port, '127.0.0.1');
+    d.on('error', () => {});
+    await new Promise((r) => d.once('connect', r));
+    // 4 MiB writes: batches are being written to the spool file when the limit is crossed.
+    for (let i = 0; i < 6 && !d.destroyed; i++) d.write(Buffer.alloc(4 * 1024 * 1024, i));
+    d.end();
+    assert.match(await s.c.reply(), /^552 /);
+    assert.equal(existsSync(join(s.vs.uploadDir, 'big.bin')), false);
+    await s.c.send('NOOP');
+    assert.match(await s.c.reply(), /^200 /);
+    s.c.close();
+    d.destroy();
+    // The spool is removed once the transfer's writes have settled (bounded wait, not a timing claim).
+    const spoolDir = join(gwDir, 'spool');
+    const left = () => (existsSync(spoolDir) ? readdirSync(spoolDir) : []);
+    for (let i = 0; i < 100 && left().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(left(), []);
   });
 
   test('ABOR while a download is delivered: 426 then 226, the session goes on', async (t) => {

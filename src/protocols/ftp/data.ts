@@ -183,8 +183,10 @@ export function receiveAll(
       stream.off('end', onEnd);
       stream.off('error', onError);
       stream.off('close', onClose);
-      if (e) reject(asDataError(e));
-      else resolve(result!);
+      // Batches already handed to the sink finish first: the caller disposes of the spool next, and
+      // a write landing after that would reopen or hit a closed file.
+      const settle = () => (e ? reject(asDataError(e)) : resolve(result!));
+      writing.then(settle, settle);
     };
     const flush = (): Promise<void> => {
       if (batchBytes === 0) return writing;
