@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -91,6 +91,18 @@ async function upload(c: FtpControl, name: string, data: Buffer, verb = 'STOR'):
   return c.reply();
 }
 
+/** EPSV and STOR, then the open data connection, for a test that sends the bytes itself. */
+async function startUpload(c: FtpControl, name: string): Promise<Socket> {
+  await c.send('EPSV');
+  const port = Number(/\|\|\|(\d+)\|/.exec(await c.reply())![1]);
+  await c.send(`STOR ${name}`);
+  assert.match(await c.reply(), /^150 /);
+  const d = connect(port, '127.0.0.1');
+  d.on('error', () => {});
+  await new Promise((r) => d.once('connect', r));
+  return d;
+}
+
 describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, () => {
   test('scanner error: 451 and nothing stored', async (t) => {
     const failing: Scanner = {
@@ -127,13 +139,7 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     const s = await setup(t, builtin);
     if (!s) return;
     await login(s.c);
-    await s.c.send('EPSV');
-    const port = Number(/\|\|\|(\d+)\|/.exec(await s.c.reply())![1]);
-    await s.c.send('STOR /pub/aborted.bin');
-    assert.match(await s.c.reply(), /^150 /);
-    const d = connect(port, '127.0.0.1');
-    d.on('error', () => {});
-    await new Promise((r) => d.once('connect', r));
+    const d = await startUpload(s.c, '/pub/aborted.bin');
     d.write(Buffer.alloc(10_000, 1));
     await s.c.sendRaw(Buffer.concat([Buffer.from([0xff, 0xf4, 0xff, 0xf2]), Buffer.from('ABOR\r\n')]));
     assert.match(await s.c.reply(), /^426 /);
@@ -150,13 +156,7 @@ describe('FTP relay (raw control connection, vsftpd)', { concurrency: false }, (
     const s = await setupIn(t, gwDir, { maxFileSize: '8MB', spoolMemory: '1MB' });
     if (!s) return;
     await login(s.c);
-    await s.c.send('EPSV');
-    const port = Number(/\|\|\|(\d+)\|/.exec(await s.c.reply())![1]);
-    await s.c.send('STOR /pub/big.bin');
-    assert.match(await s.c.reply(), /^150 /);
-    const d = connect(port, '127.0.0.1');
-    d.on('error', () => {});
-    await new Promise((r) => d.once('connect', r));
+    const d = await startUpload(s.c, '/pub/big.bin');
     // 4 MiB writes: batches are being written to the spool file when the limit is crossed.
     for (let i = 0; i < 6 && !d.destroyed; i++) d.write(Buffer.alloc(4 * 1024 * 1024, i));
     d.end();
