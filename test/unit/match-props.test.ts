@@ -99,7 +99,7 @@ test('a generated pattern at a random offset is found; with one element broken i
   );
 });
 
-test('small 4-byte-key databases (two-byte stride scan): every planted key is found at any alignment and cut', () => {
+test('small 4-byte-key databases (byte-pair stride scan): every planted key is found at any alignment and cut', () => {
   fc.assert(
     fc.property(
       fc.integer({ min: 1, max: 2 ** 31 - 1 }),

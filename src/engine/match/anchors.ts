@@ -14,7 +14,7 @@ import type { KeyEntry } from './compile.js';
 export const FILTER_BITS = 22;
 const MIN_FILTER_BITS = 15;
 const BITS_PER_KEY_LOG2 = 8;
-/** Up to this many 4-byte keys set at most 2,048 of the 65,536 pair bits (a pair hit on ~3% of positions). */
+/** Up to this many 4-byte keys set at most 3,072 of the 65,536 pair bits (a pair hit on ~5% of positions). */
 const MAX_PAIR_KEYS = 1024;
 const GOLDEN = 0x9e3779b1;
 
@@ -24,10 +24,10 @@ export class AnchorTable {
   /** The hash is `Math.imul(key, GOLDEN) >>> filterShift` (unused for 2-byte keys). */
   filterShift = 32 - MIN_FILTER_BITS;
   /**
-   * For a small table of 4-byte keys, a direct 2^16-bit set of each key's byte pairs 0-1 and 1-2.
-   * Every occurrence of a key holds one of those pairs at an even offset of the data (its start when
-   * that is even, else the byte after), so the scan need only look at every other position and check
-   * the key itself where a pair hits. Null for large tables, where the pairs would fill the set.
+   * For a small table of 4-byte keys, a direct 2^16-bit set of each key's byte pairs 0-1, 1-2, 2-3.
+   * Every occurrence of a key holds one of those pairs at an offset of the data that is a multiple
+   * of 3, so the scan need only look at every third position and check the keys that could start
+   * there where a pair hits. Null for large tables, where the pairs would fill the set.
    */
   pairs: Int32Array | null = null;
   private readonly lists = new Map<number, KeyEntry[]>();
@@ -66,7 +66,7 @@ export class AnchorTable {
     if (this.len === 4 && this.lists.size > 0 && this.lists.size <= MAX_PAIR_KEYS) {
       this.pairs = new Int32Array(1 << 11);
       for (const k of this.lists.keys()) {
-        for (const pair of [k >>> 16, (k >>> 8) & 0xffff]) this.pairs[pair >>> 5]! |= 1 << pair;
+        for (const pair of [k >>> 16, (k >>> 8) & 0xffff, k & 0xffff]) this.pairs[pair >>> 5]! |= 1 << pair;
       }
     }
     let cap = 16;
