@@ -2,15 +2,13 @@
  * What every session of one FTP listener shares: its config, the server, the data port range, where
  * to spool, and the certificate the client leg presents (TLS on the control and data connections).
  */
-import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import type { PeerCertificate, SecureContext } from 'node:tls';
 import type { FtpListenerConfig } from '../../config/schema.js';
 import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ServiceDeps } from '../../net/service.js';
-import { type CertNames, namesFromPeerCertificate } from '../../tls/leaf.js';
+import { clientLegContext } from '../../tls/client-leg.js';
 import type { TlsRuntime } from '../../tls/runtime.js';
 import { parseAddress } from '../../util/units.js';
 import { type HostPort, parsePortRange } from './address.js';
@@ -35,12 +33,6 @@ export interface FtpContext {
   clientContext(upstreamCert: PeerCertificate | null): Promise<SecureContext>;
 }
 
-function namesFor(name: string): CertNames {
-  return isIP(name)
-    ? { commonName: name, dnsNames: [], ipAddresses: [name] }
-    : { commonName: name, dnsNames: [name], ipAddresses: [] };
-}
-
 export async function createFtpContext(
   cfg: FtpListenerConfig,
   deps: FtpDeps,
@@ -61,17 +53,12 @@ export async function createFtpContext(
   } catch (e) {
     throw new ConfigError(key('passivePorts'), (e as Error).message);
   }
-  let fixed: SecureContext | null = null;
-  if (cfg.tls.cert || cfg.tls.key) {
-    if (!cfg.tls.cert || !cfg.tls.key)
-      throw new ConfigError(key('tls'), 'cert and key must be given together');
-    try {
-      fixed = createSecureContext({ cert: await readFile(cfg.tls.cert), key: await readFile(cfg.tls.key) });
-    } catch (e) {
-      throw new ConfigError(key('tls'), `cannot load cert/key: ${(e as Error).message}`);
-    }
-  }
-  const minter = deps.tls.minter;
+  const clientContext = await clientLegContext({
+    listener: cfg.name,
+    tls: cfg.tls,
+    upstreamHost: target.host,
+    minter: deps.tls.minter,
+  });
   return {
     cfg,
     deps,
@@ -80,14 +67,6 @@ export async function createFtpContext(
     ports,
     spoolDir: join(deps.config.dataDir, 'spool'),
     shutdown,
-    clientContext(upstreamCert) {
-      if (fixed) return Promise.resolve(fixed);
-      if (cfg.tls.name) return minter.secureContext(namesFor(cfg.tls.name));
-      if (upstreamCert && Object.keys(upstreamCert).length > 0) {
-        const names = namesFromPeerCertificate(upstreamCert);
-        if (names.dnsNames.length || names.ipAddresses.length) return minter.secureContext(names);
-      }
-      return minter.secureContext(namesFor(target.host));
-    },
+    clientContext,
   };
 }

@@ -2,16 +2,14 @@
  * What every session of one SMTP listener shares: its config, the upstream target, where to spool,
  * and how to get the certificate the client leg presents.
  */
-import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import type { PeerCertificate, SecureContext } from 'node:tls';
 import type { SmtpListenerConfig } from '../../config/schema.js';
 import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ServiceDeps } from '../../net/service.js';
-import { type CertNames, namesFromPeerCertificate } from '../../tls/leaf.js';
+import { clientLegContext } from '../../tls/client-leg.js';
 import type { TlsRuntime } from '../../tls/runtime.js';
 import { parseAddress } from '../../util/units.js';
 import type { MessagePolicy } from './policy.js';
@@ -45,12 +43,6 @@ export interface SmtpContext {
   clientContext(upstreamCert: PeerCertificate | null): Promise<SecureContext>;
 }
 
-function namesFor(name: string): CertNames {
-  return isIP(name)
-    ? { commonName: name, dnsNames: [], ipAddresses: [name] }
-    : { commonName: name, dnsNames: [name], ipAddresses: [] };
-}
-
 export async function createSmtpContext(
   cfg: SmtpListenerConfig,
   deps: SmtpDeps,
@@ -64,17 +56,12 @@ export async function createSmtpContext(
   } catch (e) {
     throw new ConfigError(`listeners.${cfg.name}.upstream`, (e as Error).message);
   }
-  let fixed: SecureContext | null = null;
-  if (cfg.tls.cert || cfg.tls.key) {
-    if (!cfg.tls.cert || !cfg.tls.key)
-      throw new ConfigError(`listeners.${cfg.name}.tls`, 'cert and key must be given together');
-    try {
-      fixed = createSecureContext({ cert: await readFile(cfg.tls.cert), key: await readFile(cfg.tls.key) });
-    } catch (e) {
-      throw new ConfigError(`listeners.${cfg.name}.tls`, `cannot load cert/key: ${(e as Error).message}`);
-    }
-  }
-  const minter = deps.tls.minter;
+  const clientContext = await clientLegContext({
+    listener: cfg.name,
+    tls: cfg.tls,
+    upstreamHost: target.host,
+    minter: deps.tls.minter,
+  });
   return {
     cfg,
     deps,
@@ -84,14 +71,6 @@ export async function createSmtpContext(
     hostname: cfg.tls.name ?? hostname(),
     shutdown,
     policies: deps.messagePolicies ?? [],
-    clientContext(upstreamCert) {
-      if (fixed) return Promise.resolve(fixed);
-      if (cfg.tls.name) return minter.secureContext(namesFor(cfg.tls.name));
-      if (upstreamCert && Object.keys(upstreamCert).length > 0) {
-        const names = namesFromPeerCertificate(upstreamCert);
-        if (names.dnsNames.length || names.ipAddresses.length) return minter.secureContext(names);
-      }
-      return minter.secureContext(namesFor(target.host));
-    },
+    clientContext,
   };
 }
