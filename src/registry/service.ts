@@ -13,30 +13,19 @@ import { newConfirmationNo, randomToken } from './confirmation.js';
 import { invalid, RegistryError } from './errors.js';
 import { decodeBase64Strict, parsePublicKey, publicKeyFromStored, verifyProof } from './keys.js';
 import type { Mailer } from './mailer.js';
-import { confirmationMail, confirmedMail, reminderMail, unboundMail } from './messages.js';
-import { SIGNATURE_RE } from './signature.js';
+import { confirmationMail, confirmedMail, unboundMail } from './messages.js';
+import { sendDueReminders } from './reminders.js';
+import { canonicalSignature } from './signature.js';
 import type { RegistryDatabase } from './tables.js';
+import {
+  bindingOf,
+  findMessage,
+  type VerifyQuery,
+  type VerifyResult,
+  verifyMessage,
+} from './verification.js';
 
-export type Verdict = 'authentic' | 'tampered' | 'not-registered' | 'unknown-sender';
-
-export interface VerifyQuery {
-  from: unknown;
-  to: unknown;
-  date: unknown;
-  signature: unknown;
-  confirmationNo?: unknown;
-  claimsRegistered?: unknown;
-}
-
-export interface VerifyResult {
-  verdict: Verdict;
-  /** Whether the sender address is enrolled (bound to an account). */
-  enrolled: boolean;
-  confirmationNo?: string;
-  registeredAt?: string;
-  /** One sentence for people: why this verdict. */
-  reason: string;
-}
+export type { Verdict, VerifyQuery, VerifyResult } from './verification.js';
 
 export interface RegistryServiceOptions {
   mailer: Mailer | null;
@@ -53,7 +42,6 @@ const CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'; // no 0/O, 1/I: codes 
 const CODE_LENGTH = 10;
 const MAX_PROOF_BYTES = 1024;
 const MAX_NAME_CHARS = 200;
-const REMINDER_BATCH = 500;
 const KEY_CACHE = 4096;
 const MAX_PENDING_PER_ADDRESS = 3;
 /** Spent and expired confirmations are kept this long (a replay in that time is a clear 409). */
@@ -116,7 +104,7 @@ export class RegistryService {
     const addr = canonicalAddress(address);
     if (!this.options.mailer)
       throw new RegistryError('ERR_REGISTRY_NO_MAIL', 'this registry has no mail relay configured', 503);
-    const bound = await this.binding(addr);
+    const bound = await bindingOf(this.db, addr);
     if (bound?.account_id === accountId)
       throw new RegistryError(
         'ERR_REGISTRY_CONFLICT',
@@ -273,19 +261,11 @@ export class RegistryService {
 
   /** Whether `address` (canonical) is bound to this account. */
   async ownsAddress(accountId: number, address: string): Promise<boolean> {
-    return (await this.binding(address))?.account_id === accountId;
+    return (await bindingOf(this.db, address))?.account_id === accountId;
   }
 
   async isEnrolled(address: string): Promise<boolean> {
-    return (await this.binding(address)) !== undefined;
-  }
-
-  private binding(address: string) {
-    return this.db
-      .selectFrom('reg_bindings')
-      .select(['account_id'])
-      .where('address', '=', address)
-      .executeTakeFirst();
+    return (await bindingOf(this.db, address)) !== undefined;
   }
 
   // ---- keys ----
@@ -340,7 +320,7 @@ export class RegistryService {
     if (proof.length > MAX_PROOF_BYTES) throw invalid('proof', 'too long');
     if (input.keyId !== undefined && (typeof input.keyId !== 'string' || !/^[0-9a-f]{32}$/.test(input.keyId)))
       throw invalid('keyId', 'expected a key id');
-    const owner = await this.binding(from);
+    const owner = await bindingOf(this.db, from);
     if (owner?.account_id !== accountId)
       throw new RegistryError('ERR_REGISTRY_FORBIDDEN', `${from} is not bound to this account`, 403, 'from');
     let keys = this.db
@@ -359,7 +339,7 @@ export class RegistryService {
         400,
         'proof',
       );
-    const existing = await this.findMessage(from, to, date, signature);
+    const existing = await findMessage(this.db, from, to, date, signature);
     if (existing) throw conflictRegistered(existing.confirmation_no);
     for (let attempt = 0; ; attempt++) {
       const now = this.now();
@@ -382,7 +362,7 @@ export class RegistryService {
         return { confirmationNo, registeredAt: new Date(now).toISOString() };
       } catch (e) {
         if (!isUniqueViolation(e) || attempt >= 3) throw e;
-        const raced = await this.findMessage(from, to, date, signature);
+        const raced = await findMessage(this.db, from, to, date, signature);
         if (raced) throw conflictRegistered(raced.confirmation_no);
         // else: the random part collided with another message's; draw again
       }
@@ -402,150 +382,19 @@ export class RegistryService {
     return k;
   }
 
-  private findMessage(from: string, to: string, date: string, signature: string) {
-    return this.db
-      .selectFrom('reg_messages')
-      .select(['confirmation_no', 'registered_at'])
-      .where('sender', '=', from)
-      .where('recipient', '=', to)
-      .where('date', '=', date)
-      .where('signature', '=', signature)
-      .executeTakeFirst();
-  }
-
   // ---- verification ----
 
-  async verify(q: VerifyQuery): Promise<VerifyResult> {
-    const from = canonicalAddress(q.from, 'from');
-    const to = canonicalAddress(q.to, 'to');
-    const date = canonicalDate(q.date, 'date');
-    const signature = canonicalSignature(q.signature);
-    let confirmationNo: string | undefined;
-    if (q.confirmationNo !== undefined && q.confirmationNo !== null && q.confirmationNo !== '') {
-      if (typeof q.confirmationNo !== 'string' || q.confirmationNo.length > 600)
-        throw invalid('confirmationNo', 'too long');
-      confirmationNo = q.confirmationNo.trim().normalize('NFC');
-    }
-    const claims = q.claimsRegistered === true || confirmationNo !== undefined;
-    const enrolled = await this.isEnrolled(from);
-    if (confirmationNo) {
-      const rec = await this.db
-        .selectFrom('reg_messages')
-        .select(['sender', 'recipient', 'date', 'signature', 'registered_at'])
-        .where('confirmation_no', '=', confirmationNo)
-        .executeTakeFirst();
-      if (!rec)
-        return {
-          verdict: 'not-registered',
-          enrolled,
-          confirmationNo,
-          reason: 'The mail carries a confirmation number the registry never issued: likely phishing.',
-        };
-      const registeredAt = new Date(rec.registered_at).toISOString();
-      const differs = [
-        rec.sender !== from && 'sender',
-        rec.recipient !== to && 'recipient',
-        rec.date !== date && 'date',
-        rec.signature !== signature && 'content',
-      ].filter(Boolean);
-      if (differs.length === 0)
-        return {
-          verdict: 'authentic',
-          enrolled,
-          confirmationNo,
-          registeredAt,
-          reason: 'Registered, and the mail is the one that was registered.',
-        };
-      return {
-        verdict: 'tampered',
-        enrolled,
-        confirmationNo,
-        registeredAt,
-        reason: `Registered, but the ${differs.join(', ')} differ${differs.length === 1 ? 's' : ''} from what was registered.`,
-      };
-    }
-    const rec = await this.findMessage(from, to, date, signature);
-    if (rec)
-      return {
-        verdict: 'authentic',
-        enrolled,
-        confirmationNo: rec.confirmation_no,
-        registeredAt: new Date(rec.registered_at).toISOString(),
-        reason: 'Registered, and the mail is the one that was registered.',
-      };
-    if (enrolled || claims)
-      return {
-        verdict: 'not-registered',
-        enrolled,
-        reason: enrolled
-          ? 'The sender is enrolled, but this mail was never registered: likely phishing.'
-          : 'The mail claims to be registered, but it is not: likely phishing.',
-      };
-    return {
-      verdict: 'unknown-sender',
-      enrolled,
-      reason: 'The sender has not enrolled with this registry; it cannot vouch either way.',
-    };
+  verify(q: VerifyQuery): Promise<VerifyResult> {
+    return verifyMessage(this.db, q);
   }
 
   // ---- reminders ----
 
   /** Mails every binding not reminded for `reminderInterval` what is registered under it. */
-  async sendDueReminders(): Promise<number> {
-    if (!this.options.mailer) return 0;
-    const now = this.now();
-    const due = await this.db
-      .selectFrom('reg_bindings')
-      .innerJoin('reg_accounts', 'reg_accounts.id', 'reg_bindings.account_id')
-      .select([
-        'reg_bindings.address',
-        'reg_bindings.account_id',
-        'reg_bindings.reminded_at',
-        'reg_bindings.bound_at',
-        'reg_accounts.name',
-      ])
-      .where('reg_bindings.reminded_at', '<=', now - this.options.reminderInterval)
-      .orderBy('reg_bindings.reminded_at')
-      .limit(REMINDER_BATCH)
-      .execute();
-    let sent = 0;
-    for (const b of due) {
-      const keys = await this.db
-        .selectFrom('reg_keys')
-        .select(['id', 'algorithm'])
-        .where('account_id', '=', b.account_id)
-        .where('revoked_at', 'is', null)
-        .execute();
-      const count = await this.db
-        .selectFrom('reg_messages')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('sender', '=', b.address)
-        .where('registered_at', '>', b.reminded_at)
-        .executeTakeFirstOrThrow();
-      try {
-        await this.options.mailer.send(
-          reminderMail({
-            address: b.address,
-            account: b.name,
-            boundAt: b.bound_at,
-            keys,
-            messages: Number(count.n),
-            since: b.reminded_at,
-            publicUrl: this.options.publicUrl,
-          }),
-        );
-      } catch (e) {
-        this.options.logger.warn({ err: (e as Error).message }, 'registry: reminder not sent');
-        continue;
-      }
-      await this.db
-        .updateTable('reg_bindings')
-        .set({ reminded_at: now })
-        .where('address', '=', b.address)
-        .execute();
-      sent++;
-    }
-    return sent;
+  sendDueReminders(): Promise<number> {
+    const { mailer, reminderInterval, publicUrl, logger } = this.options;
+    if (!mailer) return Promise.resolve(0);
+    return sendDueReminders(this.db, mailer, { reminderInterval, publicUrl, logger, now: this.now() });
   }
 
   /** Deletes confirmations expired for longer than the retention; returns how many. */
@@ -563,12 +412,6 @@ export class RegistryService {
       ?.send(mail)
       .catch((e: Error) => this.options.logger.warn({ err: e.message }, 'registry: notice mail not sent'));
   }
-}
-
-export function canonicalSignature(input: unknown): string {
-  if (typeof input !== 'string' || !SIGNATURE_RE.test(input.toLowerCase()))
-    throw invalid('signature', 'expected 128 hexadecimal characters');
-  return input.toLowerCase();
 }
 
 function conflictRegistered(confirmationNo: string): RegistryError {

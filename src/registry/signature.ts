@@ -15,9 +15,17 @@
 import { createHash, type Hash } from 'node:crypto';
 import { canonicalAddress, canonicalDate } from './address.js';
 import { BodyCanonicalizer } from './canonical.js';
+import { invalid } from './errors.js';
 
 export const SIGNATURE_VERSION_LINE = 'scangate-registry-signature:1';
 export const SIGNATURE_RE = /^[0-9a-f]{128}$/;
+
+/** A signature as the API takes it: 128 hex characters, either case, stored lower-case. */
+export function canonicalSignature(input: unknown): string {
+  if (typeof input !== 'string' || !SIGNATURE_RE.test(input.toLowerCase()))
+    throw invalid('signature', 'expected 128 hexadecimal characters');
+  return input.toLowerCase();
+}
 
 export interface SignatureFields {
   from: string;
