@@ -3,6 +3,8 @@
  * otherwise match the raw bytes and recurse into containers within ClamAV's limits (depth, files
  * per container, total bytes scanned, time). A limit hit is an explicit verdict
  * (`Heuristics.Limits.Exceeded.*`) unless `alertExceedsMax` is off, never a silent pass.
+ * A stream of declared size is the exception to "spool first": it is matched as it arrives and
+ * spooled only when it is a container (see streamed.ts and scanStreamed).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -12,6 +14,7 @@ import { type Logger, silentLogger } from '../logger.js';
 import type { VerdictCache } from './cache.js';
 import type { Matcher } from './match/index.js';
 import { BufferSource, FileSource, type ObjectSource, Spool, spooledDigest } from './source.js';
+import { HEAD_BYTES, readStreamed } from './streamed.js';
 import type { ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from './types.js';
 import { detectContainer } from './unpack/index.js';
 import type { UnpackContext, Unpacker } from './unpack/types.js';
@@ -23,7 +26,6 @@ export const LIMIT_PREFIX = 'Heuristics.Limits.Exceeded.';
  * 10,000 deep stops at maxRecursion.
  */
 const COMPRESSORS = new Set(['gzip', 'bzip2', 'szdd']);
-const HEAD_BYTES = 4096;
 /** Bytes per matcher call: large reads cut per-chunk overhead (file reads, async steps) on big objects. */
 const MATCH_CHUNK = 4 * 1024 * 1024;
 const YIELD_EVERY = 2 * MATCH_CHUNK;
@@ -123,47 +125,18 @@ export class BuiltinScanner implements Scanner {
         if (input.length > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
         source = new BufferSource(input);
         sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
+      } else if (ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
+        return await this.scanStreamed(state, input, ctx.size, rootName, signal);
       } else {
-        spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
+        spool = this.newSpool();
         const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
         if (tooBig) return this.limitVerdict('MaxFileSize', [rootName]);
         ({ source, sha256 } = await spool.finish());
       }
-
-      const cache = this.options.cache;
-      const cached = await cache?.get(state.version, sha256);
-      if (cached) return withRoot(cached, rootName);
-      const key = `${state.version}\0${sha256}`;
-      const running = this.inflight.get(key);
-      if (running) {
-        const joined = await running.catch(() => null);
-        // The first requester's failure (its abort, its timeout) is not ours: scan for ourselves then.
-        if (joined && joined.status !== 'error') {
-          this.counters.joined++;
-          return withRoot(joined, rootName);
-        }
-      }
-
-      const budget: ScanBudget = {
-        scannedBytes: 0,
-        signal,
-        deadline: performance.now() + this.limits.timeout,
-      };
-      this.counters.scans++;
-      // The entry stays until the cache holds the verdict, so no request falls between the two.
-      const scanning = this.scanObject(state, source, [rootName], 0, budget).then(async (v) => {
-        const verdict = withoutRoot(v);
-        if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
-          await cache.set(state.version, sha256, verdict);
-        }
-        return verdict;
-      });
-      this.inflight.set(key, scanning);
-      try {
-        return withRoot(await scanning, rootName);
-      } finally {
-        if (this.inflight.get(key) === scanning) this.inflight.delete(key);
-      }
+      const budget = this.newBudget(signal);
+      return await this.judgeByDigest(state, sha256, rootName, () =>
+        this.scanObject(state, source, [rootName], 0, budget),
+      );
     } catch (e) {
       if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
       if (timeout.aborted) return this.limitVerdict('MaxScanTime', [rootName]);
@@ -176,6 +149,110 @@ export class BuiltinScanner implements Scanner {
       await spool?.dispose();
       await opened?.close();
     }
+  }
+
+  /**
+   * A stream of declared size: matched while it arrives (readStreamed), spooled only when its head
+   * names a container. The verdict cache is keyed by SHA-256, which only the spool computes, so it
+   * serves containers (whose unpacking it spares) and not plain objects, whose matching is done by
+   * the time their last byte is in: hashing them to look up a verdict would cost about what it saves.
+   */
+  private async scanStreamed(
+    state: EngineState,
+    input: Exclude<ScanInput, { path: string } | Buffer>,
+    size: number,
+    rootName: string,
+    signal: AbortSignal,
+  ): Promise<Verdict> {
+    // The stream will exceed the limit (or break its own declaration): no need to read it first.
+    if (size > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
+    const budget = this.newBudget(signal);
+    budget.scannedBytes = size;
+    if (size > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
+    const session = state.matcher.session({ size });
+    this.counters.scans++;
+    const read = await readStreamed(input, {
+      size,
+      session,
+      detect: (head) => detectContainer(head, size, this.options.unpackers),
+      newSpool: () => this.newSpool(),
+      signal,
+    });
+    if (read.kind === 'size-mismatch') {
+      return {
+        status: 'error',
+        code: 'ERR_SCAN_SIZE',
+        reason: `stream of declared size ${size} delivered ${read.received > size ? 'more' : read.received} bytes`,
+      };
+    }
+    const { unpacker, spool } = read;
+    try {
+      const names = session.end();
+      if (names.length > 0) return { status: 'infected', signature: names[0]!, location: [rootName] };
+      if (!unpacker || !spool) return { status: 'clean' };
+      if (this.limits.maxRecursion <= 0) throw new LimitHit('MaxRecursion');
+      const { source, sha256 } = await spool.finish();
+      // Its raw bytes were matched above; what a cached verdict adds is what the container holds.
+      return await this.judgeByDigest(
+        state,
+        sha256,
+        rootName,
+        () => this.scanEntries(state, unpacker, source, [rootName], 0, budget),
+        true,
+      );
+    } finally {
+      await spool?.dispose();
+    }
+  }
+
+  /**
+   * The verdict for content known by SHA-256: from the cache, from a scan of the same content already
+   * running, or from `run` (whose clean or infected verdict is then cached). `counted`: the matcher
+   * already ran for this scan (a streamed container), so `run` is not counted as a second scan.
+   */
+  private async judgeByDigest(
+    state: EngineState,
+    sha256: string,
+    rootName: string,
+    run: () => Promise<Verdict>,
+    counted = false,
+  ): Promise<Verdict> {
+    const cache = this.options.cache;
+    const cached = await cache?.get(state.version, sha256);
+    if (cached) return withRoot(cached, rootName);
+    const key = `${state.version}\0${sha256}`;
+    const running = this.inflight.get(key);
+    if (running) {
+      const joined = await running.catch(() => null);
+      // The first requester's failure (its abort, its timeout) is not ours: scan for ourselves then.
+      if (joined && joined.status !== 'error') {
+        this.counters.joined++;
+        return withRoot(joined, rootName);
+      }
+    }
+    if (!counted) this.counters.scans++;
+    // The entry stays until the cache holds the verdict, so no request falls between the two.
+    const scanning = run().then(async (v) => {
+      const verdict = withoutRoot(v);
+      if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
+        await cache.set(state.version, sha256, verdict);
+      }
+      return verdict;
+    });
+    this.inflight.set(key, scanning);
+    try {
+      return withRoot(await scanning, rootName);
+    } finally {
+      if (this.inflight.get(key) === scanning) this.inflight.delete(key);
+    }
+  }
+
+  private newBudget(signal: AbortSignal): ScanBudget {
+    return { scannedBytes: 0, signal, deadline: performance.now() + this.limits.timeout };
+  }
+
+  private newSpool(): Spool {
+    return new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
   }
 
   private limitVerdict(limit: string, location: string[]): Verdict {
@@ -273,7 +350,7 @@ export class BuiltinScanner implements Scanner {
     budget: ScanBudget,
     viaCompressor: boolean,
   ): Promise<Verdict> {
-    const spool = new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
+    const spool = this.newSpool();
     try {
       try {
         for await (const chunk of data) {

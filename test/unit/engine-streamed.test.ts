@@ -1,0 +1,209 @@
+/**
+ * Streams of declared size (an HTTP body with Content-Length) are matched as they arrive and
+ * spooled only when their head names a container. The verdict must be the one the same bytes get
+ * as a Buffer, whatever the chunking: offsets counted from the end, hash and allow-list signatures
+ * (which need the size), containers with the infection inside; and the limits (maxFileSize,
+ * maxScanSize, maxRecursion, timeout, abort) and the declared size itself still hold.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { engineLimitsSchema } from '../../src/config/schema.js';
+import { MemoryVerdictCache } from '../../src/engine/cache.js';
+import { BuiltinScanner, createBuiltinScanner, loadEngine } from '../../src/engine/index.js';
+import { EICAR, mailWithAttachment } from '../helpers/eicar.js';
+import { genPattern, instantiate, type Rng, rng } from '../helpers/sigdb.js';
+import { buildZip } from '../helpers/zipwriter.js';
+
+/** The bytes of `data` in pieces of random size (1 byte up to 70 KB). */
+function pieces(r: Rng, data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p = 0; p < data.length; ) {
+    const n = r.pick([1, 7, 4096, 65_536, r.int(1, 70_000)]);
+    out.push(data.subarray(p, p + n));
+    p += n;
+  }
+  return out;
+}
+
+const chunked = (r: Rng, data: Buffer) => Readable.from(pieces(r, data));
+
+/** Signatures the size matters to, and files that hit or just miss them. */
+function corpus(r: Rng): { db: Record<string, string>; files: Buffer[] } {
+  const ndb: string[] = [];
+  const hdb: string[] = [];
+  const fp: string[] = [];
+  const files: Buffer[] = [];
+  for (let i = 0; i < 40; i++) {
+    const pat = genPattern(r);
+    const inst = instantiate(r, pat);
+    const size = inst.length + r.int(0, 200_000);
+    const start = r.int(0, size - inst.length);
+    const kind = r.pick(['*', 'n', 'EOF-n', 'EOF-n,s'] as const);
+    const offset =
+      kind === '*'
+        ? '*'
+        : kind === 'n'
+          ? `${start}`
+          : kind === 'EOF-n'
+            ? `EOF-${size - start}`
+            : `EOF-${size - start + 3},6`;
+    ndb.push(`Gen.Stream.${i}:0:${offset}:${pat.hex}`);
+    const hit = r.bytes(size);
+    inst.copy(hit, start);
+    // One byte off: misses every anchored offset.
+    const miss = r.bytes(size + 1);
+    inst.copy(miss, Math.min(start + 1, size + 1 - inst.length));
+    files.push(hit, miss);
+    if (i % 10 === 0) fp.push(`${createHash('md5').update(hit).digest('hex')}:${hit.length}:Allowed.${i}`);
+  }
+  for (let i = 0; i < 10; i++) {
+    const data = r.bytes(r.int(1, 90_000));
+    const size = i % 3 === 0 ? data.length + 1 : data.length;
+    hdb.push(`${createHash('md5').update(data).digest('hex')}:${size}:Gen.Hash.${i}`);
+    files.push(data);
+  }
+  return { db: { 'gen.ndb': ndb.join('\n'), 'gen.hdb': hdb.join('\n'), 'gen.fp': fp.join('\n') }, files };
+}
+
+test('a stream of declared size gets the Buffer verdict, however it is cut', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-streamed-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = rng(20261123);
+  const { db, files } = corpus(r);
+  const paths = Object.entries(db).map(([name, text]) => {
+    writeFileSync(join(dir, name), `${text}\n`);
+    return join(dir, name);
+  });
+  const scanner = await createBuiltinScanner({ signatures: paths, cacheEntries: 0 });
+  const filler = Buffer.alloc(300_000, 'all work and no play ');
+  const containers = [
+    gzipSync(Buffer.concat([filler, EICAR, filler])),
+    buildZip([
+      { name: 'a.txt', data: filler },
+      { name: 'dir/eicar.com', data: EICAR },
+    ]),
+    mailWithAttachment(EICAR),
+    gzipSync(filler),
+  ];
+  let infected = 0;
+  for (const data of [...files, ...containers]) {
+    const whole = await scanner.scan(data, { name: 'obj' });
+    for (let k = 0; k < 2; k++) {
+      const v = await scanner.scan(chunked(r, data), { name: 'obj', size: data.length });
+      assert.deepEqual(v, whole);
+    }
+    if (whole.status === 'infected') infected++;
+  }
+  // The corpus is not trivially clean (or trivially infected).
+  assert.ok(infected > 20 && infected < files.length, `${infected} infected`);
+});
+
+test('a plain stream is never spooled; a container is, and its verdict is cached by SHA-256', async (t) => {
+  const spoolDir = mkdtempSync(join(tmpdir(), 'sg-streamed-spool-'));
+  t.after(() => rmSync(spoolDir, { recursive: true, force: true }));
+  const cache = new MemoryVerdictCache(100);
+  // A spool past 1 KiB goes to a temp file, so the folder shows whether the scanner spools.
+  const limits = engineLimitsSchema.parse({});
+  const scanner = new BuiltinScanner(await loadEngine([]), { limits, cache, spoolDir, spoolMemory: 1024 });
+  const r = rng(7);
+  const plain = r.bytes(3 * 1024 * 1024);
+  // Creating (or removing) a temp file would change the folder's modification time.
+  const before = statSync(spoolDir, { bigint: true }).mtimeNs;
+  assert.deepEqual(await scanner.scan(chunked(r, plain), { name: 'p', size: plain.length }), {
+    status: 'clean',
+  });
+  assert.equal(
+    statSync(spoolDir, { bigint: true }).mtimeNs,
+    before,
+    'nothing written to disk for a plain object',
+  );
+  assert.equal(cache.stats().size, 0, 'a plain stream is not hashed, so not cached');
+
+  const zip = buildZip([
+    { name: 'filler.bin', data: r.bytes(5000) },
+    { name: 'inner/eicar.com', data: EICAR },
+  ]);
+  // Before its last byte, the stream waits until the spool's temp file shows up.
+  let spooled = false;
+  const watched = Readable.from(
+    (async function* () {
+      const all = pieces(r, zip.subarray(0, zip.length - 1));
+      yield* all;
+      for (let i = 0; i < 500 && !spooled; i++) {
+        spooled = readdirSync(spoolDir).length > 0;
+        if (!spooled) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      yield zip.subarray(zip.length - 1);
+    })(),
+  );
+  const first = await scanner.scan(watched, { name: 'z.zip', size: zip.length });
+  assert.deepEqual(first, {
+    status: 'infected',
+    signature: 'Eicar-Signature',
+    location: ['z.zip', 'inner/eicar.com'],
+  });
+  assert.ok(spooled, 'the container was spooled');
+  const version = scanner.version().databaseVersion;
+  const sha = createHash('sha256').update(zip).digest('hex');
+  assert.equal((await cache.get(version, sha))?.status, 'infected');
+  const hits = cache.stats().hits;
+  const again = await scanner.scan(chunked(r, zip), { name: 'again.zip', size: zip.length });
+  assert.deepEqual(again, { ...first, location: ['again.zip', 'inner/eicar.com'] });
+  assert.equal(cache.stats().hits, hits + 1, 'the second copy is answered from the cache');
+  assert.deepEqual(readdirSync(spoolDir), [], 'spooled containers are removed');
+});
+
+test('limits and the declared size hold for streams', async () => {
+  const r = rng(11);
+  const data = r.bytes(200_000);
+  const small = await createBuiltinScanner({ cacheEntries: 0, limits: { maxFileSize: 100_000 } });
+  const over = await small.scan(chunked(r, data), { name: 'big', size: data.length });
+  assert.ok(over.status === 'infected' && over.signature === 'Heuristics.Limits.Exceeded.MaxFileSize');
+
+  const scanSize = await createBuiltinScanner({
+    cacheEntries: 0,
+    limits: { maxFileSize: 1_000_000, maxScanSize: 100_000 },
+  });
+  const v = await scanSize.scan(chunked(r, data), { name: 'big', size: data.length });
+  assert.ok(v.status === 'infected' && v.signature === 'Heuristics.Limits.Exceeded.MaxScanSize');
+  // maxScanSize counts what containers hold too.
+  const gz = gzipSync(Buffer.alloc(150_000, 1));
+  const nested = await scanSize.scan(chunked(r, gz), { name: 'z.gz', size: gz.length });
+  assert.ok(nested.status === 'infected' && nested.signature === 'Heuristics.Limits.Exceeded.MaxScanSize');
+
+  const flat = await createBuiltinScanner({ cacheEntries: 0, limits: { maxRecursion: 0 } });
+  const rec = await flat.scan(chunked(r, gz), { name: 'z.gz', size: gz.length });
+  assert.ok(rec.status === 'infected' && rec.signature === 'Heuristics.Limits.Exceeded.MaxRecursion');
+
+  const scanner = await createBuiltinScanner({ cacheEntries: 0 });
+  for (const declared of [data.length - 1, data.length + 1]) {
+    const wrong = await scanner.scan(chunked(r, data), { name: 'x', size: declared });
+    assert.equal(wrong.status, 'error');
+    assert.equal(wrong.status === 'error' && wrong.code, 'ERR_SCAN_SIZE');
+  }
+});
+
+test('a stalled stream ends at the timeout, or when the caller aborts', async (t) => {
+  // The scan timeout's timer does not keep a process alive (a server has its sockets for that).
+  const alive = setInterval(() => {}, 1000);
+  t.after(() => clearInterval(alive));
+  const quick = await createBuiltinScanner({ cacheEntries: 0, limits: { timeout: 300 } });
+  const stalled = new PassThrough();
+  stalled.write(Buffer.alloc(10_000, 1));
+  const v = await quick.scan(stalled, { name: 'slow', size: 1_000_000 });
+  assert.ok(v.status === 'infected' && v.signature === 'Heuristics.Limits.Exceeded.MaxScanTime');
+
+  const scanner = await createBuiltinScanner({ cacheEntries: 0 });
+  const ac = new AbortController();
+  const held = new PassThrough();
+  held.write(Buffer.alloc(10_000, 1));
+  setTimeout(() => ac.abort(), 100);
+  const aborted = await scanner.scan(held, { name: 'gone', size: 1_000_000, signal: ac.signal });
+  assert.equal(aborted.status === 'error' && aborted.code, 'ERR_SCAN_ABORTED');
+});
