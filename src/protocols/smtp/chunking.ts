@@ -10,12 +10,13 @@
  * through DATA could take it for a line end (SMTP smuggling). Whatever the outcome, every announced
  * octet is read, so the command stream stays in step.
  */
+
+import type { Spool } from '../../engine/source.js';
 import type { SmtpChannel } from './channel.js';
 import type { SmtpContext } from './context.js';
 import type { ServerLeg } from './server-leg.js';
-import { MessageSpool } from './spool.js';
 import { UPSTREAM_KEEPALIVE_MS } from './timeouts.js';
-import type { Envelope } from './transaction.js';
+import { type Envelope, messageSpool } from './transaction.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -81,7 +82,7 @@ export async function discardChunk(
 
 /** One message arriving in chunks. */
 export class ChunkedMessage {
-  readonly spool: MessageSpool;
+  readonly spool: Spool;
   private received = 0;
   private tooBig = false;
   private readonly lines = new LineEndingCheck();
@@ -90,7 +91,7 @@ export class ChunkedMessage {
     readonly envelope: Envelope,
     private readonly ctx: SmtpContext,
   ) {
-    this.spool = new MessageSpool(ctx.spoolDir, ctx.cfg.spoolMemory);
+    this.spool = messageSpool(ctx);
   }
 
   /** How the message stands once its last chunk is in. */

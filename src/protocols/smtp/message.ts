@@ -7,7 +7,7 @@
  * Header lines are prepended, like trace fields (RFC 5322 §3.6.7), so every byte of the original
  * message follows unchanged.
  */
-import { FileSource, type ObjectSource } from '../../engine/source.js';
+import type { ObjectSource } from '../../engine/source.js';
 import type { ScanInput, Scanner, Verdict } from '../../engine/types.js';
 import type { Reply } from './reply.js';
 import { type RemovedPart, stripInfectedParts } from './strip.js';
@@ -45,10 +45,13 @@ export type Decision =
       reason: string;
     };
 
-/** How a spooled object is handed to the scanner: its file when it went to disk, else its bytes. */
-export async function scanInputOf(source: ObjectSource): Promise<ScanInput> {
-  if (source instanceof FileSource) return { path: source.path };
-  return source.read(0, source.size);
+/**
+ * A received message and how the scanner takes it: the input a Spool handed out (its Buffer or temp
+ * file, carrying the SHA-256 computed as the bytes arrived), so the message is hashed once.
+ */
+export interface SpooledMessage {
+  source: ObjectSource;
+  input: ScanInput;
 }
 
 /** Text safe for a header field or a reply line: no controls, bounded length. */
@@ -67,10 +70,11 @@ function scannedHeader(scanner: Scanner, result: string): string {
   return `X-Scangate-Scanned: ${result}; engine="${headerSafe(v.engine, 40)}"; db="${headerSafe(v.databaseVersion, 40)}"\r\n`;
 }
 
-export async function judgeMessage(source: ObjectSource, o: JudgeOptions): Promise<Decision> {
+export async function judgeMessage(message: SpooledMessage, o: JudgeOptions): Promise<Decision> {
+  const { source } = message;
   let verdict: Verdict;
   try {
-    verdict = await o.scanner.scan(await scanInputOf(source), { name: 'mail', size: source.size });
+    verdict = await o.scanner.scan(message.input, { name: 'mail', size: source.size });
   } catch (e) {
     verdict = { status: 'error', reason: (e as Error).message };
   }
@@ -162,7 +166,7 @@ export async function judgeMessage(source: ObjectSource, o: JudgeOptions): Promi
   if (stripped.removed.length === 0) return fail(rejected('infection not confined to a removable part'));
   let after: Verdict;
   try {
-    after = await o.scanner.scan(await scanInputOf(stripped.source), {
+    after = await o.scanner.scan(stripped.input, {
       name: 'mail',
       size: stripped.source.size,
     });

@@ -12,7 +12,7 @@ import { Readable, Transform, type TransformCallback, Writable } from 'node:stre
 import { pipeline } from 'node:stream/promises';
 import { Joiner, Splitter } from '@zone-eu/mailsplit';
 import { type ObjectSource, Spool } from '../../engine/source.js';
-import type { Scanner, Verdict } from '../../engine/types.js';
+import type { ScanInput, Scanner, Verdict } from '../../engine/types.js';
 
 export interface RemovedPart {
   /** File name, or the content type when the part has none. */
@@ -23,6 +23,8 @@ export interface RemovedPart {
 
 export interface StripResult {
   source: ObjectSource;
+  /** The rebuilt message as a scan input (the Spool's own, already hashed). */
+  input: ScanInput;
   removed: RemovedPart[];
   /** A part whose scan failed: the caller must not forward the message. */
   error: string | null;
@@ -143,7 +145,13 @@ export async function stripInfectedParts(message: ObjectSource, o: StripOptions)
   try {
     await pipeline(Readable.from(message.stream()), new Splitter(), scrubber, new Joiner(), collect);
     const { source } = await out.finish();
-    return { source, removed: scrubber.removed, error: scrubber.error, dispose: () => out.dispose() };
+    return {
+      source,
+      input: out.scanInput(),
+      removed: scrubber.removed,
+      error: scrubber.error,
+      dispose: () => out.dispose(),
+    };
   } catch (e) {
     await out.dispose();
     throw e;

@@ -6,16 +6,15 @@
  * always the server's own 250 for that message.
  */
 import type { SecurityEvent } from '../../admin/events.js';
-import type { ObjectSource } from '../../engine/source.js';
+import { Spool } from '../../engine/source.js';
 import type { Verdict } from '../../engine/types.js';
 import type { SmtpChannel } from './channel.js';
 import type { SmtpContext } from './context.js';
-import { type Decision, judgeMessage } from './message.js';
+import { type Decision, judgeMessage, type SpooledMessage } from './message.js';
 import type { JudgedMessage, MessageOutcome, PolicyDecision } from './policy.js';
 import { validHeaderField } from './policy.js';
 import { type Reply, reply, replySummary } from './reply.js';
 import type { ServerLeg } from './server-leg.js';
-import { MessageSpool } from './spool.js';
 import { tagSubject } from './subject-tag.js';
 import { UPSTREAM_KEEPALIVE_MS } from './timeouts.js';
 
@@ -67,11 +66,11 @@ export async function transferMessage(
   t: TransferContext,
   envelope: Envelope,
   /** A message already received by BDAT (chunking.ts); without it, DATA content is read now. */
-  chunked?: { spool: MessageSpool; outcome: 'ok' | 'toobig' | 'bad' },
+  chunked?: { spool: Spool; outcome: 'ok' | 'toobig' | 'bad' },
 ): Promise<TransferResult> {
   const { ctx } = t;
   const started = Date.now();
-  const spool = chunked?.spool ?? new MessageSpool(ctx.spoolDir, ctx.cfg.spoolMemory);
+  const spool = chunked?.spool ?? messageSpool(ctx);
   let judged: JudgedMessage | null = null;
   let verdict: Verdict | null = null;
   let size = 0;
@@ -95,11 +94,14 @@ export async function transferMessage(
       await t.server.housekeeping('RSET');
       return settle({ kind: 'error', reply: received === 'toobig' ? TOO_BIG : BARE_LINE_END }, 'local');
     }
-    let source: ObjectSource;
+    let message: SpooledMessage;
     let decision: Decision;
     try {
-      source = await spool.finish();
-      decision = await judgeMessage(source, {
+      // The Spool hashed the bytes as they arrived; its scan input carries that digest, so the
+      // engine does not hash the message a second time for its verdict cache.
+      const { source } = await spool.finish();
+      message = { source, input: spool.scanInput() };
+      decision = await judgeMessage(message, {
         scanner: ctx.deps.scanner,
         policy: ctx.cfg.onInfected,
         onError: ctx.deps.config.engine.onError,
@@ -114,7 +116,11 @@ export async function transferMessage(
     }
     verdict = decision.verdict;
     const object = `message ${t.number} from ${envelope.mailFrom}`;
-    const base = { from: envelope.mailFrom, recipients: envelope.recipients.length, size: source.size };
+    const base = {
+      from: envelope.mailFrom,
+      recipients: envelope.recipients.length,
+      size: message.source.size,
+    };
     if (decision.action === 'refuse') {
       t.emit(verdictEvent(decision.verdict, decision.eventAction, object, decision.reason));
       await t.server.housekeeping('RSET');
@@ -179,6 +185,11 @@ export async function transferMessage(
   }
 }
 
+/** Where one message waits while it is scanned: memory up to spoolMemory, then dataDir/spool. */
+export function messageSpool(ctx: SmtpContext): Spool {
+  return new Spool({ dir: ctx.spoolDir, memoryLimit: ctx.cfg.spoolMemory });
+}
+
 /** The one JSON event of a non-clean verdict: the signature and where, or why (a refusal's reason, a scan error). */
 function verdictEvent(
   v: Verdict,
@@ -197,7 +208,7 @@ function verdictEvent(
 }
 
 /** Reads the client's message into the spool (bounded by maxMessageSize). */
-async function receive(t: TransferContext, spool: MessageSpool): Promise<'ok' | 'toobig' | 'closed'> {
+async function receive(t: TransferContext, spool: Spool): Promise<'ok' | 'toobig' | 'closed'> {
   const max = t.ctx.cfg.maxMessageSize;
   t.client.reader.startData();
   let size = 0;
