@@ -350,7 +350,12 @@ export class BuiltinScanner implements Scanner {
     budget: ScanBudget,
     viaCompressor: boolean,
   ): Promise<Verdict> {
-    const spool = this.newSpool();
+    // An entry is matched, never looked up by content: no SHA-256 pass over what was unpacked.
+    const spool = new Spool({
+      dir: this.options.spoolDir,
+      memoryLimit: this.options.spoolMemory,
+      digest: false,
+    });
     try {
       try {
         for await (const chunk of data) {

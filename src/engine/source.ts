@@ -3,7 +3,7 @@
  * central directory is at the end) while protocols hand us streams, so every object is first written
  * to a spool (memory up to a threshold, then a temp file) and read back through an ObjectSource.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, type Hash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -92,24 +92,32 @@ export interface SpoolOptions {
 }
 
 /**
+ * `digest: false`: no SHA-256 for an object nobody looks up by content (an entry of a container being
+ * unpacked), which saves a hashing pass over every unpacked byte; `finish()` then gives `sha256: null`
+ * and the Spool hands out no scan input.
+ */
+export type SpoolDigest<D extends boolean> = D extends true ? string : null;
+
+/**
  * Collects an object's bytes, hashing them with SHA-256 on the way (the verdict-cache key), and
  * hands back an ObjectSource. `dispose()` removes the temp file; always call it.
  */
-export class Spool {
+export class Spool<D extends boolean = true> {
   private chunks: Buffer[] = [];
   private memBytes = 0;
   private fh: FileHandle | null = null;
   private filePath: string | null = null;
-  private readonly hash = createHash('sha256');
+  private readonly hash: Hash | null;
   private total = 0;
   private source: ObjectSource | null = null;
   private sha256: string | null = null;
   private readonly memoryLimit: number;
   private readonly dir: string;
 
-  constructor(options: SpoolOptions = {}) {
+  constructor(options: SpoolOptions & { digest?: D } = {}) {
     this.memoryLimit = options.memoryLimit ?? 16 * 1024 * 1024;
     this.dir = options.dir ?? tmpdir();
+    this.hash = options.digest === false ? null : createHash('sha256');
   }
 
   get size(): number {
@@ -118,7 +126,7 @@ export class Spool {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.source) throw new Error('spool already finished');
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.total += chunk.length;
     if (!this.fh && this.memBytes + chunk.length <= this.memoryLimit) {
       this.chunks.push(chunk);
@@ -136,9 +144,9 @@ export class Spool {
     await this.fh.write(chunk);
   }
 
-  /** Ends writing; returns the source and the SHA-256 of everything written. */
-  async finish(): Promise<{ source: ObjectSource; sha256: string }> {
-    const sha256 = this.hash.digest('hex');
+  /** Ends writing; returns the source and the SHA-256 of everything written (null without a digest). */
+  async finish(): Promise<{ source: ObjectSource; sha256: SpoolDigest<D> }> {
+    const sha256 = this.hash ? this.hash.digest('hex') : null;
     this.sha256 = sha256;
     if (this.fh) {
       await this.fh.close();
@@ -148,7 +156,7 @@ export class Spool {
       this.source = new BufferSource(this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks));
       this.chunks = [];
     }
-    return { source: this.source, sha256 };
+    return { source: this.source, sha256: sha256 as SpoolDigest<D> };
   }
 
   /**
@@ -158,7 +166,8 @@ export class Spool {
    */
   scanInput(): Buffer | { path: string } {
     const source = this.source;
-    if (!source || !this.sha256) throw new Error('spool not finished');
+    if (!source) throw new Error('spool not finished');
+    if (!this.sha256) throw new Error('spool made without a digest has no scan input');
     const input = source instanceof FileSource ? { path: source.path } : (source as BufferSource).buffer;
     spooledDigests.set(input, this.sha256);
     return input;

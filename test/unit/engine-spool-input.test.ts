@@ -83,3 +83,19 @@ test('a Buffer larger than the engine spool is scanned in place and still bound 
 test('scanInput before finish is refused', () => {
   assert.throws(() => new Spool().scanInput(), /not finished/);
 });
+
+test('a Spool without a digest keeps the bytes, gives no SHA-256 and no scan input', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-spool-input-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const content = randomBytes(5000);
+  for (const memoryLimit of [1024 * 1024, 1024]) {
+    const spool = new Spool({ dir, memoryLimit, digest: false });
+    t.after(() => spool.dispose());
+    await spool.write(content.subarray(0, 1234));
+    await spool.write(content.subarray(1234));
+    const { source, sha256 } = await spool.finish();
+    assert.equal(sha256, null);
+    assert.deepEqual(await source.read(0, source.size), content);
+    assert.throws(() => spool.scanInput(), /without a digest/);
+  }
+});
