@@ -169,6 +169,13 @@ const ftpListener = z.strictObject({
   unreachable: z.enum(['reset', '421']).default('reset'),
   /** Largest file spooled for scanning; a larger transfer is refused (552), never passed unscanned. */
   maxFileSize: size.default(1024 ** 3),
+  /**
+   * Files up to this size are held whole until the verdict; larger ones stream with keepBack held
+   * back, and an infected one is cut. Set to maxFileSize for strict store-and-forward.
+   */
+  holdLimit: size.default(32 * 1024 ** 2),
+  /** Bytes held back at the end of a streamed file until its verdict (HAVP's keep-back buffer). */
+  keepBack: size.default(1024 ** 2),
   /** Bytes of a file kept in memory while it is scanned; larger ones go to dataDir/spool. */
   spoolMemory: size.default(16 * 1024 ** 2),
   /** Upstream TCP connect + TLS handshake deadline (control and data connections). */

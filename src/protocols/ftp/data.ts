@@ -147,25 +147,34 @@ export interface ReceiveResult {
   tooBig: boolean;
 }
 
-/** Received bytes are handed to the sink in batches of about this size (one spool write each). */
-const BATCH = 4 * 1024 * 1024;
-/** Batches handed to the sink and not yet written, past which the socket is paused (backpressure). */
-const BATCHES_IN_FLIGHT = 2;
+/** Received bytes are handed to the sink in batches of about this size (one spool or socket write each). */
+const BATCH = 1024 * 1024;
+/** Batches handed to the sink and not yet taken, past which the socket is paused (backpressure). */
+const BATCHES_IN_FLIGHT = 4;
+
+export interface ReceiveOptions {
+  /** Most bytes accepted; past it reading stops and the result says tooBig. */
+  max: number;
+  /** Longest silence on the connection. */
+  idleMs: number;
+  signal?: AbortSignal;
+}
 
 /**
- * Reads a data connection to its end into `sink`, at most `max` bytes, with `idleMs` as the longest
- * silence. Batching keeps a 16 KiB-record TLS stream from costing one file write per record; the
- * socket keeps being read while a batch is written (the file write runs on libuv's thread pool, and
- * stopping the socket for each one serialised network and disk: on a loaded box every hand-off
- * waits for a core), and is paused only when BATCHES_IN_FLIGHT writes are outstanding.
+ * Reads a data connection to its end into `sink`, at most `max` bytes. The sink gets the chunks as
+ * they came off the socket, a batch of about BATCH bytes at a time, never copied together: a spool
+ * joins them for one file write, a relay hands them to one writev. Batching keeps a 16 KiB-record
+ * TLS stream from costing one file write or one system call per record; the socket keeps being read
+ * while a batch is taken (a file write runs on libuv's thread pool, a relayed batch waits for the
+ * receiver: stopping the socket for each one serialised the two legs), and is paused only when
+ * BATCHES_IN_FLIGHT batches are outstanding.
  */
 export function receiveAll(
   stream: Duplex,
-  sink: (chunk: Buffer) => Promise<void> | void,
-  max: number,
-  idleMs: number,
-  signal?: AbortSignal,
+  sink: (chunks: Buffer[]) => Promise<void> | void,
+  o: ReceiveOptions,
 ): Promise<ReceiveResult> {
+  const { max, idleMs, signal } = o;
   return new Promise((resolve, reject) => {
     let bytes = 0;
     let batch: Buffer[] = [];
@@ -190,12 +199,12 @@ export function receiveAll(
     };
     const flush = (): Promise<void> => {
       if (batchBytes === 0) return writing;
-      const chunk = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      const chunks = batch;
       batch = [];
       batchBytes = 0;
       inFlight++;
       writing = writing.then(async () => {
-        await sink(chunk);
+        await sink(chunks);
         inFlight--;
       });
       return writing;
@@ -217,7 +226,8 @@ export function receiveAll(
             if (!settled && stream.isPaused() && inFlight < BATCHES_IN_FLIGHT) stream.resume();
           },
           (e) => {
-            stream.destroy();
+            // The relay failed on the other side: the sender must not take this for a clean end.
+            resetConnection(stream);
             finish(e);
           },
         );
@@ -250,15 +260,52 @@ export function receiveAll(
   });
 }
 
+/** One buffer from a batch of chunks (a copy only when there are several). */
+export function joined(chunks: Buffer[]): Buffer {
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/**
+ * Writes chunks to a data connection as one writev (corked), then waits while the receiver is
+ * behind: the caller's reading pauses with it, so backpressure reaches the sending side.
+ */
+export async function writeChunks(stream: Duplex, chunks: Buffer[]): Promise<void> {
+  if (stream.destroyed) throw new DataConnectionError('ERR_FTP_DATA_LOST', 'data connection lost');
+  if (chunks.length > 1) stream.cork();
+  for (const c of chunks) stream.write(c);
+  if (chunks.length > 1) stream.uncork();
+  if (stream.writableNeedDrain) await drain(stream);
+}
+
+/** Ends a data connection cleanly (TLS close_notify, then FIN) and waits until it is closed. */
+export function endGracefully(stream: Duplex): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let failure: Error | null = null;
+    const onError = (e: Error) => {
+      failure ??= e;
+    };
+    stream.on('error', onError);
+    const done = () => {
+      stream.off('error', onError);
+      if (failure) reject(asDataError(failure));
+      else resolve();
+    };
+    if (stream.destroyed) return done();
+    stream.once('close', done);
+    stream.end();
+  });
+}
+
 /** Bytes per write when sending a spooled file: fewer, larger writes (one file read and one socket write each). */
 const SEND_CHUNK = 4 * 1024 * 1024;
 
-/** Writes an object to a data connection, then closes it (TLS close_notify, then FIN) and waits. */
+/** Writes an object (from `start` on) to a data connection, then closes it (TLS close_notify, then FIN) and waits. */
 export async function sendAll(
   stream: Duplex,
   source: ObjectSource,
   idleMs: number,
   signal?: AbortSignal,
+  start = 0,
 ): Promise<number> {
   let bytes = 0;
   const idle = setIdle(stream, idleMs);
@@ -271,18 +318,15 @@ export async function sendAll(
   const onAbort = () => stream.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const chunk of source.stream(0, source.size, SEND_CHUNK)) {
+    for await (const chunk of source.stream(Math.min(start, source.size), source.size, SEND_CHUNK)) {
       if (signal?.aborted) throw new DataConnectionError('ERR_FTP_ABORTED', 'transfer aborted');
       if (failure || stream.destroyed)
         throw new DataConnectionError('ERR_FTP_DATA_LOST', 'data connection lost');
       bytes += chunk.length;
       if (!stream.write(chunk)) await drain(stream);
     }
-    await new Promise<void>((resolve, reject) => {
-      if (stream.destroyed) return failure ? reject(failure) : resolve();
-      stream.once('close', () => (failure ? reject(failure) : resolve()));
-      stream.end();
-    });
+    if (failure) throw failure;
+    await endGracefully(stream);
     return bytes;
   } catch (e) {
     stream.destroy();
@@ -317,7 +361,7 @@ function drain(stream: Duplex): Promise<void> {
   });
 }
 
-function setIdle(stream: Duplex, ms: number): () => void {
+export function setIdle(stream: Duplex, ms: number): () => void {
   const s = stream as Duplex & { setTimeout?: (ms: number) => void };
   if (!s.setTimeout || !(ms > 0)) return () => {};
   const onTimeout = () =>

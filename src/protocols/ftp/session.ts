@@ -69,6 +69,7 @@ export class FtpSession implements TransferHost {
   private restOffset = 0;
   private errors = 0;
   private pendingEvent: Promise<ReaderEvent | null> | null = null;
+  readonly cutFiles = new Set<string>();
 
   constructor(
     readonly ctx: FtpContext,
@@ -245,7 +246,7 @@ export class FtpSession implements TransferHost {
     if (scan !== undefined || UPLOADS.has(v)) {
       if (!this.dataSetup.ready) return this.error(reply(425, 'Use PORT or PASV first.'));
       try {
-        if (scan !== undefined) await download(this, cmd, scan);
+        if (scan !== undefined) await download(this, cmd, scan, this.restOffset);
         else await upload(this, cmd, this.restOffset);
       } finally {
         this.restOffset = 0;

@@ -1,5 +1,5 @@
 /**
- * One file transfer through the gateway, store-and-forward in both directions:
+ * One file transfer through the gateway. Files up to holdLimit are store-and-forward:
  * - download (RETR): the server's data is spooled whole and scanned; only a clean file is offered
  *   to the client (the server's own 150, the data, the server's 226). An infected file gets 550 as
  *   the first and only reply, so the client never receives a byte of it (frox's shape, §2.1 of the
@@ -7,17 +7,24 @@
  * - upload (STOR, APPE, STOU): the client's data is spooled whole and scanned before the server is
  *   even asked to open a data connection; an infected file gets 550 and the server never hears of
  *   it. The server's refusal of a clean upload (553, 452, …) reaches the client unchanged.
- * - listings (LIST, NLST, MLSD) take the download path without the scan.
+ * Larger files stream through with the last keepBack bytes held until the verdict (gate.ts); an
+ * infected one is cut: the receiver's data connection is reset, never ended cleanly, the client
+ * gets 550 and no 226, and a partial upload is deleted on the server (DELE). APPE, STOR after REST
+ * and STOU are held whole whatever their size: the part of a file an append extends cannot be taken
+ * back, and STOU's file name is only in the server's free-text 150.
+ * Listings (LIST, NLST, MLSD) take the download path, held, without the scan.
  * While a scan or a slow client holds the server leg idle, NOOPs keep it from timing out.
  */
 import type { Duplex } from 'node:stream';
 import type { SecurityEvent } from '../../admin/events.js';
-import { type ObjectSource, Spool } from '../../engine/source.js';
+import { Spool } from '../../engine/source.js';
 import type { Verdict } from '../../engine/types.js';
+import { existingWithTail } from './append.js';
 import type { FtpCommand } from './command.js';
 import type { FtpContext } from './context.js';
-import { DataConnectionError, receiveAll, sendAll } from './data.js';
-import { type FtpReply, reply, replySafe } from './reply.js';
+import { DataConnectionError, type ReceiveResult, receiveAll, sendAll } from './data.js';
+import { TransferGate } from './gate.js';
+import { type FtpReply, reply, replySafe, replySummary } from './reply.js';
 import type { ServerLeg } from './upstream.js';
 
 export interface TransferHost {
@@ -32,7 +39,16 @@ export interface TransferHost {
   /** Runs a server-leg operation; failures there end the session with 421. */
   upstream<T>(fn: () => Promise<T>): Promise<T>;
   emit(e: Omit<SecurityEvent, 'listener' | 'protocol' | 'client' | 'server'>): void;
+  /**
+   * Files of this session whose download was cut after part of them had left. A client that
+   * retries one (lftp takes a 550 after some data for a temporary error and tries again, forever)
+   * gets it held whole, and so a 550 before any byte, which it takes as final.
+   */
+  readonly cutFiles: Set<string>;
 }
+
+/** Names remembered in cutFiles, at most. */
+const CUT_FILES_MAX = 64;
 
 const ABORTED = [
   reply(426, 'Connection closed; transfer aborted.'),
@@ -67,78 +83,152 @@ export async function keepServerAlive<T>(server: ServerLeg, every: number, work:
 }
 
 /**
- * Scans a finished spool. Its scan input carries the SHA-256 computed while the bytes arrived, so the
- * builtin engine matches the file without hashing it again (a second pass over 200 MB cost ~0.2 s).
+ * What a verdict means for the transfer: null to deliver, else the refusal to send. Emits the
+ * event: 'blocked' when no byte of the file left, 'partiallyblocked' when part of it had (the HTTP
+ * gateway's and c-icap's word for a transfer cut short).
  */
-async function judge(h: TransferHost, spool: Spool, name: string): Promise<FtpReply | null> {
-  const { deps } = h.ctx;
-  let verdict: Verdict;
-  try {
-    verdict = await deps.scanner.scan(spool.scanInput(), { name, size: spool.size });
-  } catch (e) {
-    verdict = { status: 'error', reason: (e as Error).message };
-  }
+function refusalFor(h: TransferHost, verdict: Verdict, name: string, streamed: boolean): FtpReply | null {
   if (verdict.status === 'clean') return null;
   const object = replySafe(name, 300);
+  const stopped = streamed ? 'partiallyblocked' : 'blocked';
   if (verdict.status === 'infected') {
     h.emit({
       kind: 'verdict',
-      action: 'blocked',
+      action: stopped,
       object,
       signature: verdict.signature,
       location: verdict.location,
     });
     return reply(550, `${object}: refused, infected with ${replySafe(verdict.signature, 120)}.`);
   }
-  const allow = deps.config.engine.onError === 'allow';
-  h.emit({ kind: 'verdict', action: allow ? 'allowed' : 'blocked', object, reason: verdict.reason });
+  const allow = h.ctx.deps.config.engine.onError === 'allow';
+  h.emit({ kind: 'verdict', action: allow ? 'allowed' : stopped, object, reason: verdict.reason });
   if (allow) return null;
   // DESIGN 2: fail closed with the temporary error; the client may retry.
   return reply(451, `${object}: could not be scanned for malware; try again later.`);
 }
 
-/** RETR (scan) or LIST/NLST/MLSD (no scan). */
-export async function download(h: TransferHost, cmd: FtpCommand, scan: boolean): Promise<void> {
+/**
+ * Scans a finished spool. Its scan input carries the SHA-256 computed while the bytes arrived, so the
+ * builtin engine matches the file without hashing it again (a second pass over 200 MB cost ~0.2 s).
+ */
+async function judgeHeld(h: TransferHost, spool: Spool, name: string): Promise<FtpReply | null> {
+  let verdict: Verdict;
+  try {
+    verdict = await h.ctx.deps.scanner.scan(spool.scanInput(), { name, size: spool.size });
+  } catch (e) {
+    verdict = { status: 'error', reason: (e as Error).message };
+  }
+  return refusalFor(h, verdict, name, false);
+}
+
+function tooBig(h: TransferHost): FtpReply {
+  return reply(552, `Requested file action aborted: larger than ${h.ctx.cfg.maxFileSize} bytes.`);
+}
+
+async function sayAll(h: TransferHost, replies: readonly FtpReply[]): Promise<void> {
+  for (const r of replies) await h.say(r);
+}
+
+/** The size a server's 150 announces ("… (1234 bytes)", vsftpd, ProFTPD, Pure-FTPd), or null. */
+export function announcedSize(r: FtpReply): number | null {
+  const m = /\((\d{1,15}) bytes\)/i.exec(r.lines.join(' '));
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Receives a data connection into the gate. ABOR (or the client leaving) stops the transfer and
+ * cuts the receiving side too: a receiver that stopped reading would otherwise hold the abort up.
+ * A failed data connection is returned, not thrown.
+ */
+async function receiveInto(
+  h: TransferHost,
+  data: () => Promise<Duplex> | Duplex,
+  gate: TransferGate,
+): Promise<ReceiveResult | DataConnectionError> {
   const { cfg } = h.ctx;
+  let stream: Duplex | null = null;
+  let result: ReceiveResult | DataConnectionError;
+  try {
+    result = await h.watchAbort(async (signal) => {
+      signal.addEventListener('abort', () => gate.cut(), { once: true });
+      stream = await data();
+      return receiveAll(stream, (c) => gate.write(c), {
+        max: cfg.maxFileSize,
+        idleMs: cfg.dataTimeout,
+        signal,
+      });
+    });
+  } catch (e) {
+    if (!(e instanceof DataConnectionError)) throw e;
+    (stream as Duplex | null)?.destroy();
+    result = e;
+  }
+  // Opening the receiver may have failed for a reason that is not the data connection's.
+  const failure = gate.openFailure;
+  if (failure && !(failure instanceof DataConnectionError)) throw failure;
+  return result;
+}
+
+/**
+ * RETR (scan) or LIST/NLST/MLSD (no scan). A resumed RETR (after REST n) is judged whole: the
+ * server is asked for all of the file, the scanner reads all of it and the client gets the bytes
+ * from n on. Judging only the rest would let a client put an infected file together from a cut
+ * stream (everything but the held tail) and the tail fetched on its own, which looks harmless.
+ */
+export async function download(
+  h: TransferHost,
+  cmd: FtpCommand,
+  scan: boolean,
+  restOffset = 0,
+): Promise<void> {
+  const { cfg } = h.ctx;
+  const skip = scan ? restOffset : 0;
+  if (skip > 0) {
+    const r = await h.upstream(() => h.server.command('REST 0'));
+    if (r.code !== 350) return h.say(r);
+  }
   const t = await h.upstream(() => h.server.transfer(cmd.raw));
   if (!t.data) return h.say(t.reply);
+  const data = t.data;
   const spool = newSpool(h);
+  const size = scan ? announcedSize(t.reply) : null;
+  const gate = newGate(h, cmd, spool, {
+    hold: !scan || h.cutFiles.has(cmd.arg),
+    skip,
+    // Announced above holdLimit: stream from the first byte rather than spool holdLimit first.
+    early: size !== null && size > cfg.holdLimit,
+    open: async () => {
+      await h.say(t.reply);
+      return h.openClientData();
+    },
+  });
   try {
-    let received: Awaited<ReturnType<typeof receiveAll>> | null = null;
-    let aborted = false;
-    try {
-      received = await h.watchAbort((signal) =>
-        receiveAll(t.data, (c) => spool.write(c), cfg.maxFileSize, cfg.dataTimeout, signal),
-      );
-    } catch (e) {
-      if (!(e instanceof DataConnectionError)) throw e;
-      aborted = isAbort(e);
-      t.data.destroy();
-    }
+    const received = await receiveInto(h, () => data, gate);
     // After the data, the server's final word on the transfer (226, or 426/451 when it failed).
     const final = await h.upstream(() => h.server.readReply());
-    if (aborted) {
-      for (const r of ABORTED) await h.say(r);
-      return;
-    }
-    if (!received)
+    if (gate.streaming) return await endStreamedDownload(h, cmd, gate, received, final);
+    if (received instanceof DataConnectionError) {
+      if (isAbort(received)) return sayAll(h, ABORTED);
       return h.say(final.code >= 400 ? final : reply(426, 'Data connection to the server failed.'));
-    if (received.tooBig)
-      return h.say(reply(552, `Requested file action aborted: larger than ${cfg.maxFileSize} bytes.`));
+    }
+    if (received.tooBig) return h.say(tooBig(h));
     if (final.code >= 300) return h.say(final);
     const { source } = await spool.finish();
     if (scan) {
-      const refusal = await keepServerAlive(h.server, keepaliveMs(h), judge(h, spool, cmd.arg));
+      const refusal = await keepServerAlive(h.server, keepaliveMs(h), judgeHeld(h, spool, cmd.arg));
       if (refusal) return h.say(refusal);
     }
     await h.say(t.reply);
     const sent = await keepServerAlive(
       h.server,
       keepaliveMs(h),
-      h.watchAbort(async (signal) => sendAll(await h.openClientData(), source, cfg.dataTimeout, signal)),
+      h.watchAbort(async (signal) =>
+        sendAll(await h.openClientData(), source, cfg.dataTimeout, signal, skip),
+      ),
     ).catch((e: Error) => e);
     if (sent instanceof Error) {
-      if (isAbort(sent)) for (const r of ABORTED) await h.say(r);
+      if (isAbort(sent)) await sayAll(h, ABORTED);
       else if (sent instanceof DataConnectionError)
         await h.say(reply(426, 'Connection closed; transfer aborted.'));
       else throw sent;
@@ -146,66 +236,108 @@ export async function download(h: TransferHost, cmd: FtpCommand, scan: boolean):
     }
     await h.say(final);
   } finally {
-    await spool.dispose();
+    await gate.dispose();
   }
 }
 
-/** STOR, APPE, STOU: the client's file, whole and judged, before the server sees a byte. */
+/**
+ * A download that streamed: the client has had the server's 150 and all but the held tail. Only a
+ * clean verdict (and a server that reported success) gets the tail, a clean end of the data
+ * connection and the server's 226; anything else resets the client's data connection.
+ */
+async function endStreamedDownload(
+  h: TransferHost,
+  cmd: FtpCommand,
+  gate: TransferGate,
+  received: ReceiveResult | DataConnectionError,
+  final: FtpReply,
+): Promise<void> {
+  if (received instanceof DataConnectionError) {
+    gate.cut();
+    return isAbort(received) ? sayAll(h, ABORTED) : h.say(reply(426, 'Connection closed; transfer aborted.'));
+  }
+  if (received.tooBig || final.code >= 300) {
+    gate.cut();
+    return h.say(received.tooBig ? tooBig(h) : final);
+  }
+  const verdict = await keepServerAlive(h.server, keepaliveMs(h), gate.verdict());
+  const refusal = refusalFor(h, verdict, cmd.arg, gate.released > 0);
+  if (refusal) {
+    gate.cut();
+    if (h.cutFiles.size < CUT_FILES_MAX) h.cutFiles.add(cmd.arg);
+    return h.say(refusal);
+  }
+  const sent = await gate.deliver().catch((e: Error) => e);
+  if (sent instanceof DataConnectionError) return h.say(reply(426, 'Connection closed; transfer aborted.'));
+  if (sent instanceof Error) throw sent;
+  await h.say(final);
+}
+
+/** STOR, APPE, STOU: judged before the server gets all of the file (before any of it up to holdLimit). */
 export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: number): Promise<void> {
   const { cfg } = h.ctx;
   const restPending = restOffset > 0;
+  // APPE, and STOR after REST, extend a file on the server: what must be judged is the file as
+  // it will be, or malware could arrive in harmless pieces.
+  const extending = cmd.verb === 'APPE' || (cmd.verb === 'STOR' && restPending);
   const spool = newSpool(h);
   let whole: Spool | null = null;
+  /** Set when the stream starts: the server's refusal of the command, or its hold on the server leg. */
+  const started: { refusedBy: FtpReply | null; serverBusy: (() => void) | null } = {
+    refusedBy: null,
+    serverBusy: null,
+  };
+  const gate = newGate(h, cmd, spool, {
+    hold: extending || cmd.verb === 'STOU',
+    skip: 0,
+    early: false,
+    open: async () => {
+      const t = await h.upstream(() => h.server.transfer(cmd.raw));
+      if (!t.data) {
+        started.refusedBy = t.reply;
+        throw new DataConnectionError(
+          'ERR_FTP_REFUSED',
+          `server refused ${cmd.verb}: ${replySummary(t.reply)}`,
+        );
+      }
+      // The server leg is in this transfer until its final reply: no keepalive NOOP meanwhile.
+      started.serverBusy = h.server.hold();
+      return t.data;
+    },
+  });
   try {
     await h.say(reply(150, 'Ok to send data.'));
-    let received: Awaited<ReturnType<typeof receiveAll>>;
-    try {
-      received = await keepServerAlive(
-        h.server,
-        keepaliveMs(h),
-        h.watchAbort(async (signal) =>
-          receiveAll(
-            await h.openClientData(),
-            (c) => spool.write(c),
-            cfg.maxFileSize,
-            cfg.dataTimeout,
-            signal,
-          ),
-        ),
-      );
-    } catch (e) {
-      if (!(e instanceof DataConnectionError)) throw e;
-      h.ctx.log.info({ err: e.message, code: e.code }, 'ftp: upload data connection failed');
-      if (restPending) await h.upstream(() => h.server.command('REST 0'));
-      if (isAbort(e)) for (const r of ABORTED) await h.say(r);
-      else await h.say(reply(426, 'Connection closed; transfer aborted.'));
-      return;
-    }
-    const refuse = async (r: FtpReply) => {
+    const received = await keepServerAlive(
+      h.server,
+      keepaliveMs(h),
+      receiveInto(h, () => h.openClientData(), gate),
+    );
+    if (started.refusedBy) return h.say(started.refusedBy);
+    if (gate.streaming) return await endStreamedUpload(h, cmd, gate, received);
+    const refuse = async (r: FtpReply | readonly FtpReply[]) => {
       // A REST the server accepted would apply to the next transfer: cancel it.
       if (restPending) await h.upstream(() => h.server.command('REST 0'));
-      await h.say(r);
+      await sayAll(h, [r].flat());
     };
-    if (received.tooBig)
-      return refuse(reply(552, `Requested file action aborted: larger than ${cfg.maxFileSize} bytes.`));
+    if (received instanceof DataConnectionError) {
+      h.ctx.log.info({ err: received.message, code: received.code }, 'ftp: upload data connection failed');
+      return refuse(isAbort(received) ? ABORTED : reply(426, 'Connection closed; transfer aborted.'));
+    }
+    if (received.tooBig) return refuse(tooBig(h));
     const { source } = await spool.finish();
-    // APPE, and STOR after REST, extend a file on the server: what must be judged is the file as
-    // it will be, or malware could arrive in harmless pieces.
-    const extending = cmd.verb === 'APPE' || (cmd.verb === 'STOR' && restPending);
     let judged = spool;
     if (extending) {
       whole = newSpool(h);
       const ok = await keepServerAlive(
         h.server,
         keepaliveMs(h),
-        existingWithTail(h, cmd, restOffset, source, whole),
+        existingWithTail(h, { cmd, restOffset, tail: source }, whole),
       );
-      if (!ok)
-        return refuse(reply(552, `Requested file action aborted: larger than ${cfg.maxFileSize} bytes.`));
+      if (!ok) return refuse(tooBig(h));
       await whole.finish();
       judged = whole;
     }
-    const refusal = await keepServerAlive(h.server, keepaliveMs(h), judge(h, judged, cmd.arg));
+    const refusal = await keepServerAlive(h.server, keepaliveMs(h), judgeHeld(h, judged, cmd.arg));
     if (refusal) return refuse(refusal);
     if (extending && restPending) {
       const r = await h.upstream(() => h.server.command(`REST ${restOffset}`));
@@ -224,64 +356,71 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: numbe
     if (failed && final.code < 300) return h.say(reply(426, 'Data connection to the server failed.'));
     await h.say(final);
   } finally {
-    await spool.dispose();
+    started.serverBusy?.();
+    await gate.dispose();
     await whole?.dispose();
   }
 }
 
 /**
- * Writes into `into` the part of the server's file the upload keeps (all of it for APPE, the first
- * `restOffset` bytes for REST+STOR), then the uploaded bytes. A file that does not exist yet
- * counts as empty. False when the result would exceed maxFileSize.
+ * An upload that streamed: the server has all but the held tail. A clean verdict sends the tail
+ * and ends the server's data connection cleanly, and the server's reply goes to the client. Any
+ * other outcome resets the server's data connection (so it never sees a complete transfer), reads
+ * its failure reply and deletes the partial file.
  */
-async function existingWithTail(
+async function endStreamedUpload(
   h: TransferHost,
   cmd: FtpCommand,
-  restOffset: number,
-  tail: ObjectSource,
-  into: Spool,
-): Promise<boolean> {
-  // The server leg is in a transfer until its final reply: no keepalive NOOP in between.
-  const release = h.server.hold();
-  try {
-    return await readBackAndAppend(h, cmd, restOffset, tail, into);
-  } finally {
-    release();
+  gate: TransferGate,
+  received: ReceiveResult | DataConnectionError,
+): Promise<void> {
+  const cut = async (r: FtpReply | readonly FtpReply[]) => {
+    gate.cut();
+    const answer = await h.upstream(() => h.server.readReply());
+    h.ctx.log.info({ file: cmd.arg, server: replySummary(answer) }, 'ftp: streamed upload cut');
+    await removePartial(h, cmd.arg);
+    await sayAll(h, [r].flat());
+  };
+  if (received instanceof DataConnectionError) {
+    h.ctx.log.info({ err: received.message, code: received.code }, 'ftp: upload data connection failed');
+    return cut(isAbort(received) ? ABORTED : reply(426, 'Connection closed; transfer aborted.'));
   }
+  if (received.tooBig) return cut(tooBig(h));
+  const refusal = refusalFor(h, await gate.verdict(), cmd.arg, gate.released > 0);
+  if (refusal) return cut(refusal);
+  const sent = await gate.deliver().catch((e: Error) => e);
+  if (sent instanceof Error && !(sent instanceof DataConnectionError)) throw sent;
+  const final = await h.upstream(() => h.server.readReply());
+  if (sent instanceof Error && final.code < 300)
+    return h.say(reply(426, 'Data connection to the server failed.'));
+  await h.say(final);
 }
 
-async function readBackAndAppend(
+/** The partial file a cut upload left on the server (RFC 959 DELE); a refusal is logged. */
+async function removePartial(h: TransferHost, name: string): Promise<void> {
+  const r = await h.upstream(() => h.server.command(`DELE ${name}`));
+  if (r.code !== 250)
+    h.ctx.log.warn({ file: name, reply: replySummary(r) }, 'ftp: partial upload could not be deleted');
+}
+
+function newGate(
   h: TransferHost,
   cmd: FtpCommand,
-  restOffset: number,
-  tail: ObjectSource,
-  into: Spool,
-): Promise<boolean> {
-  const { cfg } = h.ctx;
-  // The server holds the client's REST for the next transfer: clear it for our own RETR.
-  if (restOffset > 0) await h.upstream(() => h.server.command('REST 0'));
-  const keep = cmd.verb === 'APPE' ? Number.POSITIVE_INFINITY : restOffset;
-  const t = await h.upstream(() => h.server.transfer(`RETR ${cmd.arg}`));
-  let kept = 0;
-  if (t.data) {
-    const got = await receiveAll(
-      t.data,
-      async (c) => {
-        const part = c.subarray(0, Math.max(0, Math.min(c.length, keep - kept)));
-        kept += part.length;
-        if (part.length) await into.write(part);
-      },
-      cfg.maxFileSize,
-      cfg.dataTimeout,
-    ).catch(() => null);
-    const final = await h.upstream(() => h.server.readReply());
-    if (!got || final.code >= 400)
-      throw new DataConnectionError('ERR_FTP_DATA_LOST', `cannot read ${cmd.arg} back: ${final.code}`);
-    if (got.tooBig) return false;
-  }
-  if (kept + tail.size > cfg.maxFileSize) return false;
-  for await (const c of tail.stream(0, tail.size, 1024 * 1024)) await into.write(c);
-  return true;
+  spool: Spool,
+  o: { hold: boolean; early: boolean; skip: number; open: () => Promise<Duplex> },
+): TransferGate {
+  const { cfg, deps } = h.ctx;
+  return new TransferGate({
+    spool,
+    holdLimit: o.hold ? Number.POSITIVE_INFINITY : cfg.holdLimit,
+    keepBack: cfg.keepBack,
+    scanner: deps.scanner,
+    name: cmd.arg,
+    early: o.early && !o.hold,
+    skip: o.skip,
+    idleMs: cfg.dataTimeout,
+    open: o.open,
+  });
 }
 
 /** Memory up to spoolMemory, then a 0600 temp file in dataDir/spool; SHA-256 computed on the way in. */
