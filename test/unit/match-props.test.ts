@@ -137,3 +137,50 @@ test('small 4-byte-key databases (byte-pair stride scan): every planted key is f
     { numRuns: 500 },
   );
 });
+
+test('one or two 4-byte keys (native search): every planted key is found, overlapping or cut, as by the byte loop', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      (seed, cuts) => {
+        const r = rng(seed);
+        // Self-overlapping keys ("abab", "aaaa") too, with a different last byte ("aaaab"): planted
+        // after one more copy of their unit, only an occurrence overlapping a failed one matches.
+        const units: Buffer[] = [];
+        const gen = () => {
+          const kind = r.int(0, 2);
+          units.push(kind === 0 ? Buffer.alloc(0) : r.bytes(kind));
+          if (kind === 0) return r.bytes(r.int(4, 9));
+          const unit = units[units.length - 1]!;
+          const run = Buffer.concat(Array.from({ length: Math.ceil(r.int(4, 8) / kind) }, () => unit));
+          return r.next() < 0.5 ? Buffer.concat([run, r.bytes(1)]) : run;
+        };
+        const pats = Array.from({ length: r.int(1, 2) }, gen);
+        const lines = pats.map((p, i) => `N${i}:0:*:${p.toString('hex')}`);
+        const db = new SignatureDbBuilder();
+        db.addFile('p.ndb', Buffer.from(lines.join('\n')));
+        const c = compileDb(db.build());
+        assert.ok(c.anchors4.needles && c.anchors3.size === 0 && c.anchors2.size === 0);
+        const m = compile(lines);
+        const pieces: Buffer[] = [r.bytes(r.int(0, 300))];
+        for (let k = r.int(0, 6); k > 0; k--) {
+          const i = r.int(0, pats.length - 1);
+          const lead = r.next() < 0.5 ? units[i]! : Buffer.alloc(0);
+          pieces.push(lead, pats[i]!, r.bytes(r.int(0, 200)));
+        }
+        const data = Buffer.concat(pieces);
+        const bytewise = scanCuts(
+          m,
+          data,
+          Array.from({ length: data.length }, (_, i) => i),
+        );
+        assert.deepEqual(scanCuts(m, data, []), bytewise, 'one chunk');
+        assert.deepEqual(scanCuts(m, data, cuts), bytewise, 'random cuts');
+        for (let i = 0; i < pats.length; i++)
+          if (data.includes(pats[i]!)) assert.ok(bytewise.includes(`N${i}`), `N${i} planted`);
+      },
+    ),
+    { numRuns: 500 },
+  );
+});

@@ -113,6 +113,17 @@ export class BodyMatchSession implements MatchSession {
     let h = this.h;
     const n = buf.length;
     const pairs = db.anchors4.pairs;
+    const needles = db.anchors4.needles;
+    if (
+      needles &&
+      db.anchors3.size === 0 &&
+      db.anchors2.size === 0 &&
+      n >= 8 &&
+      db.anchors4.needlesSuit(buf)
+    ) {
+      this.scanNeedles(buf, base, needles);
+      return;
+    }
     if (pairs && db.anchors3.size === 0 && db.anchors2.size === 0 && n >= 8) {
       this.scanPairs(buf, base, pairs);
       return;
@@ -174,6 +185,39 @@ export class BodyMatchSession implements MatchSession {
         const f = Math.imul(k, 0x9e3779b1) >>> s4;
         if ((f4[f >>> 5]! >>> f) & 1) this.probe(t, k, base + s + 4);
       }
+    }
+    this.h = (buf[n - 4]! << 24) | (buf[n - 3]! << 16) | (buf[n - 2]! << 8) | buf[n - 1]!;
+  }
+
+  /**
+   * The same probes for one or two 4-byte keys, found by Buffer.indexOf (a native search) instead of
+   * a loop over the bytes. Keys straddling the previous chunk go through the rolling value first;
+   * with two keys the hits are merged so probes stay in position order.
+   */
+  private scanNeedles(buf: Buffer, base: number, needles: Buffer[]): void {
+    const t = this.db.anchors4;
+    let h = this.h;
+    for (let i = 0; i < 3; i++) {
+      h = (h << 8) | buf[i]!;
+      if (t.get(h) !== undefined) this.probe(t, h, base + i + 1);
+    }
+    const n = buf.length;
+    if (needles.length === 1) {
+      const needle = needles[0]!;
+      const key = needle.readInt32BE(0);
+      for (let p = buf.indexOf(needle); p >= 0; p = buf.indexOf(needle, p + 1))
+        this.probe(t, key, base + p + 4);
+    } else {
+      const ends: number[] = [];
+      const keys: number[] = [];
+      for (const needle of needles) {
+        for (let p = buf.indexOf(needle); p >= 0; p = buf.indexOf(needle, p + 1)) {
+          ends.push(p + 4);
+          keys.push(needle.readInt32BE(0));
+        }
+      }
+      const order = ends.map((_, i) => i).sort((a, b) => ends[a]! - ends[b]!);
+      for (const i of order) this.probe(t, keys[i]!, base + ends[i]!);
     }
     this.h = (buf[n - 4]! << 24) | (buf[n - 3]! << 16) | (buf[n - 2]! << 8) | buf[n - 1]!;
   }
