@@ -7,6 +7,7 @@
  * re-read), engine (signatures re-read), services — and hands each listening socket over to it
  * (net/listener.ts), so the port never closes. New connections get the new generation; connections
  * already open finish on the old one, which closes once they have (or at drain.reloadTimeout).
+ * A service that can take its new config in place (RunningService.reloadInPlace) is kept instead.
  */
 
 import { join } from 'node:path';
@@ -131,10 +132,22 @@ function engineShape(c: Config): string {
   return JSON.stringify({ ...c.engine, signatures: null });
 }
 
-async function startServices(gen: Generation, deps: GatewayDeps, logger: Logger): Promise<void> {
+async function startServices(
+  gen: Generation,
+  deps: GatewayDeps,
+  logger: Logger,
+  previous: readonly RunningService[] = [],
+): Promise<void> {
   for (const l of gen.config.listeners) {
     describeListener(l.name, l.protocol);
     try {
+      // A listener that can take its new config in place (a tunnel whose only change is its TLS
+      // files' content) keeps its long-lived connections instead of draining them at reloadTimeout.
+      const same = previous.find((s) => s.name === l.name);
+      if (same?.reloadInPlace && (await same.reloadInPlace(l, deps))) {
+        gen.services.push(same);
+        continue;
+      }
       gen.services.push(await startService(l, deps));
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
@@ -349,14 +362,15 @@ export async function startGateway(
     const fresh: Generation = { config: next, scanner, tls, services: [], unavailable: [] };
     beginHandover();
     try {
-      await startServices(fresh, deps(fresh), logger);
+      await startServices(fresh, deps(fresh), logger, prev.services);
     } finally {
       endHandover();
     }
     gen = fresh;
     // 3. The old generation finishes what it has, then goes.
     const drained = (async () => {
-      await Promise.allSettled(prev.services.map((s) => s.close(next.drain.reloadTimeout)));
+      const replaced = prev.services.filter((s) => !fresh.services.includes(s));
+      await Promise.allSettled(replaced.map((s) => s.close(next.drain.reloadTimeout)));
       if (prev.scanner !== gen.scanner) await prev.scanner.close();
     })();
     oldGenerations.add(drained);

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { EventSink } from '../admin/events.js';
-import type { Config } from '../config/schema.js';
+import type { Config, ListenerConfig } from '../config/schema.js';
 import type { Scanner } from '../engine/types.js';
 import type { Logger } from '../logger.js';
 
@@ -15,6 +15,12 @@ export interface RunningService {
   readonly address: AddressInfo | string;
   /** Stops accepting; resolves when existing sessions have finished or `deadlineMs` has passed. */
   close(deadlineMs?: number): Promise<void>;
+  /**
+   * Reload (SIGHUP): takes the next generation's config for this listener without a new service,
+   * so its live connections are not drained; false when the change needs a new service. Optional:
+   * services that drain cheaply (short requests) just start again.
+   */
+  reloadInPlace?(listener: ListenerConfig, deps: ServiceDeps): Promise<boolean>;
 }
 
 export interface ServiceDeps {

@@ -2,21 +2,29 @@
  * Issue 6, done-when 4: certificate and CRL reload. Through `scangate run` and a real SIGHUP, and
  * in-process through the file watcher: connections open before the reload keep working (message and
  * stream mode), new connections get the new server certificate, and a client revoked by the new CRL
- * is refused while its connection from before the reload survives.
+ * is refused while its connection from before the reload survives — past drain.reloadTimeout, since
+ * a SIGHUP that leaves the listener's config as it was reloads it in place; a changed config replaces it.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { resolveConfig } from '../../src/config/load.js';
+import { startGateway } from '../../src/gateway.js';
+import { silentLogger } from '../../src/logger.js';
 import type { TunnelClient } from '../../src/protocols/tunnel/client.js';
+import type { TunnelService } from '../../src/protocols/tunnel/index.js';
 import { TestBackend } from '../helpers/tunnel-backend.js';
 import { connectClient, startTunnel, until } from '../helpers/tunnel-gateway.js';
 import { type EchoBackend, startEchoBackend } from '../helpers/tunnel-peers.js';
 import { type IssuedCert, tunnelPki } from '../helpers/tunnel-pki.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
+/** drain.reloadTimeout in the reload tests: connections from before a reload must outlive it. */
+const RELOAD_TIMEOUT_MS = 500;
 
 type Pki = Awaited<ReturnType<typeof tunnelPki>>;
 
@@ -163,6 +171,8 @@ describe('tunnel TLS material reload', () => {
         `dataDir: ${join(pki.dir.dir, 'data')}`,
         'admin: null',
         'log: { level: warn }',
+        // Short, so the test can wait past it: connections from before the SIGHUP must outlive it.
+        `drain: { reloadTimeout: ${RELOAD_TIMEOUT_MS}ms }`,
         'listeners:',
         `  - { name: pay, protocol: tunnel, listen: 127.0.0.1:0, mode: message, upstream: 127.0.0.1:${msgBackend.port}, tls: ${tls} }`,
         `  - { name: raw, protocol: tunnel, listen: 127.0.0.1:0, mode: stream, upstream: 127.0.0.1:${streamBackend.port}, tls: ${tls} }`,
@@ -199,6 +209,8 @@ describe('tunnel TLS material reload', () => {
       assert.ok(Date.now() < deadline, `no reload within 30 s: ${out}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // Past the drain deadline a replaced service would have cut them (GOAWAY, then destroy).
+    await new Promise((r) => setTimeout(r, RELOAD_TIMEOUT_MS + 1_000));
     await assertSurvivedAndRenewed(ports, live, newSerial);
     assert.doesNotMatch(out, /reload failed/);
   });
@@ -233,5 +245,60 @@ describe('tunnel TLS material reload', () => {
     );
     // Several rapid renames may trigger more than one reload; wait until the watchers settle.
     await assertSurvivedAndRenewed(ports, live, newSerial);
+  });
+});
+
+describe('tunnel listener across a gateway reload', () => {
+  it('keeps an unchanged listener (and its connections) and replaces a changed one', async () => {
+    const pki = await tunnelPki();
+    const alice = await pki.ca.issue({ commonName: 'alice' });
+    const backend = await new TestBackend().start();
+    const listener = (heartbeat: string) => ({
+      name: 'pay',
+      protocol: 'tunnel' as const,
+      listen: '127.0.0.1:0',
+      mode: 'message' as const,
+      upstream: `127.0.0.1:${backend.port}`,
+      tls: { ...pki.files, watch: false },
+      heartbeat: { interval: heartbeat, timeout: '60s' },
+    });
+    const config = (heartbeat: string) =>
+      resolveConfig({
+        dataDir: join(pki.dir.dir, 'data'),
+        log: { level: 'silent' },
+        admin: null,
+        events: null,
+        drain: { reloadTimeout: `${RELOAD_TIMEOUT_MS}ms` },
+        listeners: [listener(heartbeat)],
+      });
+    const gw = await startGateway(config('15s'), silentLogger);
+    try {
+      const kept = gw.services[0]!;
+      const port = (kept.address as AddressInfo).port;
+      const client = await connectClient(port, alice, pki.files.clientCa);
+      const socket = client.socket;
+      await until(() => (kept as TunnelService).backendReady > 0, 'backend connections');
+      const { drained } = await gw.reload(config('15s'));
+      assert.equal(gw.services[0], kept, 'same listener config: the service is kept');
+      await drained;
+      await new Promise((r) => setTimeout(r, RELOAD_TIMEOUT_MS + 500));
+      assert.equal(client.socket, socket, 'not reconnected');
+      assert.equal((await client.request(Buffer.from('still here'))).toString(), 'still here');
+
+      // A real change (heartbeat) needs a new service; the old one drains its connections.
+      const reloaded = await gw.reload(config('20s'));
+      assert.notEqual(gw.services[0], kept);
+      await reloaded.drained;
+      await until(
+        () => client.socket !== socket && client.connected,
+        'the client to move to the new service',
+      );
+      assert.equal((await client.request(Buffer.from('moved'))).toString(), 'moved');
+      await client.close();
+    } finally {
+      await gw.close(500);
+      await backend.stop();
+      pki.dir.cleanup();
+    }
   });
 });

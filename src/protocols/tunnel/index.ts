@@ -5,8 +5,8 @@
  * required client certificate verified against clientCa and the CRL → allow-list by CN / DNS SAN /
  * URI SAN → stream mode (one backend connection per client, optional PROXY v2) or message mode
  * (verified frames over a pool of long-lived backend connections). Every refusal is an event naming
- * its reason. reload() (SIGHUP) and file changes swap the TLS material without touching live
- * connections.
+ * its reason. A SIGHUP that leaves the listener's config as it was (reloadInPlace) and file changes
+ * swap the TLS material without touching live connections.
  */
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { TunnelListenerConfig } from '../../config/schema.js';
@@ -146,6 +146,22 @@ export async function startTunnelListener(
     protocol: 'tunnel',
     address: listener.address,
     reload: () => reloader.reload(),
+    /**
+     * SIGHUP: the same listener config (the files' content may have changed) is taken in place —
+     * new material for new handshakes, live connections untouched for as long as they last —
+     * instead of a new service whose predecessor would cut them at drain.reloadTimeout. Any other
+     * change to the listener (mode, upstream, allow-lists, file paths…) starts a new service.
+     */
+    async reloadInPlace(next, nextDeps) {
+      if (JSON.stringify(next) !== JSON.stringify(cfg)) return false;
+      // Scans started on the previous engine finish there; the next request uses the new one.
+      ctx.scanner = nextDeps.scanner;
+      await reloader.reload().catch((e: Error) =>
+        // As for a file change: unusable material never replaces the running one.
+        log.error({ err: e.message }, 'tunnel TLS material unusable on reload; keeping the running one'),
+      );
+      return true;
+    },
     get reloads() {
       return reloader.generation;
     },
