@@ -17,8 +17,8 @@
 import libmime from 'libmime';
 import type { ObjectSource } from '../source.js';
 import { Base64Decoder, decodeBase64Whole, QuotedPrintableDecoder, type StreamDecoder } from './decoders.js';
-import { EntryCounter, limitOutput } from './limits.js';
-import { type Line, lineBatches, type UuBlock, UuScanner } from './textlines.js';
+import { checkAbort, EntryCounter, limitOutput } from './limits.js';
+import { type Line, LineSplitter, type UuBlock, UuScanner } from './textlines.js';
 import type { Entry, UnpackContext, Unpacker } from './types.js';
 import { decodeUuBlock } from './uuencode.js';
 
@@ -143,7 +143,16 @@ class PartIndexer {
 
   /** Where the body before `line` ends: the line break before a delimiter belongs to it (RFC 2046 §5.1.1). */
   private endBefore(line: Line): number {
-    return line.start - (this.prev ? this.prev.eol : 0);
+    return line.start - line.before;
+  }
+
+  /**
+   * The first byte of the only lines that can matter next, or -1 for every line. Inside a base64 or
+   * quoted-printable body (and a preamble or epilogue) outside mbox, only a boundary delimiter ("--")
+   * changes anything; header lines, uuencode in text bodies and mbox `From ` lines need every line.
+   */
+  only(): number {
+    return this.entity || this.uu || this.mbox ? -1 : 0x2d;
   }
 
   private boundaryAt(t: string): { index: number; closing: boolean } | null {
@@ -211,13 +220,19 @@ class PartIndexer {
 
 async function indexParts(source: ObjectSource, ctx: UnpackContext): Promise<Part[]> {
   const ix = new PartIndexer(ctx);
+  const split = new LineSplitter();
   let first = true;
-  for await (const batch of lineBatches(source, ctx)) {
-    for (const l of batch) {
-      ix.line(l, first);
-      first = false;
-    }
+  const take = (l: Line) => {
+    ix.line(l, first);
+    first = false;
+  };
+  for await (const chunk of source.stream()) {
+    checkAbort(ctx);
+    split.push(chunk);
+    for (let l = split.next(ix.only()); l; l = split.next(ix.only())) take(l);
   }
+  const last = split.end();
+  if (last) take(last);
   return ix.end(source.size);
 }
 
