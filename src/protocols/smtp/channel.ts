@@ -187,7 +187,24 @@ export class SmtpChannel {
     if (this.stream.write(data)) return;
     // A full buffer drains only once uncorked.
     this.release();
-    await new Promise<void>((resolve, reject) => {
+    await this.drained();
+  }
+
+  /**
+   * Writes without waiting for the socket while less than `limit` bytes are queued on it, so what is
+   * held stays gathered (a message already in memory leaves in one system call instead of one per
+   * block); past `limit`, sends what is held and returns the wait for the socket to drain.
+   */
+  queue(data: Buffer, limit: number): Promise<void> | null {
+    if (this.stream.destroyed || this.stream.writableEnded) throw new PeerClosedError(this.peer);
+    // A write past the stream's high-water mark asks for a drain: only then is there one to wait for.
+    if (this.stream.write(data) || this.stream.writableLength < limit) return null;
+    this.release();
+    return this.drained();
+  }
+
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       const cleanup = () => {
         this.stream.off('drain', onDrain);
         this.stream.off('close', onClose);

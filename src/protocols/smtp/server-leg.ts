@@ -22,6 +22,13 @@ export class UpstreamLost extends ScangateError {
   }
 }
 
+/**
+ * Message content queued on the server socket before waiting for it to drain. The content is already
+ * spooled (in memory up to spoolMemory), so queuing it adds no copy; a 100 KB message leaves in one
+ * gathered write instead of one system call per 64 KiB block, and a large one never queues more.
+ */
+const QUEUED_CONTENT = 1024 * 1024;
+
 export class ServerLeg {
   /** When the server last answered us (the NOOP keep-alive during a long upload counts from here). */
   lastUse = Date.now();
@@ -93,9 +100,9 @@ export class ServerLeg {
       if (go.code !== 354) return go;
       const stuffer = new DotStuffer();
       ch.hold();
-      await ch.write(stuffer.write(prefix));
+      await this.writeBlock(stuffer.write(prefix));
       for await (const chunk of source.stream()) await this.writeBlock(stuffer.write(chunk));
-      await ch.write(stuffer.end());
+      await this.writeBlock(stuffer.end());
       // If the server closes now, this throws: the client never gets a 250 that was not given.
       return ch.readReply(REPLY_TIMEOUTS.dataTermination);
     });
@@ -118,8 +125,8 @@ export class ServerLeg {
     const ch = this.channel;
     const size = prefix.length + source.size;
     ch.hold();
-    await ch.write(`BDAT ${size} LAST\r\n`);
-    await ch.write(prefix);
+    await this.writeBlock(Buffer.from(`BDAT ${size} LAST\r\n`, 'latin1'));
+    await this.writeBlock(prefix);
     let sent = prefix.length;
     for await (const chunk of source.stream()) {
       // The server counts octets, not lines: a source that gave more than it declared would have
@@ -139,13 +146,15 @@ export class ServerLeg {
     return r;
   }
 
-  /** RFC 5321 §4.5.3.2.5: each block of data must be taken within 3 minutes. */
-  private writeBlock(data: Buffer): Promise<void> {
-    return withTimeout(
-      this.channel.write(data),
-      REPLY_TIMEOUTS.dataBlock,
-      () => new Error('data block not taken in time'),
-    );
+  /**
+   * Queues message content on the held (corked) socket: up to QUEUED_CONTENT bytes go out together
+   * when the reply is awaited. Past that it waits for the socket to drain, within RFC 5321
+   * §4.5.3.2.5's 3 minutes for each block of data to be taken.
+   */
+  private async writeBlock(data: Buffer): Promise<void> {
+    const wait = this.channel.queue(data, QUEUED_CONTENT);
+    if (wait)
+      await withTimeout(wait, REPLY_TIMEOUTS.dataBlock, () => new Error('data block not taken in time'));
   }
 
   /** Says QUIT without waiting for the answer and half-closes. */
