@@ -5,7 +5,7 @@
  * anything but FrameError and never returns a frame it did not verify.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -228,6 +228,35 @@ describe('tunnel frame codec', () => {
     );
     assert.equal(got[5000]!.payload.length, 200_000);
     assert.equal(got[4999]!.payload[0], 4999 & 0xff);
+  });
+
+  it('property: the MAC is HMAC-SHA256(key, seq_u64 || frame) with seq counting from 0', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 100 }), // longer than a block: RFC 2104 hashes it
+        fc.array(fc.oneof(fc.nat({ max: 3000 }), fc.constantFrom(65_536, 65_537, 200_000)), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (keyBytes, sizes) => {
+          const key = Buffer.from(keyBytes);
+          const mac = new MacState(key);
+          const check = new MacState(key);
+          sizes.forEach((size, seq) => {
+            const frame = randomBytes(size);
+            const s = Buffer.alloc(8);
+            s.writeBigUInt64BE(BigInt(seq));
+            const want = createHmac('sha256', key).update(s).update(frame).digest();
+            // Each frame at an offset inside a larger buffer, as in a received chunk.
+            const at = seq % 5;
+            const buf = Buffer.concat([Buffer.alloc(at, 9), frame, want]);
+            assert.deepEqual(mac.next(frame), want);
+            assert.ok(check.verify(buf, at, at + size));
+          });
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it('error payloads round-trip and malformed ones do not throw', () => {

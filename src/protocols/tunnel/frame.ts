@@ -20,7 +20,7 @@
  * returned as a view (no copy); only a frame that spans chunks is assembled once. Frames going out are
  * appended to a slab and handed to the socket once per tick (see FrameWriter).
  */
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import crypto, { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { ScangateError } from '../../errors.js';
 
 export const FRAME_VERSION = 1;
@@ -92,28 +92,96 @@ export class FrameError extends ScangateError {
   }
 }
 
-/** Per-direction MAC state: the key and the implicit sequence number. */
+/** Frames up to this size are MAC'd through one-shot hashes over a reused buffer (see MacState). */
+const SCRATCH_MAX = 64 * 1024;
+const SHA256_BLOCK = 64;
+const INNER_PREFIX = SHA256_BLOCK + 8; // key ^ ipad, then seq
+/** One-shot SHA-256 (Node >= 20.12); older releases take the createHmac path for every frame. */
+const oneShot: typeof crypto.hash | undefined = crypto.hash;
+
+/**
+ * Per-direction MAC state: the key and the implicit sequence number.
+ *
+ * The MAC is plain HMAC-SHA256 (RFC 2104), computed as its two hashes,
+ * H((K ^ opad) || H((K ^ ipad) || seq || frame)), with one-shot crypto.hash calls on buffers laid out
+ * once per state, with latin1-string digests: no Hmac object and no digest Buffer per frame (each
+ * allocation behind them — the C++ object, the OpenSSL context, the ArrayBuffer — cost more than
+ * the hashing itself: ~2.4 -> ~1.2 µs for a 1 KB frame). Same bytes as createHmac (unit-tested
+ * against it); frames above SCRATCH_MAX go through createHmac rather than being copied.
+ */
 export class MacState {
-  private readonly seqBuf = Buffer.alloc(8);
   /** The 64-bit sequence number as two 32-bit halves (a BigInt would allocate on every frame). */
   private seqHi = 0;
   private seqLo = 0;
   /** Imported once; a raw Buffer key would be re-imported by every createHmac call. */
   private readonly key: KeyObject;
+  /** [K ^ ipad][seq][frame…]: the inner hash's input. */
+  private inner: Buffer;
+  /** [K ^ opad][inner digest]: the outer hash's input. */
+  private readonly outer = Buffer.allocUnsafe(SHA256_BLOCK + MAC_SIZE);
+
   constructor(key: Buffer) {
     if (key.length < 32) throw new RangeError('MAC key must be at least 32 bytes');
     this.key = createSecretKey(key);
+    // RFC 2104 §2: a key longer than the block is hashed first, a shorter one padded with zeros.
+    const k = key.length > SHA256_BLOCK ? createHash('sha256').update(key).digest() : key;
+    this.inner = Buffer.alloc(INNER_PREFIX + 2048);
+    this.outer.fill(0, 0, SHA256_BLOCK);
+    k.copy(this.inner);
+    k.copy(this.outer);
+    for (let i = 0; i < SHA256_BLOCK; i++) {
+      this.inner[i]! ^= 0x36;
+      this.outer[i]! ^= 0x5c;
+    }
   }
+
   /** MAC of the next frame in this direction (advances the sequence number). */
-  next(frame: Buffer): Buffer {
-    const s = this.seqBuf;
-    s.writeUInt32BE(this.seqHi, 0);
-    s.writeUInt32BE(this.seqLo, 4);
+  next(frame: Uint8Array): Buffer {
+    const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    return Buffer.from(this.digest(b, 0, b.length), 'latin1');
+  }
+
+  /** Writes the MAC of the next frame, `buf[start, end)`, at `buf[end]`. */
+  sign(buf: Buffer, start: number, end: number): void {
+    buf.write(this.digest(buf, start, end), end, MAC_SIZE, 'latin1');
+  }
+
+  /** Whether `buf[end, end + 32)` is the MAC of the next frame, `buf[start, end)`. */
+  verify(buf: Buffer, start: number, end: number): boolean {
+    const mac = this.digest(buf, start, end);
+    // No early exit: the time does not depend on where the first difference is.
+    let diff = 0;
+    for (let i = 0; i < MAC_SIZE; i++) diff |= mac.charCodeAt(i) ^ buf[end + i]!;
+    return diff === 0;
+  }
+
+  /** The MAC as a 32-character latin1 string; advances the sequence number. */
+  private digest(buf: Buffer, start: number, end: number): string {
+    const len = end - start;
+    let inner = this.inner;
+    inner.writeUInt32BE(this.seqHi, SHA256_BLOCK);
+    inner.writeUInt32BE(this.seqLo, SHA256_BLOCK + 4);
     if (this.seqLo === 0xffffffff) {
       this.seqLo = 0;
       this.seqHi++;
     } else this.seqLo++;
-    return createHmac('sha256', this.key).update(s).update(frame).digest();
+    if (!oneShot || len > SCRATCH_MAX)
+      return createHmac('sha256', this.key)
+        .update(inner.subarray(SHA256_BLOCK, INNER_PREFIX))
+        .update(buf.subarray(start, end))
+        .digest('binary'); // = latin1: a string, no Buffer
+    if (inner.length < INNER_PREFIX + len) {
+      const grown = Buffer.allocUnsafe(INNER_PREFIX + SCRATCH_MAX);
+      inner.copy(grown, 0, 0, INNER_PREFIX);
+      this.inner = inner = grown;
+    }
+    buf.copy(inner, INNER_PREFIX, start, end);
+    this.outer.write(
+      oneShot('sha256', inner.subarray(0, INNER_PREFIX + len), 'binary'),
+      SHA256_BLOCK,
+      'latin1',
+    );
+    return oneShot('sha256', this.outer, 'binary');
   }
 }
 
@@ -195,11 +263,8 @@ export class FrameDecoder {
     }
     const id = b.readUInt32BE(o + 4);
     const body = o + HEADER_SIZE + length;
-    if (this.mac) {
-      const expected = this.mac.next(b.subarray(o, body));
-      if (!timingSafeEqual(expected, b.subarray(body, body + MAC_SIZE)))
-        return this.fail('ERR_FRAME_MAC', `frame ${id}: MAC does not verify`);
-    }
+    if (this.mac && !this.mac.verify(b, o, body))
+      return this.fail('ERR_FRAME_MAC', `frame ${id}: MAC does not verify`);
     this.off = o + total;
     return { type: type as FrameTypeValue, id, payload: b.subarray(o + HEADER_SIZE, body) };
   }
@@ -272,7 +337,7 @@ export class FrameWriter {
     s.writeUInt32BE(len, o + 8);
     if (len) s.set(payload!, o + HEADER_SIZE);
     const body = o + HEADER_SIZE + len;
-    if (this.mac) this.mac.next(s.subarray(o, body)).copy(s, body);
+    if (this.mac) this.mac.sign(s, o, body);
     this.end = o + need;
     if (!this.scheduled) {
       this.scheduled = true;
@@ -323,7 +388,7 @@ export function encodeFrame(
   out.writeUInt32BE(id >>> 0, 4);
   out.writeUInt32BE(payload.length, 8);
   out.set(payload, HEADER_SIZE);
-  if (mac) mac.next(out.subarray(0, HEADER_SIZE + payload.length)).copy(out, HEADER_SIZE + payload.length);
+  if (mac) mac.sign(out, 0, HEADER_SIZE + payload.length);
   return out;
 }
 
