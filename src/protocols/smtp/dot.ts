@@ -70,14 +70,27 @@ export class DotUnstuffer {
     // Next CR and LF at or after i, found with the native indexOf and reused until passed.
     let cr = -2;
     let lf = -2;
+    // The searches run on a latin1 copy of the chunk: V8's string search has no per-call binding
+    // cost, which Buffer#indexOf pays ~1,300 times per 100 KB (one string per chunk is cheaper).
+    const text = input.toString('latin1');
     let i = 0;
     let rest: Buffer | null = null;
     while (i < len) {
       switch (this.state) {
         case U.Mid: {
-          if (cr !== -1 && cr < i) cr = input.indexOf(CR, i);
-          if (lf !== -1 && lf < i) lf = input.indexOf(LF, i);
           if (runStart < 0) runStart = i;
+          // Ordinary lines — ended by CR LF, the next one starting with neither "." nor a line
+          // break — stay in the run without a pass through the state machine each: one search
+          // for CR and one for LF per line (a 100 KB mail is ~1,300 lines).
+          for (;;) {
+            if (cr !== -1 && cr < i) cr = text.indexOf('\r', i);
+            if (lf !== -1 && lf < i) lf = text.indexOf('\n', i);
+            if (cr < 0 || lf !== cr + 1 || lf + 1 >= len) break;
+            const c = input[lf + 1];
+            if (c === DOT || c === CR || c === LF) break;
+            i = lf + 1;
+            this.bareStart = false;
+          }
           const j = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
           if (j < 0) {
             i = len;
