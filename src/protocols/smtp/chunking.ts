@@ -39,18 +39,23 @@ export class LineEndingCheck {
       this.bad = true;
       return;
     }
-    for (let i = c.indexOf(LF); i >= 0; i = c.indexOf(LF, i + 1)) {
-      const before = i > 0 ? c[i - 1] : this.pendingCr ? CR : -1;
-      if (before !== CR) {
+    // CRs and LFs walked in step, one line at a time: each LF must come right after a CR and each
+    // CR right before an LF. The searches run on a latin1 copy (no per-call binding cost, see dot.ts).
+    const text = c.toString('latin1');
+    let i = this.pendingCr ? 1 : 0;
+    for (;;) {
+      const lf = text.indexOf('\n', i);
+      const cr = text.indexOf('\r', i);
+      if (lf < 0) {
+        // Only a CR in the last byte may still be completed by the next chunk.
+        if (cr >= 0 && cr !== c.length - 1) this.bad = true;
+        break;
+      }
+      if (cr < 0 || cr !== lf - 1) {
         this.bad = true;
         return;
       }
-    }
-    for (let i = c.indexOf(CR); i >= 0 && i + 1 < c.length; i = c.indexOf(CR, i + 1)) {
-      if (c[i + 1] !== LF) {
-        this.bad = true;
-        return;
-      }
+      i = lf + 1;
     }
     this.pendingCr = c[c.length - 1] === CR;
   }
