@@ -203,7 +203,9 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     await c.send('RETR /pub/raw-infected.bin');
     assert.match(await c.reply(), /^150 /);
     const data = await got;
-    assert.equal(data.error, 'ECONNRESET', 'the data connection must be reset, not closed cleanly');
+    // The gateway resets the connection (SO_LINGER 0): the reader sees ECONNRESET, or, when the
+    // reset lands after it has drained its queue, the end of a short stream; never the whole file.
+    if (data.error !== undefined) assert.equal(data.error, 'ECONNRESET');
     assert.ok(data.bytes < infected.length, 'the whole file was delivered');
     assert.ok(data.bytes > 0, 'nothing was streamed before the verdict');
     const final = await c.reply();
@@ -232,6 +234,17 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     const down = await curl(gw, 'none', '/pub/resumed-clean.bin', ['-C', '-', '-o', part]);
     assert.equal(down.code, 0, down.stderr);
     assert.ok(readFileSync(part).equals(clean), 'resumed file differs');
+  });
+
+  test('the server refuses a streamed upload when it starts: its reply reaches the client, the session goes on', async (t) => {
+    if (!havePeers(t)) return;
+    const { gw } = await gateway('none');
+    // vsftpd cannot create a file in a folder that does not exist: 553, once holdLimit is passed.
+    const up = await curl(gw, 'none', '/pub/no-such-folder/x.bin', ['--ftp-method', 'nocwd', '-T', CLEAN]);
+    assert.notEqual(up.code, 0);
+    assert.match(up.stderr, /< 553 /);
+    const list = await curl(gw, 'none', '/pub/', []);
+    assert.equal(list.code, 0, list.stderr);
   });
 
   test('streamed upload over maxFileSize: 552, nothing stored, nothing left in the spool', async (t) => {

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Spool } from '../../engine/source.js';
 import type { Scanner, Verdict } from '../../engine/types.js';
 import { resetConnection } from '../../net/splice.js';
-import { endGracefully, joined, setIdle, writeChunks } from './data.js';
+import { DataConnectionError, endGracefully, joined, writeChunks } from './data.js';
 import { KeepBackScan } from './keep-back.js';
 
 /** Bytes per read when replaying the held part of a file into the stream. */
@@ -39,6 +39,7 @@ export class TransferGate {
   private scan: KeepBackScan | null = null;
   private out: Duplex | null = null;
   private stopIdle: () => void = () => {};
+  private wasCut = false;
   private skipLeft: number;
   /** Bytes released to the receiver so far. */
   released = 0;
@@ -52,11 +53,6 @@ export class TransferGate {
   /** True once the file streams (bytes may have reached the receiver before the verdict). */
   get streaming(): boolean {
     return this.scan !== null;
-  }
-
-  /** The receiving data connection, once streaming. */
-  get receiver(): Duplex | null {
-    return this.out;
   }
 
   /** Takes one received batch (receiveAll's sink). */
@@ -77,7 +73,7 @@ export class TransferGate {
       throw e;
     }
     this.out.on('error', () => {});
-    this.stopIdle = setIdle(this.out, this.o.idleMs);
+    this.stopIdle = cutWhenIdle(this.out, this.o.idleMs, () => this.cut());
     this.scan = new KeepBackScan(this.o.scanner, this.o.keepBack, this.o.name);
     const spool = this.o.spool;
     if (spool.size === 0) return;
@@ -112,9 +108,14 @@ export class TransferGate {
   /** After a verdict that allows it: the held tail, then a clean end of the receiver. */
   async deliver(): Promise<void> {
     const out = this.out!;
-    await this.send(this.scan!.takeTail());
-    this.stopIdle();
-    await endGracefully(out);
+    try {
+      await this.send(this.scan!.takeTail());
+      await endGracefully(out);
+      // Cut while closing (the receiver stalled): what it got may be short.
+      if (this.wasCut) throw new DataConnectionError('ERR_FTP_DATA_TIMEOUT', 'receiver stalled at the end');
+    } finally {
+      this.stopIdle();
+    }
   }
 
   /**
@@ -122,6 +123,7 @@ export class TransferGate {
    * for a complete file. Stops the scan.
    */
   cut(): void {
+    this.wasCut = true;
     this.stopIdle();
     if (this.out && !this.out.destroyed) resetConnection(this.out);
     void this.scan?.cancel();
@@ -131,4 +133,19 @@ export class TransferGate {
     if (this.scan) await this.scan.cancel();
     await this.o.spool.dispose();
   }
+}
+
+/**
+ * Calls `cut` when a connection has moved no byte for `ms`: a stalled receiver is reset like any
+ * other failure, never closed cleanly (a clean close would look like the end of the file).
+ */
+function cutWhenIdle(stream: Duplex, ms: number, cut: () => void): () => void {
+  const s = stream as Duplex & { setTimeout?: (ms: number) => void };
+  if (!s.setTimeout || !(ms > 0)) return () => {};
+  s.setTimeout(ms);
+  stream.on('timeout', cut);
+  return () => {
+    s.setTimeout?.(0);
+    stream.off('timeout', cut);
+  };
 }
