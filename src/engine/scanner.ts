@@ -127,6 +127,8 @@ export class BuiltinScanner implements Scanner {
         sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
       } else if (ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
         return await this.scanStreamed(state, input, ctx.size, rootName, signal);
+      } else if (state.matcher.sizeFree) {
+        return await this.scanStreamed(state, input, undefined, rootName, signal);
       } else {
         spool = this.newSpool();
         const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
@@ -152,41 +154,52 @@ export class BuiltinScanner implements Scanner {
   }
 
   /**
-   * A stream of declared size: matched while it arrives (readStreamed), spooled only when its head
-   * names a container. The verdict cache is keyed by SHA-256, which only the spool computes, so it
+   * A stream of declared size, or of any size when no signature is placed relative to the end:
+   * matched while it arrives (readStreamed), spooled only when its head names a container. The verdict cache is keyed by SHA-256, which only the spool computes, so it
    * serves containers (whose unpacking it spares) and not plain objects, whose matching is done by
    * the time their last byte is in: hashing them to look up a verdict would cost about what it saves.
    */
   private async scanStreamed(
     state: EngineState,
     input: Exclude<ScanInput, { path: string } | Buffer>,
-    size: number,
+    size: number | undefined,
     rootName: string,
     signal: AbortSignal,
   ): Promise<Verdict> {
+    const limits = this.limits;
     // The stream will exceed the limit (or break its own declaration): no need to read it first.
-    if (size > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
+    if (size !== undefined && size > limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
     const budget = this.newBudget(signal);
-    budget.scannedBytes = size;
-    if (size > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
-    const session = state.matcher.session({ size });
+    budget.scannedBytes = size ?? 0;
+    if (budget.scannedBytes > limits.maxScanSize) throw new LimitHit('MaxScanSize');
+    const session = state.matcher.session(size === undefined ? {} : { size });
     this.counters.scans++;
     const read = await readStreamed(input, {
       size,
+      maxBytes: limits.maxFileSize,
       session,
-      detect: (head) => detectContainer(head, size, this.options.unpackers),
+      // Without a size the head decides alone (no detector reads the size; checked again below).
+      detect: (head) => detectContainer(head, size ?? Number.MAX_SAFE_INTEGER, this.options.unpackers),
       newSpool: () => this.newSpool(),
       signal,
     });
+    if (read.kind === 'too-big') return this.limitVerdict('MaxFileSize', [rootName]);
     if (read.kind === 'size-mismatch') {
       return {
         status: 'error',
         code: 'ERR_SCAN_SIZE',
-        reason: `stream of declared size ${size} delivered ${read.received > size ? 'more' : read.received} bytes`,
+        reason: `stream of declared size ${size} delivered ${read.received > (size ?? 0) ? 'more' : read.received} bytes`,
       };
     }
     const { unpacker, spool } = read;
     try {
+      if (size === undefined) {
+        budget.scannedBytes = read.received;
+        if (read.received > limits.maxScanSize) throw new LimitHit('MaxScanSize');
+        // A detector that did look at the size could name a container now that was not spooled.
+        if (detectContainer(read.head, read.received, this.options.unpackers) !== unpacker)
+          return { status: 'error', code: 'ERR_SCAN_SIZE', reason: 'container type changed with the size' };
+      }
       const names = session.end();
       if (names.length > 0) return { status: 'infected', signature: names[0]!, location: [rootName] };
       if (!unpacker || !spool) return { status: 'clean' };

@@ -1,6 +1,6 @@
 /**
- * Reading a streamed object whose size is declared up front (an HTTP body with Content-Length):
- * the matcher runs on each chunk as it arrives instead of after the last byte, and the bytes are
+ * Reading a streamed object whose size is declared up front (an HTTP body with Content-Length), or
+ * not declared when the database places no signature relative to the end: the matcher runs on each chunk as it arrives instead of after the last byte, and the bytes are
  * kept only when the object's head names a container. Most large downloads are not containers the
  * engine opens (media, disk images, random data), and for them this drops the spool's SHA-256, the
  * write to a temp file and the read back before matching (together ~4.5 ms per MB on the critical
@@ -19,7 +19,9 @@ export const HEAD_BYTES = 4096;
 
 export interface StreamedOptions {
   /** The declared size: the matcher plans EOF-relative offsets with it, so the stream must match it. */
-  size: number;
+  size: number | undefined;
+  /** More bytes than this end the read (maxFileSize). */
+  maxBytes: number;
   session: MatchSession;
   /** The container type the head names, or null. */
   detect(head: Buffer): Unpacker | null;
@@ -29,7 +31,9 @@ export interface StreamedOptions {
 
 export type StreamedObject =
   /** Every declared byte arrived and was matched; `spool` holds them when `unpacker` is set. */
-  | { kind: 'complete'; unpacker: Unpacker | null; spool: Spool | null }
+  | { kind: 'complete'; received: number; head: Buffer; unpacker: Unpacker | null; spool: Spool | null }
+  /** More than maxBytes arrived. */
+  | { kind: 'too-big' }
   /** The stream ended short of, or ran past, its declared size (matching with a wrong size proves nothing). */
   | { kind: 'size-mismatch'; received: number };
 
@@ -44,6 +48,7 @@ export async function readStreamed(
   const stream = input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
   // Chunks of the head until it is judged (then null), and what the judgement gave.
   let head: Buffer[] | null = [];
+  let firstBytes: Buffer = Buffer.alloc(0);
   let headBytes = 0;
   const kept: { unpacker: Unpacker | null; spool: Spool | null } = { unpacker: null, spool: null };
   let received = 0;
@@ -55,7 +60,8 @@ export async function readStreamed(
   const judgeHead = async (parts: Buffer[]) => {
     head = null;
     const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, headBytes);
-    kept.unpacker = o.detect(all.subarray(0, HEAD_BYTES));
+    firstBytes = all.subarray(0, HEAD_BYTES);
+    kept.unpacker = o.detect(firstBytes);
     if (!kept.unpacker) return;
     kept.spool = o.newSpool();
     for (const p of parts) await kept.spool.write(p);
@@ -65,7 +71,7 @@ export async function readStreamed(
       if (o.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
       const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
       received += chunk.length;
-      if (received > o.size) {
+      if (received > (o.size ?? o.maxBytes)) {
         stream.destroy();
         break;
       }
@@ -77,16 +83,16 @@ export async function readStreamed(
         if (headBytes >= HEAD_BYTES) await judgeHead(head);
       }
     }
-    if (head && received === o.size) await judgeHead(head);
+    if (head && received === (o.size ?? received)) await judgeHead(head);
   } catch (e) {
     await kept.spool?.dispose();
     throw e;
   } finally {
     o.signal.removeEventListener('abort', onAbort);
   }
-  if (received !== o.size) {
+  if (received !== (o.size ?? received) || received > o.maxBytes) {
     await kept.spool?.dispose();
-    return { kind: 'size-mismatch', received };
+    return o.size === undefined ? { kind: 'too-big' } : { kind: 'size-mismatch', received };
   }
-  return { kind: 'complete', ...kept };
+  return { kind: 'complete', received, head: firstBytes, ...kept };
 }

@@ -104,6 +104,74 @@ test('a stream of declared size gets the Buffer verdict, however it is cut', asy
   assert.ok(infected > 20 && infected < files.length, `${infected} infected`);
 });
 
+test('without a declared size: streamed alike when no signature counts from the end, else spooled as before', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-streamed-nosize-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = rng(99);
+  const hex = (x: string) => Buffer.from(x, 'latin1').toString('hex');
+  const hashed = r.bytes(5000);
+  const allowed = Buffer.concat([r.bytes(3000), Buffer.from('..ABCDEF..'), r.bytes(100)]);
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const db: Record<string, string> = {
+    'a.ndb': `Bad:0:*:414243444546\nAt10:0:10:${hex('QQQQ')}`,
+    'a.ldb': [
+      `Full;Engine:81-255,Target:0;0;${hex('evil')}::f`,
+      `Size;Engine:51-255,Target:0,FileSize:5000-6000;0;${hex('ZZZZ')}`,
+      `Wide;Engine:81-255,Target:0;0;${hex('trojan')}::w`,
+    ].join('\n'),
+    'a.hdb': `${md5(hashed)}:${hashed.length}:Hashed.Md5`,
+    'a.hsb': `${sha256(hashed.subarray(1))}:*:Hashed.AnySize:73`,
+    'a.fp': `${md5(allowed)}:${allowed.length}:Known.Clean`,
+  };
+  const paths = Object.entries(db).map(([name, text]) => {
+    writeFileSync(join(dir, name), `${text}\n`);
+    return join(dir, name);
+  });
+  const scanner = await createBuiltinScanner({ signatures: paths, cacheEntries: 0 });
+  const eofDb = join(dir, 'eof.ndb');
+  writeFileSync(eofDb, `AtEnd:0:EOF-4:${hex('TAIL')}\n`);
+  const eofScanner = await createBuiltinScanner({ signatures: [eofDb], cacheEntries: 0 });
+  assert.equal((await loadEngine(paths)).matcher.sizeFree, true);
+  const eofEngine = await loadEngine([eofDb]);
+  assert.equal(eofEngine.matcher.sizeFree, false);
+  assert.throws(() => eofEngine.matcher.session({}), /needs the object size/);
+  const noise = () => r.bytes(r.int(0, 9000));
+  const files = [
+    hashed,
+    hashed.subarray(1),
+    allowed,
+    Buffer.concat([r.bytes(10), Buffer.from('QQQQ'), r.bytes(100)]),
+    Buffer.concat([r.bytes(11), Buffer.from('QQQQ'), r.bytes(100)]),
+    Buffer.concat([noise(), Buffer.from(' evil')]),
+    Buffer.concat([noise(), Buffer.from('devil')]),
+    Buffer.concat([noise(), Buffer.from(' evil '), noise()]),
+    Buffer.concat([Buffer.alloc(4000, 0x20), Buffer.from('ZZZZ'), Buffer.alloc(1500, 0x20)]),
+    Buffer.concat([Buffer.alloc(4000, 0x20), Buffer.from('ZZZZ'), Buffer.alloc(2500, 0x20)]),
+    Buffer.concat([noise(), Buffer.from('trojan', 'utf16le')]),
+    Buffer.concat([noise(), Buffer.from('TAIL')]),
+    Buffer.concat([noise(), Buffer.from('TAIL'), r.bytes(1)]),
+    gzipSync(Buffer.concat([Buffer.alloc(100_000, 'text '), EICAR])),
+  ];
+  let infected = 0;
+  for (const data of files) {
+    for (const s of [scanner, eofScanner]) {
+      const whole = await s.scan(data, { name: 'obj' });
+      if (whole.status === 'infected') infected++;
+      for (let k = 0; k < 2; k++) assert.deepEqual(await s.scan(chunked(r, data), { name: 'obj' }), whole);
+    }
+  }
+  assert.ok(infected >= 10, `${infected} infected`);
+
+  const small = await createBuiltinScanner({ cacheEntries: 0, limits: { maxFileSize: 100_000 } });
+  const big = r.bytes(200_000);
+  const over = await small.scan(chunked(r, big), { name: 'big' });
+  assert.ok(over.status === 'infected' && over.signature === 'Heuristics.Limits.Exceeded.MaxFileSize');
+  const scanSize = await createBuiltinScanner({ cacheEntries: 0, limits: { maxScanSize: 100_000 } });
+  const v = await scanSize.scan(chunked(r, big), { name: 'big' });
+  assert.ok(v.status === 'infected' && v.signature === 'Heuristics.Limits.Exceeded.MaxScanSize');
+});
+
 test('a plain stream is never spooled; a container is, and its verdict is cached by SHA-256', async (t) => {
   const spoolDir = mkdtempSync(join(tmpdir(), 'sg-streamed-spool-'));
   t.after(() => rmSync(spoolDir, { recursive: true, force: true }));

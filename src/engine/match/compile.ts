@@ -90,6 +90,8 @@ export interface CompiledDb {
   hashes: HashIndex;
   allow: HashIndex;
   needHead: boolean;
+  /** No pattern is placed relative to the end (EOF-n): a session may start without the size. */
+  sizeFree: boolean;
   /** Signatures dropped here because a part has no anchor; reported by compileMatcher. */
   unanchored: Unanchored[];
 }
@@ -107,6 +109,7 @@ export function compileDb(db: SignatureDb): CompiledDb {
     hashes: new HashIndex(),
     allow: new HashIndex(),
     needHead: false,
+    sizeFree: true,
     unanchored: [],
   };
   for (const h of db.hashes) c.hashes.add(h);
@@ -140,6 +143,7 @@ export function compileDb(db: SignatureDb): CompiledDb {
       c.window = Math.max(c.window, parts[part]!.len + 2);
     });
     if (target !== 0) c.needHead = true;
+    if (sp.offset.kind === 'eof') c.sizeFree = false;
     return pat;
   };
 

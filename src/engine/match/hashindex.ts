@@ -88,6 +88,13 @@ class AlgoIndex {
     return false;
   }
 
+  /** The largest size a signature names (Infinity when one matches any size, -1 when there are none). */
+  maxSize(): number {
+    if (this.anySize) return Number.POSITIVE_INFINITY;
+    const s = this.distinctSizes;
+    return s.length ? s[s.length - 1]! : -1;
+  }
+
   lookup(size: number, digest: Buffer): string | undefined {
     const len = this.len;
     let lo = 0;
@@ -144,6 +151,11 @@ export class HashIndex {
   /** Is an object of `size` bytes worth hashing with `algo`? */
   wants(algo: HashAlgo, size: number): boolean {
     return this.byAlgo[algo].wants(size);
+  }
+
+  /** The largest object a signature of `algo` can match (Infinity: any size; -1: none). */
+  maxSize(algo: HashAlgo): number {
+    return this.byAlgo[algo].maxSize();
   }
 
   /** The signature for this digest (lowercase hex) and size, an exact size winning over `*`. */

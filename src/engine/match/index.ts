@@ -11,7 +11,10 @@ export interface Matcher {
   readonly dbVersion: string;
   /** Signatures the matcher itself could not use (no anchorable bytes); also appended to db.unsupported. */
   readonly unanchored: UnsupportedEntry[];
-  session(opts: { size: number; allMatches?: boolean }): MatchSession;
+  /** Sessions may start without the object's size (no signature is placed relative to the end). */
+  readonly sizeFree: boolean;
+  /** `size` may be left out only when `sizeFree`. */
+  session(opts: { size?: number; allMatches?: boolean }): MatchSession;
 }
 
 class CompiledMatcher implements Matcher {
@@ -30,7 +33,10 @@ class CompiledMatcher implements Matcher {
       reason: `${u.name}: ${u.reason}`,
     }));
   }
-  session(opts: { size: number; allMatches?: boolean }): MatchSession {
+  get sizeFree(): boolean {
+    return this.c.sizeFree;
+  }
+  session(opts: { size?: number; allMatches?: boolean }): MatchSession {
     return new BodyMatchSession(this.c, opts);
   }
 }

@@ -8,19 +8,19 @@
  *  - candidates are verified in ready order (ties: lower part first), so when part i+1 is checked,
  *    every part i that could precede it has been; chains keep, per part, the merged windows where the
  *    next part may start ([end+min, end+max] of each occurrence): bounded by the gap, not the file.
- *  - offsets are absolute because the object's size is known up front (EOF-n needs it).
+ *  - offsets are absolute; the object's size is known up front (EOF-n needs it), or, for a database
+ *    without EOF-relative offsets (`sizeFree`), only at end(): hash digests, logical signatures'
+ *    file sizes and a ::f match ending at the last byte are decided there.
  */
-import { createHash, type Hash } from 'node:crypto';
-import type { HashAlgo } from '../signatures/index.js';
 import { evalLogicalExpr } from '../signatures/lexpr.js';
 import { startWindow } from '../signatures/offset.js';
 import type { AnchorTable } from './anchors.js';
 import type { CompiledDb, CPart, KeyEntry } from './compile.js';
-
 import { targetMatches } from './filetype.js';
+import { ObjectHashes } from './hashing.js';
 
 const HEAD_BYTES = 4096;
-const ALGOS: HashAlgo[] = ['md5', 'sha1', 'sha256'];
+const ALGOS = ['md5', 'sha1', 'sha256'] as const;
 
 interface Cand {
   /** The position by which every byte the candidate needs has arrived. */
@@ -41,7 +41,9 @@ export interface MatchSession {
 }
 
 export class BodyMatchSession implements MatchSession {
-  private readonly size: number;
+  /** Infinity until end() when the size was not given. */
+  private size: number;
+  private readonly sizeKnown: boolean;
   private readonly all: boolean;
   private pos = 0;
   private h = 0;
@@ -57,31 +59,29 @@ export class BodyMatchSession implements MatchSession {
   private readonly lsigCounts = new Map<number, Uint32Array>();
   private head: Buffer | null;
   private headLen = 0;
-  private readonly hashers: Partial<Record<HashAlgo, Hash>> = {};
+  private readonly hashes: ObjectHashes;
   private readonly mayAllow: boolean;
   private stopped = false;
   private ended = false;
 
   constructor(
     private readonly db: CompiledDb,
-    opts: { size: number; allMatches?: boolean },
+    opts: { size?: number; allMatches?: boolean },
   ) {
-    this.size = opts.size;
+    if (opts.size === undefined && !db.sizeFree)
+      throw new Error('this database needs the object size up front');
+    this.sizeKnown = opts.size !== undefined;
+    this.size = opts.size ?? Number.POSITIVE_INFINITY;
     this.all = opts.allMatches ?? false;
-    this.head = db.needHead ? Buffer.alloc(Math.min(HEAD_BYTES, Math.max(0, opts.size))) : null;
-    let allow = false;
-    for (const a of ALGOS) {
-      const needAllow = db.allow.wants(a, this.size);
-      allow ||= needAllow;
-      if (needAllow || db.hashes.wants(a, this.size)) this.hashers[a] = createHash(a);
-    }
-    this.mayAllow = allow;
+    this.head = db.needHead ? Buffer.alloc(Math.min(HEAD_BYTES, Math.max(0, this.size))) : null;
+    this.hashes = new ObjectHashes(db, opts.size);
+    this.mayAllow = this.hashes.mayAllow;
   }
 
   write(chunk: Buffer): void {
     if (this.ended) throw new Error('MatchSession.write after end');
     if (chunk.length === 0) return;
-    for (const a of ALGOS) this.hashers[a]?.update(chunk);
+    this.hashes.update(chunk, this.pos);
     if (this.head && this.headLen < this.head.length) {
       this.headLen += chunk.copy(
         this.head,
@@ -427,19 +427,29 @@ export class BodyMatchSession implements MatchSession {
     this.chunkStart = this.pos;
   }
 
+  /**
+   * The object ended without a declared size: it is `pos` bytes. A ::f match ending at the last
+   * byte was queued to wait for the byte after it (as if more could come); it needs none now.
+   */
+  private learnSize(): void {
+    this.size = this.pos;
+    for (const c of this.pending) {
+      const pat = this.db.patterns[c.pat]!;
+      if (pat.fullword && c.part === pat.parts.length - 1 && c.start + pat.parts[c.part]!.len === this.pos)
+        c.ready = this.pos;
+    }
+  }
+
   end(): string[] {
     if (this.ended) throw new Error('MatchSession.end called twice');
     this.ended = true;
     this.chunk = Buffer.alloc(0);
     this.chunkStart = this.pos;
+    if (!this.sizeKnown) this.learnSize();
     if (!this.stopped) this.settle(this.pos);
     const db = this.db;
     const size = this.size;
-    const digests: Partial<Record<HashAlgo, string>> = {};
-    for (const a of ALGOS) {
-      const h = this.hashers[a];
-      if (h) digests[a] = h.digest('hex');
-    }
+    const digests = this.hashes.digests();
     if (this.mayAllow) {
       for (const a of ALGOS) {
         const d = digests[a];
