@@ -190,19 +190,24 @@ export class HttpSession {
    * reconnects (a resumed TLS session). Returns the function that stops watching.
    */
   private releaseIdleUpstream(): (() => void) | undefined {
-    const up = this.upstream;
+    // Cleared once dropped: the caller's frame holds `stop` until the client's next request, and
+    // through it the closed connection (TLS socket, reader, parser) would stay reachable.
+    let up = this.upstream;
     if (!up) return undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      up?.socket.off('end', drop);
+      up?.socket.off('close', drop);
+      up = null;
+    };
     const drop = () => {
-      if (this.upstream === up) this.dropUpstream(true);
+      if (up && this.upstream === up) this.dropUpstream(true);
+      stop();
     };
     const timer = setTimeout(drop, this.cfg.upstreamIdleTimeout);
     up.socket.once('end', drop);
     up.socket.once('close', drop);
-    return () => {
-      clearTimeout(timer);
-      up.socket.off('end', drop);
-      up.socket.off('close', drop);
-    };
+    return stop;
   }
 
   private async answer(r: ProxyResponse, version: string, headOnly = false): Promise<void> {
