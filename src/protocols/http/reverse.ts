@@ -114,8 +114,8 @@ export async function handleReverse(
       upstream,
       head: first.data,
     });
-    await session.run();
-    return;
+    // Handed over, not awaited: this frame would keep the first upstream for the connection's life.
+    return session.run().then(() => {});
   }
   const sni = first.kind === 'tls' ? first.hello?.sni : undefined;
   const context: SecureContext =
@@ -145,5 +145,5 @@ export async function handleReverse(
     origin: setup.origin,
     upstream,
   });
-  await session.run();
+  return session.run().then(() => {});
 }

@@ -61,7 +61,8 @@ export async function handleTransparent(ctx: ListenerContext, client: Socket): P
     return;
   }
   upstream.on('error', () => {});
-  await runTunnel(ctx, {
+  // Handed over, not awaited: this frame would keep the upstream socket for the connection's life.
+  return runTunnel(ctx, {
     client,
     clientAddress,
     host: dst.address,
