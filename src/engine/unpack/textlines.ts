@@ -80,7 +80,7 @@ const withoutCr = (t: string) => (t.endsWith('\r') ? t.slice(0, -1) : t);
 /**
  * Splits a source's chunks into lines, handed out one at a time so the consumer can say, line by
  * line, which lines it still needs: `next(only)` passes over whole lines that do not start with the
- * byte `only`, found by one native search for LF + that byte instead of a step per line (a MIME body
+ * byte `only`, found by a native search for that byte instead of a step per line (a MIME body
  * between boundaries is ~1,300 base64 lines per 100 KB, none of which the indexer reads). A skipped
  * line may still be handed out (one that straddles chunks); a line starting with `only` never is missed.
  */
@@ -99,7 +99,6 @@ export class LineSplitter {
   /** The inspected start of a line that straddles chunks. */
   private pending: Buffer[] = [];
   private pendingLen = 0;
-  private readonly needles: Buffer[] = [];
 
   constructor(private readonly inspect = MAX_INSPECT) {}
 
@@ -118,8 +117,11 @@ export class LineSplitter {
       const from = this.from;
       if (only >= 0 && this.pendingLen === 0 && from < chunk.length && chunk[from] !== only) {
         // Past every line up to the next one starting with `only`, or to the chunk's last line end.
-        const at = chunk.indexOf(this.needle(only), from);
-        const lf = at >= 0 ? at : chunk.lastIndexOf(LF);
+        // Searched as `only` with a look at the byte before it: a search for the pair LF + `only`
+        // stops at every LF, while "-" (the indexer's byte) never occurs in a base64 body.
+        let at = chunk.indexOf(only, from + 1);
+        while (at >= 0 && chunk[at - 1] !== LF) at = chunk.indexOf(only, at + 1);
+        const lf = at >= 0 ? at - 1 : chunk.lastIndexOf(LF);
         if (lf >= from) {
           // The line ending at lf began at or after `from`: its CR, if any, is in this chunk.
           this.lastEol = lf > from && chunk[lf - 1] === CR ? 2 : 1;
@@ -177,13 +179,6 @@ export class LineSplitter {
     this.lineStart = next;
     this.from = nl + 1;
     return eol;
-  }
-
-  /** LF followed by `b`, made once per byte asked for. */
-  private needle(b: number): Buffer {
-    let n = this.needles[b];
-    if (!n) this.needles[b] = n = Buffer.from([LF, b]);
-    return n;
   }
 }
 
