@@ -226,7 +226,6 @@ export class DotUnstuffer {
 }
 
 /** Content → wire: stuffs leading dots; `end()` gives the closing bytes. */
-const LF_DOT = Buffer.from('\n.', 'latin1');
 const ONE_DOT = Buffer.from('.', 'latin1');
 
 export class DotStuffer {
@@ -240,14 +239,14 @@ export class DotStuffer {
     const parts: Buffer[] = [];
     let start = 0;
     if (this.atLineStart && input[0] === DOT) parts.push(ONE_DOT);
-    // Native search for the two bytes LF "." (a line starting with a dot) rather than a JS step per
-    // line: ordinary mail has none, so the whole chunk passes as one slice. A dot starting the next
-    // chunk after an LF ending this one is caught by atLineStart.
-    let at = input.indexOf(LF_DOT);
-    while (at >= 0) {
-      parts.push(input.subarray(start, at + 1), ONE_DOT);
-      start = at + 1;
-      at = input.indexOf(LF_DOT, at + 1);
+    // Native search for "." with a look at the byte before it (a line starts after an LF) rather
+    // than a JS step per line. A search for the pair LF "." stops at every LF (~1,300 per 100 KB);
+    // base64 bodies, most of a mail's bytes, hold no "." at all, so this passes them in one sweep.
+    // A dot starting the next chunk after an LF ending this one is caught by atLineStart.
+    for (let at = input.indexOf(DOT, 1); at >= 0; at = input.indexOf(DOT, at + 1)) {
+      if (input[at - 1] !== LF) continue;
+      parts.push(input.subarray(start, at), ONE_DOT);
+      start = at;
     }
     parts.push(input.subarray(start));
     this.lastByte = input[input.length - 1]!;
