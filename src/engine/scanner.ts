@@ -106,8 +106,8 @@ export class BuiltinScanner implements Scanner {
   async scan(input: ScanInput, ctx: ScanContext = {}): Promise<Verdict> {
     const state = this.state;
     const rootName = ctx.name ?? ('path' in input && typeof input.path === 'string' ? input.path : 'stream');
-    const timeout = AbortSignal.timeout(this.limits.timeout);
-    const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout]) : timeout;
+    const timeout = new ScanDeadline(this.limits.timeout, ctx.signal);
+    const signal = timeout.signal;
     let spool: Spool | null = null;
     let opened: FileSource | null = null;
     try {
@@ -141,13 +141,14 @@ export class BuiltinScanner implements Scanner {
       );
     } catch (e) {
       if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
-      if (timeout.aborted) return this.limitVerdict('MaxScanTime', [rootName]);
+      if (timeout.expired) return this.limitVerdict('MaxScanTime', [rootName]);
       if (ctx.signal?.aborted)
         return { status: 'error', code: 'ERR_SCAN_ABORTED', reason: 'scan aborted by caller' };
       const err = e as NodeJS.ErrnoException;
       const code = err.code && typeof err.code === 'string' ? err.code : 'ERR_SCAN';
       return { status: 'error', code, reason: err.message };
     } finally {
+      timeout.dispose();
       await spool?.dispose();
       await opened?.close();
     }
@@ -390,6 +391,41 @@ export class BuiltinScanner implements Scanner {
     } finally {
       await spool.dispose();
     }
+  }
+}
+
+/**
+ * The signal a scan runs under: aborted by the caller or at the scan timeout. A plain timer rather
+ * than AbortSignal.timeout + AbortSignal.any, whose weak references and finalizers cost about a
+ * half of the engine's time on a small object (a 100-byte HTTP response: ~18 -> ~9 us per scan).
+ */
+class ScanDeadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  expired = false;
+  private readonly onCallerAbort = () => this.controller.abort();
+
+  constructor(
+    ms: number,
+    private readonly caller?: AbortSignal,
+  ) {
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      this.controller.abort();
+    }, ms);
+    // Like AbortSignal.timeout: a scan in progress does not keep the process alive by itself.
+    this.timer.unref();
+    if (caller?.aborted) this.controller.abort();
+    else caller?.addEventListener('abort', this.onCallerAbort, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.caller?.removeEventListener('abort', this.onCallerAbort);
   }
 }
 
