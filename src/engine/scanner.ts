@@ -396,7 +396,7 @@ export class BuiltinScanner implements Scanner {
 
 /**
  * The signal a scan runs under: aborted by the caller or at the scan timeout. A plain timer rather
- * than AbortSignal.timeout + AbortSignal.any, whose weak references and finalizers cost about a
+ * than AbortSignal.timeout + AbortSignal.any, whose weak references and finalizers cost about
  * half of the engine's time on a small object (a 100-byte HTTP response: ~18 -> ~9 us per scan).
  */
 class ScanDeadline {
