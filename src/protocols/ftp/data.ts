@@ -361,7 +361,7 @@ function drain(stream: Duplex): Promise<void> {
   });
 }
 
-export function setIdle(stream: Duplex, ms: number): () => void {
+function setIdle(stream: Duplex, ms: number): () => void {
   const s = stream as Duplex & { setTimeout?: (ms: number) => void };
   if (!s.setTimeout || !(ms > 0)) return () => {};
   const onTimeout = () =>

@@ -82,7 +82,9 @@ export class TransferGate {
   }
 
   private async forward(chunks: Buffer[]): Promise<void> {
-    await this.send(await this.scan!.push(chunks));
+    const { release, caughtUp } = this.scan!.push(chunks);
+    if (!caughtUp) return this.send(release);
+    await Promise.all([this.send(release), caughtUp]);
   }
 
   private async send(chunks: Buffer[]): Promise<void> {

@@ -42,17 +42,22 @@ export class KeepBackScan {
   }
 
   /**
-   * Gives the scanner a batch (waiting while it lags more than SCAN_LAG behind) and returns the
-   * bytes that are now further than keepBack from the end seen so far: those may be released.
+   * Gives the scanner a batch and returns the bytes that are now further than keepBack from the end
+   * seen so far (those may be released), and, when the scanner lags more than SCAN_LAG behind, a
+   * promise of its catching up: the caller sends the released bytes meanwhile, so the receiver and
+   * the scanner work at the same time, and waits for both before it takes the next batch.
    */
-  async push(chunks: Buffer[]): Promise<Buffer[]> {
+  push(chunks: Buffer[]): { release: Buffer[]; caughtUp: Promise<void> | null } {
+    let caughtUp: Promise<void> | null = null;
     if (!this.answered) {
       for (const c of chunks) this.input.write(c);
-      if (this.input.writableNeedDrain) await this.scannerCaughtUp();
+      if (this.input.writableNeedDrain) caughtUp = this.scannerCaughtUp();
     }
-    for (const c of chunks) this.held.push(c);
-    for (const c of chunks) this.heldBytes += c.length;
-    return this.beyondKeepBack();
+    for (const c of chunks) {
+      this.held.push(c);
+      this.heldBytes += c.length;
+    }
+    return { release: this.beyondKeepBack(), caughtUp };
   }
 
   private beyondKeepBack(): Buffer[] {
