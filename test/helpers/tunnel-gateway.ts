@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { MemoryEventSink, type SecurityEvent } from '../../src/admin/events.js';
 import { configSchema, type TunnelListenerConfig } from '../../src/config/schema.js';
 import { createBuiltinScanner } from '../../src/engine/index.js';
@@ -86,4 +87,24 @@ export function connectClient(
   extra: Partial<TunnelClientOptions> = {},
 ): Promise<TunnelClient> {
   return connect(clientOptions(port, cert, caFile, extra));
+}
+
+/**
+ * A raw mTLS connection to a tunnel listener as `who` (a full handshake: no session is offered, so
+ * it sees the material the server has now); resolves with the socket or the failure.
+ */
+export function dialTunnel(port: number, caPem: string, who: IssuedCert): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: caPem,
+      cert: who.certPem,
+      key: who.keyPem,
+      session: undefined,
+    });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
 }

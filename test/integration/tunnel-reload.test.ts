@@ -11,14 +11,14 @@ import { renameSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { resolveConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/logger.js';
 import type { TunnelClient } from '../../src/protocols/tunnel/client.js';
 import type { TunnelService } from '../../src/protocols/tunnel/index.js';
 import { TestBackend } from '../helpers/tunnel-backend.js';
-import { connectClient, startTunnel, until } from '../helpers/tunnel-gateway.js';
+import { connectClient, dialTunnel, startTunnel, until } from '../helpers/tunnel-gateway.js';
 import { type EchoBackend, startEchoBackend } from '../helpers/tunnel-peers.js';
 import { type IssuedCert, tunnelPki } from '../helpers/tunnel-pki.js';
 
@@ -28,23 +28,7 @@ const RELOAD_TIMEOUT_MS = 500;
 
 type Pki = Awaited<ReturnType<typeof tunnelPki>>;
 
-/** A raw mTLS connection; resolves with the socket or the failure. */
-function dial(port: number, pki: Pki, who: IssuedCert): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({
-      host: '127.0.0.1',
-      port,
-      servername: 'localhost',
-      ca: pki.ca.certPem,
-      cert: who.certPem,
-      key: who.keyPem,
-      // A fresh handshake every time: the point is to see the material the server has now.
-      session: undefined,
-    });
-    s.once('secureConnect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
+const dial = (port: number, pki: Pki, who: IssuedCert) => dialTunnel(port, pki.ca.certPem, who);
 
 /** Serial of the certificate the gateway presents to a new connection. */
 async function servedSerial(port: number, pki: Pki, who: IssuedCert): Promise<string> {
