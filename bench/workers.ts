@@ -8,40 +8,49 @@
  *
  * The clients and the origin run on the same cores as scangate, so the ratio cannot exceed what is
  * left to scangate: the table shows the cores busy (scangate, origin, whole machine) during each run,
- * and the ceiling "cores / cores busy with one worker" — the ratio if everything on the machine,
- * other people's work included, grew with the throughput until every core was busy. A last row
- * measures the machine itself: a pure CPU job in one process vs one per core at once.
+ * CPU ms per MB of each part (scangate's workers — event loop and other threads —, its primary, the
+ * curl clients, the origin), and the ceiling "cores / cores busy with one worker" — the ratio if
+ * everything on the machine, other people's work included, grew with the throughput until every core
+ * was busy. A last row measures the machine itself: a pure CPU job in one process vs one per core.
+ *
+ * Each scangate gets an untimed warm-up of distinct downloads first (JIT, minted leaf, upstream TLS
+ * sessions, the first collection of what loading the database left behind): a gateway runs warm,
+ * and with two workers that warm-up is paid twice. Every timed download is checked from scangate's
+ * side too: one client connection, one TLS handshake and one scan each.
  *
  * Bounded: each figure is a fixed number of downloads; prints a table and writes
- * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported.
+ * bench/results/workers.json. BENCH_ROUNDS (default 3) rounds, median reported;
+ * BENCH_SCANGATE_NODE_ARGS passes node options to scangate (e.g. --cpu-prof, --trace-gc).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { selfSignedCert } from '../test/helpers/pki.js';
 import { genPattern, rng } from '../test/helpers/sigdb.js';
+import { freePort, median } from './lib/https-measure.js';
+import {
+  download,
+  type LoadTarget,
+  machineBusyMs,
+  ORIGIN_SCRIPT,
+  processCpuMs,
+  reapedChildrenCpuMs,
+  scangateCpu,
+} from './lib/workers-load.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const OBJECT_MB = Number(process.env.BENCH_OBJECT_MB ?? 8);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 48);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2 * CLIENTS);
 // A database the size of ClamAV's (bench/match.ts's generator): scanning then costs what it costs in
 // production. BENCH_DB=builtin scans with the built-in signatures only.
 const DB = process.env.BENCH_DB ?? 'generated';
+const NODE_ARGS = process.env.BENCH_SCANGATE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 const children: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -62,69 +71,6 @@ function lineMatching(c: ChildProcess, re: RegExp, ms = 60_000): Promise<string>
     });
     c.once('exit', (code) => reject(new Error(`${c.spawnargs.join(' ')} exited ${code}`)));
   });
-}
-
-/** The origin: an HTTPS server in its own process; /obj/N is OBJECT_MB of bytes unique to N. */
-const ORIGIN = `
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import https from 'node:https';
-const [cert, key, mb] = process.argv.slice(2);
-const base = randomBytes(Number(mb) * 1024 * 1024);
-const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
-  const n = Number(/\\/obj\\/(\\d+)/.exec(req.url ?? '')?.[1] ?? 0);
-  const head = Buffer.from(String(n).padStart(16, '0'));
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': base.length });
-  res.write(head);
-  res.end(base.subarray(head.length));
-});
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
-`;
-
-/** DOWNLOADS downloads by CLIENTS parallel curl processes through the proxy; aggregate MB/s. */
-async function throughput(
-  proxyPort: number,
-  originPort: number,
-  ca: string,
-  unique: boolean,
-  offset: number,
-): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  let bytes = 0;
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (next < DOWNLOADS) {
-        const i = next++;
-        const path = unique ? `/obj/${offset + i}` : '/obj/0';
-        const out = await new Promise<string>((resolve, reject) => {
-          const c = spawn('curl', [
-            '-s',
-            '-o',
-            '/dev/null',
-            '-w',
-            '%{http_code} %{size_download}',
-            '--cacert',
-            ca,
-            '-x',
-            `http://127.0.0.1:${proxyPort}`,
-            `https://localhost:${originPort}${path}`,
-          ]);
-          let s = '';
-          c.stdout.on('data', (d) => {
-            s += d;
-          });
-          c.on('close', () => resolve(s));
-          c.on('error', reject);
-        });
-        const [code, size] = out.split(' ');
-        if (code !== '200' || Number(size) !== OBJECT_MB * 1024 * 1024)
-          throw new Error(`download ${path}: ${out}`);
-        bytes += Number(size);
-      }
-    }),
-  );
-  return bytes / 1024 / 1024 / ((performance.now() - t0) / 1000);
 }
 
 /** 20,000 body signatures of every form and 200,000 hash signatures, seeded (same every run). */
@@ -164,22 +110,25 @@ async function scangate(dir: string, workers: number | 'auto', originCa: string,
       'events: null',
     ].join('\n'),
   );
-  const sg = start(process.execPath, [join(ROOT, 'bin/scangate.js'), 'run', '-c', file], {
+  const sg = start(process.execPath, [...NODE_ARGS, join(ROOT, 'bin/scangate.js'), 'run', '-c', file], {
     SCANGATE_FROM_SOURCE: '1',
   });
   sg.stderr!.on('data', (d) => process.env.BENCH_VERBOSE && process.stderr.write(d));
   await lineMatching(sg, /web \(http\) listening on/, 180_000);
+  // Keep reading: a pipe nobody drains would stall scangate at its next line of output.
+  sg.stdout!.on('data', (d) => process.env.BENCH_VERBOSE && process.stdout.write(d));
   return {
     port,
     pid: sg.pid!,
-    async metric(name: string): Promise<number> {
+    /** Sum of a metric's series, or of those whose labels contain `labels`. */
+    async metric(name: string, labels = ''): Promise<number> {
       const r = await fetch(`http://127.0.0.1:${adminPort}/metrics`, {
         headers: { authorization: 'Bearer bench-token-0123456789abcdef' },
       });
       const text = await r.text();
       return text
         .split('\n')
-        .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        .filter((l) => l.startsWith(`${name} `) || (l.startsWith(`${name}{`) && l.includes(labels)))
         .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     },
     async stop() {
@@ -189,32 +138,89 @@ async function scangate(dir: string, workers: number | 'auto', originCa: string,
   };
 }
 
-/** CPU seconds used so far by a process and its children (cluster workers), from /proc. */
-function cpuSeconds(pid: number): number {
-  let total = 0;
-  const visit = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(f[11]) + Number(f[12])) / 100;
-      for (const t of readdirSync(`/proc/${p}/task`))
-        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ').filter(Boolean))
-          visit(Number(c));
-    } catch {
-      // exited
-    }
+type Scangate = Awaited<ReturnType<typeof scangate>>;
+
+/** One timed run of distinct downloads: throughput, and CPU ms of each part over its wall time. */
+interface Run {
+  mbps: number;
+  wallMs: number;
+  mb: number;
+  cpuMs: {
+    workerMain: number;
+    workerThreads: number;
+    primary: number;
+    clients: number;
+    origin: number;
+    machine: number;
   };
-  visit(pid);
-  return total;
 }
 
-/** Busy CPU seconds of the whole machine so far (every process, ours and others'). */
-function machineBusySeconds(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
-  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
+/** Counters that say what scangate did per download. */
+async function work(sg: Scangate) {
+  return {
+    connections: await sg.metric('scangate_connections_total'),
+    handshakes: await sg.metric('scangate_tls_handshakes_total', 'side="client"'),
+    scanned: await sg.metric('scangate_objects_scanned_total'),
+  };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+async function timedRun(sg: Scangate, target: LoadTarget, originPid: number, paths: string[]): Promise<Run> {
+  const w0 = await work(sg);
+  const sg0 = scangateCpu(sg.pid);
+  const clients0 = reapedChildrenCpuMs();
+  const origin0 = processCpuMs(originPid);
+  const machine0 = machineBusyMs();
+  const t0 = performance.now();
+  const mbps = await download(target, paths, CLIENTS);
+  const wallMs = performance.now() - t0;
+  const sg1 = scangateCpu(sg.pid);
+  const cpuMs = {
+    workerMain: sg1.workers.main - sg0.workers.main,
+    workerThreads: sg1.workers.threads - sg0.workers.threads,
+    primary: sg1.primary.main + sg1.primary.threads - sg0.primary.main - sg0.primary.threads,
+    clients: reapedChildrenCpuMs() - clients0,
+    origin: processCpuMs(originPid) - origin0,
+    machine: machineBusyMs() - machine0,
+  };
+  const w1 = await work(sg);
+  // The same work per download as one curl process per download made: a connection, a full
+  // handshake and a scan each (the metrics are read outside the timed window).
+  for (const k of ['connections', 'handshakes', 'scanned'] as const)
+    if (w1[k] - w0[k] !== paths.length)
+      throw new Error(`${paths.length} downloads but ${w1[k] - w0[k]} ${k} in scangate`);
+  return { mbps, wallMs, mb: (paths.length * target.objectBytes) / 1024 / 1024, cpuMs };
+}
+
+const cores = (run: Run, ms: number) => ms / run.wallMs;
+const perMb = (runs: Run[], part: keyof Run['cpuMs']) => median(runs.map((r) => r.cpuMs[part] / r.mb));
+const f = (n: number) => n.toFixed(2);
+
+/** Per round: cores busy with scangate (all its processes) / the origin / the whole machine. */
+function busyCores(runs: Run[]): string {
+  return runs
+    .map((r) =>
+      [r.cpuMs.workerMain + r.cpuMs.workerThreads + r.cpuMs.primary, r.cpuMs.origin, r.cpuMs.machine]
+        .map((ms) => f(cores(r, ms)))
+        .join('/'),
+    )
+    .join(' ');
+}
+
+/** Median CPU ms per MB of each part. */
+function cpuPerMb(runs: Run[]) {
+  return {
+    workerMain: perMb(runs, 'workerMain'),
+    workerThreads: perMb(runs, 'workerThreads'),
+    primary: perMb(runs, 'primary'),
+    clients: perMb(runs, 'clients'),
+    origin: perMb(runs, 'origin'),
+  };
+}
+
+function cpuPerMbRow(runs: Run[]): string {
+  const p = cpuPerMb(runs);
+  return `${f(p.workerMain)}+${f(p.workerThreads)}/${f(p.primary)}/${f(p.clients)}/${f(p.origin)}`;
+}
 
 async function main() {
   const dir = mkdtempSync(join(os.tmpdir(), 'sg-bench-workers-'));
@@ -223,7 +229,7 @@ async function main() {
     writeFileSync(join(dir, 'origin.crt'), originCert.certPem);
     writeFileSync(join(dir, 'origin.key'), originCert.keyPem);
     const originCa = join(dir, 'origin.crt');
-    writeFileSync(join(dir, 'origin.mjs'), ORIGIN);
+    writeFileSync(join(dir, 'origin.mjs'), ORIGIN_SCRIPT);
     const origin = start(process.execPath, [
       join(dir, 'origin.mjs'),
       originCa,
@@ -231,45 +237,42 @@ async function main() {
       String(OBJECT_MB),
     ]);
     const originPort = (JSON.parse(await lineMatching(origin, /^\{/)) as { port: number }).port;
-    const cores = os.availableParallelism();
+    const cpus = os.availableParallelism();
 
     const signatures = DB === 'builtin' ? [] : writeDatabase(dir);
     const one = await scangate(dir, 1, originCa, signatures);
     const ca = join(dir, 'data', 'ca.crt');
     readFileSync(ca);
     const many = await scangate(dir, 'auto', originCa, signatures);
+    const targetOf = (sg: Scangate): LoadTarget => ({
+      proxyPort: sg.port,
+      originPort,
+      ca,
+      objectBytes: OBJECT_MB * 1024 * 1024,
+    });
+    const objects = (from: number, n: number) => Array.from({ length: n }, (_, i) => `/obj/${from + i}`);
     console.log(
-      `${DOWNLOADS} downloads of ${OBJECT_MB} MB over HTTPS, ${CLIENTS} parallel curl clients; 1 worker vs auto (${cores} workers), ${ROUNDS} rounds alternating; signatures: ${DB === 'builtin' ? 'built-in' : '20,000 body + 200,000 hash (generated)'}…`,
+      `${DOWNLOADS} downloads of ${OBJECT_MB} MB over HTTPS, ${CLIENTS} parallel curl clients; 1 worker vs auto (${cpus} workers), ${ROUNDS} rounds alternating after ${WARMUP} untimed downloads each; signatures: ${DB === 'builtin' ? 'built-in' : '20,000 body + 200,000 hash (generated)'}…`,
     );
-    const r1: number[] = [];
-    const rN: number[] = [];
+    let offset = 1;
+    for (const sg of [one, many]) {
+      if (WARMUP > 0) await download(targetOf(sg), objects(offset, WARMUP), CLIENTS);
+      offset += WARMUP;
+    }
+    const runs1: Run[] = [];
+    const runsN: Run[] = [];
     const c1: number[] = [];
     const cN: number[] = [];
-    // Cores busy during each distinct-object run: scangate (all its processes), origin, whole machine.
-    type Use = { scangateCores: number; originCores: number; machineCores: number };
-    const use1: Use[] = [];
-    const useN: Use[] = [];
-    let offset = 1;
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate which goes first so machine noise falls on both alike.
       const order = round % 2 === 0 ? [one, many] : [many, one];
       for (const sg of order) {
-        const cpu0 = cpuSeconds(sg.pid);
-        const origin0 = cpuSeconds(origin.pid!);
-        const busy0 = machineBusySeconds();
-        const t0 = performance.now();
-        const mbps = await throughput(sg.port, originPort, ca, true, offset);
-        const wall = (performance.now() - t0) / 1000;
+        const run = await timedRun(sg, targetOf(sg), origin.pid!, objects(offset, DOWNLOADS));
+        (sg === one ? runs1 : runsN).push(run);
         offset += DOWNLOADS;
-        (sg === one ? r1 : rN).push(mbps);
-        (sg === one ? use1 : useN).push({
-          scangateCores: (cpuSeconds(sg.pid) - cpu0) / wall,
-          originCores: (cpuSeconds(origin.pid!) - origin0) / wall,
-          machineCores: (machineBusySeconds() - busy0) / wall,
-        });
       }
       for (const sg of order)
-        (sg === one ? c1 : cN).push(await throughput(sg.port, originPort, ca, false, 0));
+        (sg === one ? c1 : cN).push(await download(targetOf(sg), Array(DOWNLOADS).fill('/obj/0'), CLIENTS));
     }
     const shared = await many.metric('scangate_verdict_cache_hits_total');
     const ratio = await many.metric('scangate_verdict_cache_hit_ratio');
@@ -278,21 +281,32 @@ async function main() {
 
     // The price of sharing verdicts: relay 20,000 through a primary to one other worker.
     const ipc = await ipcCost();
-    const machine = await machineScaling(cores);
+    const machine = await machineScaling(cpus);
 
+    const r1 = runs1.map((r) => r.mbps);
+    const rN = runsN.map((r) => r.mbps);
     const results = {
-      machine: { cpu: os.cpus()[0]?.model, cores, node: process.version },
-      setup: { objectMB: OBJECT_MB, clients: CLIENTS, downloads: DOWNLOADS, rounds: ROUNDS, database: DB },
+      machine: { cpu: os.cpus()[0]?.model, cores: cpus, node: process.version },
+      setup: {
+        objectMB: OBJECT_MB,
+        clients: CLIENTS,
+        downloads: DOWNLOADS,
+        warmup: WARMUP,
+        rounds: ROUNDS,
+        database: DB,
+      },
       unique: {
         oneWorkerMBps: r1,
         autoMBps: rN,
         medianOne: median(r1),
         medianAuto: median(rN),
         ratio: median(rN) / median(r1),
-        coresOne: use1,
-        coresAuto: useN,
+        runsOne: runs1,
+        runsAuto: runsN,
+        cpuMsPerMbOne: cpuPerMb(runs1),
+        cpuMsPerMbAuto: cpuPerMb(runsN),
         // If everything on the machine grows with throughput, the whole machine busy allows this much.
-        ceiling: cores / median(use1.map((u) => u.machineCores)),
+        ceiling: cpus / median(runs1.map((r) => cores(r, r.cpuMs.machine))),
       },
       cached: {
         oneWorkerMBps: c1,
@@ -304,44 +318,46 @@ async function main() {
       sharedCache: { hitsAcrossWorkers: shared, hitRatio: ratio, ...ipc },
       machineScaling: machine,
     };
-    const f = (n: number) => n.toFixed(2);
     console.table([
       {
         figure: `distinct ${OBJECT_MB} MB objects, MB/s`,
         '1 worker': f(median(r1)),
-        [`auto (${cores})`]: f(median(rN)),
+        [`auto (${cpus})`]: f(median(rN)),
         ratio: `${f(results.unique.ratio)}×`,
         bar: '≥1.6×',
       },
       {
         figure: 'cores busy: scangate / origin / machine',
-        '1 worker': use1
-          .map((u) => `${f(u.scangateCores)}/${f(u.originCores)}/${f(u.machineCores)}`)
-          .join(' '),
-        [`auto (${cores})`]: useN
-          .map((u) => `${f(u.scangateCores)}/${f(u.originCores)}/${f(u.machineCores)}`)
-          .join(' '),
-        ratio: `ceiling ${f(cores / median(use1.map((u) => u.machineCores)))}×`,
+        '1 worker': busyCores(runs1),
+        [`auto (${cpus})`]: busyCores(runsN),
+        ratio: `ceiling ${f(results.unique.ceiling)}×`,
+        bar: '',
+      },
+      {
+        figure: 'CPU ms/MB: workers loop+threads / primary / curl / origin',
+        '1 worker': cpuPerMbRow(runs1),
+        [`auto (${cpus})`]: cpuPerMbRow(runsN),
+        ratio: '',
         bar: '',
       },
       {
         figure: `same object (cache), MB/s`,
         '1 worker': f(median(c1)),
-        [`auto (${cores})`]: f(median(cN)),
+        [`auto (${cpus})`]: f(median(cN)),
         ratio: `${f(results.cached.ratio)}×`,
         bar: '',
       },
       {
         figure: 'machine: SHA-256 MB/s, 1 vs all cores',
         '1 worker': f(machine.solo),
-        [`auto (${cores})`]: f(machine.parallel),
+        [`auto (${cpus})`]: f(machine.parallel),
         ratio: `${f(machine.ratio)}×`,
-        bar: `≈${cores}× when idle`,
+        bar: `≈${cpus}× when idle`,
       },
       {
         figure: 'verdict sharing IPC, msgs/s',
         '1 worker': '-',
-        [`auto (${cores})`]: f(ipc.relayedPerSecond),
+        [`auto (${cpus})`]: f(ipc.relayedPerSecond),
         ratio: `${f(ipc.microsPerVerdict)} µs/verdict`,
         bar: '',
       },
@@ -353,7 +369,6 @@ async function main() {
   }
 }
 
-/** One primary, two workers: worker A sends 20,000 cache-set messages, the primary relays them to B. */
 /**
  * The machine itself as the peer: SHA-256 over 1 MiB buffers for 2 s in one process, then in as many
  * processes as cores at once. On an idle machine the ratio is about the core count; when other work
@@ -376,6 +391,7 @@ async function machineScaling(cores: number): Promise<{ solo: number; parallel: 
   return { solo, parallel, ratio: parallel / solo };
 }
 
+/** One primary, two workers: worker A sends 20,000 cache-set messages, the primary relays them to B. */
 async function ipcCost(): Promise<{ relayedPerSecond: number; microsPerVerdict: number }> {
   const script = join(os.tmpdir(), `sg-ipc-${process.pid}.mjs`);
   writeFileSync(
