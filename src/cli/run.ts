@@ -12,6 +12,7 @@ import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { type Gateway, type GatewayOptions, startGateway } from '../gateway.js';
 import { createLogger, type Logger } from '../logger.js';
+import { tuneHeapGrowth } from '../util/heap.js';
 import { parseDuration } from '../util/units.js';
 
 export interface RunOptions {
@@ -26,6 +27,8 @@ export function registerRun(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration file')
     .option('--drain <duration>', 'how long SIGTERM waits for sessions to finish (default: drain.timeout)')
     .action(async (opts: RunOptions) => {
+      // Before the database is loaded, in every process (one worker, or the primary and each worker).
+      tuneHeapGrowth();
       const load = (): Promise<Config> =>
         opts.config ? loadConfigFile(opts.config) : Promise.resolve(defaultConfig());
       const config = await load();
