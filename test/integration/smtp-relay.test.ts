@@ -353,6 +353,27 @@ describe('hostile and broken input', { concurrency: false }, () => {
     c.close();
   });
 
+  it('a 3 MB message with dot lines, spooled to disk and sent past the 1 MiB write queue, arrives byte-identical', async () => {
+    const s = await plainServer();
+    const g = await gateway({
+      upstream: `127.0.0.1:${s.port}`,
+      tls: { client: 'none', upstream: 'none' },
+      spoolMemory: 64 * 1024,
+    });
+    const c = await greeted(g.port);
+    const lines = Array.from({ length: 40_000 }, (_, i) =>
+      i % 7 === 0 ? `.line ${i} ${'x'.repeat(60)}` : `line ${i} ${'y'.repeat(64)}`,
+    );
+    const content = `Subject: big\r\n\r\n${lines.join('\r\n')}\r\n`;
+    const r = await sendMail(c, content.replace(/^\./gm, '..'));
+    assert.equal(r?.code, 250, r?.text);
+    assert.equal(s.messages.length, 1);
+    const delivered = withoutScangateHeaders(s.messages[0]!.data).rest.toString('latin1');
+    assert.equal(delivered.length, content.length);
+    assert.ok(delivered === content, 'content byte-identical');
+    c.close();
+  });
+
   it('a silent client gets 421 after idleTimeout', async () => {
     const s = await plainServer();
     const g = await gateway({
