@@ -259,6 +259,26 @@ describe('tunnel frame codec', () => {
     );
   });
 
+  it('writer reuses its slab only when the sink says it let go of the bytes', () => {
+    const seen: Buffer[] = [];
+    let letGo = true;
+    const w = new FrameWriter((b) => {
+      seen.push(letGo ? Buffer.from(b) : b);
+      return letGo;
+    });
+    for (let i = 0; i < 200; i++) w.push(FrameType.RESPONSE, i, Buffer.alloc(1000, i)); // 3+ slabs
+    w.flush();
+    letGo = false;
+    for (let i = 200; i < 400; i++) w.push(FrameType.RESPONSE, i, Buffer.alloc(1000, i));
+    w.flush();
+    // Bytes handed over without a copy were never overwritten by later frames.
+    const got = decodeAll(seen, new FrameDecoder());
+    assert.deepEqual(
+      got.map((f) => [f.id, f.payload[999]]),
+      Array.from({ length: 400 }, (_, i) => [i, i & 0xff]),
+    );
+  });
+
   it('error payloads round-trip and malformed ones do not throw', () => {
     assert.deepEqual(decodeErrorPayload(encodeErrorPayload(ErrorCode.BACKEND_LOST, 'gone ✓')), {
       code: ErrorCode.BACKEND_LOST,

@@ -14,7 +14,14 @@ import type { Socket } from 'node:net';
 import type { EventSink } from '../../admin/events.js';
 import type { Logger } from '../../logger.js';
 import { formatHostPort, UpstreamFirstConnector } from '../../net/connect.js';
-import { decodeErrorPayload, ErrorCode, FrameDecoder, FrameType, FrameWriter } from './frame.js';
+import {
+  decodeErrorPayload,
+  ErrorCode,
+  FrameDecoder,
+  FrameType,
+  FrameWriter,
+  writeThrough,
+} from './frame.js';
 import { Heartbeat } from './heartbeat.js';
 
 /** Where a forwarded request came from: a client session (or a test). */
@@ -126,7 +133,7 @@ class BackendConnection {
     this.socket = socket;
     socket.setNoDelay(true);
     const decoder = new FrameDecoder({ maxPayload: this.o.maxPayload });
-    this.writer = new FrameWriter((b) => socket.write(b));
+    this.writer = new FrameWriter(writeThrough(socket));
     this.heartbeat = new Heartbeat(
       this.o.heartbeatIntervalMs,
       this.o.heartbeatTimeoutMs,

@@ -23,6 +23,7 @@ import {
   FrameError,
   FrameType,
   FrameWriter,
+  writeThrough,
 } from './frame.js';
 import { Heartbeat } from './heartbeat.js';
 import { sessionMacs } from './keys.js';
@@ -229,7 +230,7 @@ export class TunnelClient extends EventEmitter {
   private attach(socket: TLSSocket): void {
     const macs = sessionMacs(socket);
     const decoder = new FrameDecoder({ maxPayload: this.o.maxPayload, mac: macs.gatewayToClient });
-    const writer = new FrameWriter((b) => socket.write(b), macs.clientToGateway);
+    const writer = new FrameWriter(writeThrough(socket), macs.clientToGateway);
     const heartbeat = new Heartbeat(
       this.o.heartbeatIntervalMs,
       this.o.heartbeatTimeoutMs,

@@ -42,11 +42,12 @@ export class MessageSession implements RequestOrigin {
     const macs = sessionMacs(socket);
     this.decoder = new FrameDecoder({ maxPayload: ctx.cfg.maxFrameSize, mac: macs.clientToGateway });
     this.writer = new FrameWriter((b) => {
-      if (socket.destroyed) return;
+      if (socket.destroyed) return false;
       socket.write(b);
       // Not on every `false` from write(): a batch bigger than the 16 KB high-water mark returns
       // false, and pausing/resuming the socket on every batch costs two epoll updates each time.
       if (socket.writableLength > WRITE_HIGH_WATER && !this.paused) this.pause();
+      return socket.writableLength === 0; // written at once: the writer may reuse its slab
     }, macs.gatewayToClient);
     this.heartbeat = new Heartbeat(
       ctx.cfg.heartbeat.interval,
