@@ -27,8 +27,6 @@ export function registerRun(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration file')
     .option('--drain <duration>', 'how long SIGTERM waits for sessions to finish (default: drain.timeout)')
     .action(async (opts: RunOptions) => {
-      // Before the database is loaded, in every process (one worker, or the primary and each worker).
-      tuneHeapGrowth();
       const load = (): Promise<Config> =>
         opts.config ? loadConfigFile(opts.config) : Promise.resolve(defaultConfig());
       const config = await load();
@@ -46,6 +44,7 @@ export function registerRun(program: Command): void {
         return runPrimary(config, logger, load, workers);
       }
       const gateway = await startGateway(config, logger);
+      tuneHeapGrowth();
       for (const line of gateway.banner()) process.stdout.write(`${line}\n`);
       handleSignals(gateway, logger, load, opts);
     });
@@ -65,6 +64,7 @@ export function handleSignals(
         if (opts.drain) next.drain.timeout = parseDuration(opts.drain);
         return gateway.reload(next);
       })
+      .then(() => tuneHeapGrowth())
       .catch((e: Error) => logger.error({ err: e.message }, 'reload failed; keeping the running state'));
   });
   let stopping = false;

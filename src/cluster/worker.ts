@@ -8,6 +8,7 @@ import { registry } from '../admin/metrics.js';
 import type { Config } from '../config/schema.js';
 import { startGateway } from '../gateway.js';
 import type { Logger } from '../logger.js';
+import { tuneHeapGrowth } from '../util/heap.js';
 import { ClusterVerdictCache } from './cache.js';
 import { isSgMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
@@ -40,6 +41,7 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
     process.stderr.write(`scangate: worker: ${err.code ? `${err.code}: ` : ''}${err.message}\n`);
     process.exit(2);
   }
+  tuneHeapGrowth();
 
   let draining = false;
   const drain = (deadlineMs?: number) => {
@@ -69,6 +71,7 @@ export async function runWorker(config: Config, logger: Logger, load: () => Prom
           .then(async (next) => {
             if (cache) cache.epoch = msg.epoch;
             await gateway.reload(next);
+            tuneHeapGrowth();
             send({ t: 'sg:reloaded', epoch: msg.epoch });
           })
           .catch((e: Error) => {

@@ -13,24 +13,35 @@
  * on a machine whose cores the workers fill, the helper threads take their time from the workers.
  *
  * A fixed 50 % growth (limit ≈ 1.5 × live) took bench/workers from 36 full collections in six rounds
- * of downloads to 2, for at most half the live heap of extra garbage. An operator who wants another
- * trade-off starts node with --heap-growing-percent=N, which is then left alone.
+ * of downloads to 2, for at most half the live heap of extra garbage. Only for a large heap, though:
+ * for a small one V8 picks up to 4× itself, and a fixed 1.5 doubled the tunnel gateway's CPU per
+ * message (bench/tunnel, built-in signatures: ~30 % of it in full collections). An operator who
+ * wants another trade-off starts node with --heap-growing-percent=N, which is then left alone.
  */
-import { setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 
 export const HEAP_GROWING_PERCENT = 50;
+/** Heap in use once the database is loaded above which the growth is fixed (built-in only: ~15 MB). */
+export const LARGE_HEAP_BYTES = 64 * 1024 * 1024;
 
-/** The V8 flag to set, or null when the node command line already chose a growth. */
-export function heapGrowthFlag(execArgv: readonly string[]): string | null {
+/**
+ * The V8 flag to set for a heap of `usedBytes` (0 gives V8 its own choice back), or null when the
+ * node command line already chose a growth.
+ */
+export function heapGrowthFlag(execArgv: readonly string[], usedBytes: number): string | null {
   const given = execArgv.some((a) => /^--heap[-_]growing[-_]percent(=|$)/.test(a));
-  return given ? null : `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
+  if (given) return null;
+  return `--heap-growing-percent=${usedBytes >= LARGE_HEAP_BYTES ? HEAP_GROWING_PERCENT : 0}`;
 }
 
 /**
- * Applies the growth to this process. Call it before loading the database: the flag is read at each
- * full collection, so later collections use it whatever ran before.
+ * Applies the growth that suits the heap now. Call it once the database is loaded (at start and after
+ * each reload): the flag is read at each full collection, so the following ones use it.
  */
-export function tuneHeapGrowth(execArgv: readonly string[] = process.execArgv): void {
-  const flag = heapGrowthFlag(execArgv);
+export function tuneHeapGrowth(
+  execArgv: readonly string[] = process.execArgv,
+  usedBytes = getHeapStatistics().used_heap_size,
+): void {
+  const flag = heapGrowthFlag(execArgv, usedBytes);
   if (flag) setFlagsFromString(flag);
 }
