@@ -100,10 +100,21 @@ export function splice(a: SpliceSocket, b: SpliceSocket, opts: SpliceOptions = {
  * goes out on the TCP socket beneath it.
  */
 export function resetConnection(socket: Socket | Duplex): void {
+  // After end() our FIN is on its way and a reset buys nothing; worse, Node 20 then loses the
+  // handle (libuv refuses the reset of a shutting-down socket with EINVAL, the wrap is marked
+  // closing all the same): the descriptor leaks and the process spins at exit.
+  if ((socket as Duplex).writableEnded) {
+    (socket as Duplex).destroy();
+    return;
+  }
   let s: unknown = socket;
   for (let depth = 0; depth < 3 && s; depth++) {
     const candidate = s as Socket & { _parent?: unknown; _handle?: { constructor?: { name?: string } } };
-    if (typeof candidate.resetAndDestroy === 'function' && candidate._handle?.constructor?.name === 'TCP') {
+    if (
+      typeof candidate.resetAndDestroy === 'function' &&
+      candidate._handle?.constructor?.name === 'TCP' &&
+      !candidate.writableEnded
+    ) {
       try {
         candidate.resetAndDestroy();
         if (candidate !== socket) (socket as Duplex).destroy();

@@ -150,3 +150,15 @@ test('resetConnection sends RST: the peer sees ECONNRESET', async () => {
   resetConnection(a);
   assert.equal(await err, 'ECONNRESET');
 });
+
+test('resetConnection after end() still closes the socket (Node loses a reset-while-shutting handle)', async () => {
+  const { a } = await topology();
+  a.on('error', () => {});
+  const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+  a.end();
+  resetConnection(a);
+  // Before the fix the reset was refused (EINVAL), no 'close' ever came and the process spun at exit.
+  const never = new Promise<'never'>((resolve) => setTimeout(() => resolve('never'), 10_000).unref());
+  assert.notEqual(await Promise.race([closed, never]), 'never', "no 'close' after the reset");
+  assert.equal(a.destroyed, true);
+});
