@@ -239,12 +239,24 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
   test('the server refuses a streamed upload when it starts: its reply reaches the client, the session goes on', async (t) => {
     if (!havePeers(t)) return;
     const { gw } = await gateway('none');
+    const c = await FtpControl.open(gw.port);
+    assert.match(await c.reply(), /^220 /);
+    await c.send('USER anonymous');
+    assert.match(await c.reply(), /^230 /);
+    await c.send('EPSV');
+    const port = Number(/\|\|\|(\d+)\|/.exec(await c.reply())![1]);
     // vsftpd cannot create a file in a folder that does not exist: 553, once holdLimit is passed.
-    const up = await curl(gw, 'none', '/pub/no-such-folder/x.bin', ['--ftp-method', 'nocwd', '-T', CLEAN]);
-    assert.notEqual(up.code, 0);
-    assert.match(up.stderr, /< 553 /);
-    const list = await curl(gw, 'none', '/pub/', []);
-    assert.equal(list.code, 0, list.stderr);
+    await c.send('STOR /pub/no-such-folder/x.bin');
+    assert.match(await c.reply(), /^150 /);
+    const d = connect(port, '127.0.0.1');
+    d.on('error', () => {});
+    await new Promise((r) => d.once('connect', r));
+    d.end(clean);
+    assert.match(await c.reply(), /^553 /);
+    await c.send('NOOP');
+    assert.match(await c.reply(), /^200 /, 'the session goes on');
+    d.destroy();
+    c.close();
   });
 
   test('streamed upload over maxFileSize: 552, nothing stored, nothing left in the spool', async (t) => {
