@@ -1,6 +1,6 @@
 /**
  * The verdict cache shared by several scangate processes through Redis (DESIGN 7: "verdict cache in
- * Redis"), layered under each process's memory LRU. Keys are prefix + database version + SHA-256, so a
+ * Redis"), layered under each process's memory LRU. Keys are prefix + database key (version + digest of what was loaded) + SHA-256, so a
  * database reload never reads an old verdict and no sweep is needed (entries expire by TTL). Redis is
  * an accelerator only: an unreachable, slow or misbehaving Redis is a cache miss, never a failed scan.
  */

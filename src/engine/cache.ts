@@ -1,7 +1,8 @@
 /**
  * Verdict cache: the same content is scanned once. Keyed by SHA-256 of the whole object and the
- * database version, so a signature update invalidates every entry without a sweep (ClamAV keys its
- * clean-file cache by hash as well, and drops it on reload). Errors are never cached.
+ * database (its version and a digest of every file loaded), so a signature update invalidates every
+ * entry without a sweep (ClamAV keys its clean-file cache by hash as well, and drops it on reload).
+ * Errors are never cached.
  */
 import type { Verdict } from './types.js';
 

@@ -32,7 +32,14 @@ export async function loadEngine(paths: string[]): Promise<LoadedEngine> {
   const matcher = compileMatcher(parsed);
   const { version, total, counts, unsupported, buildTime, versionNumber } = parsed;
   const db: DatabaseSummary = { version, total, counts, unsupported, buildTime, versionNumber };
-  return { db, matcher, version, signatures: total, loadMs: performance.now() - t0 };
+  return {
+    db,
+    matcher,
+    version,
+    signatures: total,
+    cacheKey: `${version}-${parsed.digest.slice(0, 16)}`,
+    loadMs: performance.now() - t0,
+  };
 }
 
 export interface BuiltinScannerFactoryOptions {

@@ -35,6 +35,8 @@ export interface EngineState {
   matcher: Matcher;
   version: string;
   signatures: number;
+  /** Names the database in verdict-cache keys (SignatureDb.digest); `version` when absent. */
+  cacheKey?: string;
 }
 
 export interface BuiltinScannerOptions {
@@ -85,6 +87,11 @@ export class BuiltinScanner implements Scanner {
       signatures: this.state.signatures,
       databaseVersion: this.state.version,
     };
+  }
+
+  /** What verdicts of the current database are cached under (the database's part of the key). */
+  cacheKey(): string {
+    return this.state.cacheKey ?? this.state.version;
   }
 
   /** Hits and misses of the verdict cache (memory and, when configured, Redis). */
@@ -232,10 +239,11 @@ export class BuiltinScanner implements Scanner {
     counted = false,
   ): Promise<Verdict> {
     const cache = this.options.cache;
-    const cached = await cache?.get(state.version, sha256);
+    const key = state.cacheKey ?? state.version;
+    const cached = await cache?.get(key, sha256);
     if (cached) return withRoot(cached, rootName);
-    const key = `${state.version}\0${sha256}`;
-    const running = this.inflight.get(key);
+    const inflightKey = `${key}\0${sha256}`;
+    const running = this.inflight.get(inflightKey);
     if (running) {
       const joined = await running.catch(() => null);
       // The first requester's failure (its abort, its timeout) is not ours: scan for ourselves then.
@@ -249,15 +257,15 @@ export class BuiltinScanner implements Scanner {
     const scanning = run().then(async (v) => {
       const verdict = withoutRoot(v);
       if (cache && (verdict.status === 'clean' || verdict.status === 'infected')) {
-        await cache.set(state.version, sha256, verdict);
+        await cache.set(key, sha256, verdict);
       }
       return verdict;
     });
-    this.inflight.set(key, scanning);
+    this.inflight.set(inflightKey, scanning);
     try {
       return withRoot(await scanning, rootName);
     } finally {
-      if (this.inflight.get(key) === scanning) this.inflight.delete(key);
+      if (this.inflight.get(inflightKey) === scanning) this.inflight.delete(inflightKey);
     }
   }
 

@@ -29,7 +29,7 @@ test('spooled inputs (memory and temp file) are judged like the bytes and cached
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const cache = new MemoryVerdictCache(100);
   const scanner = await createBuiltinScanner({ cache });
-  const version = scanner.version().databaseVersion;
+  const version = scanner.cacheKey();
   const infected = Buffer.concat([randomBytes(3000), EICAR, randomBytes(5000)]);
   const clean = randomBytes(300_000);
   for (const memoryLimit of [1024 * 1024, 1024]) {
@@ -57,7 +57,7 @@ test('an input that did not come from a Spool carries no digest and is hashed by
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const cache = new MemoryVerdictCache(100);
   const scanner = await createBuiltinScanner({ cache });
-  const version = scanner.version().databaseVersion;
+  const version = scanner.cacheKey();
   const path = join(dir, 'eicar.com');
   writeFileSync(path, EICAR);
   const input = { path };

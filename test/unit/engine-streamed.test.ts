@@ -217,7 +217,7 @@ test('a plain stream is never spooled; a container is, and its verdict is cached
     location: ['z.zip', 'inner/eicar.com'],
   });
   assert.ok(spooled, 'the container was spooled');
-  const version = scanner.version().databaseVersion;
+  const version = scanner.cacheKey();
   const sha = createHash('sha256').update(zip).digest('hex');
   assert.equal((await cache.get(version, sha))?.status, 'infected');
   const hits = cache.stats().hits;

@@ -157,6 +157,7 @@ export class SignatureDbBuilder {
 
   /** Adds already-parsed signatures (the built-in set). */
   addParsed(sigs: { hashes?: HashSig[]; bodies?: BodySig[] }): void {
+    this.content.update(`builtin\0${JSON.stringify(sigs)}\0`);
     this.hashes.push(...(sigs.hashes ?? []));
     this.bodies.push(...(sigs.bodies ?? []));
   }
@@ -182,6 +183,7 @@ export class SignatureDbBuilder {
       total: hashes.length + bodies.length + logicals.length,
       unsupported: this.unsupported,
       version: this.cvdVersion !== undefined ? String(this.cvdVersion) : `local-${digest.slice(0, 12)}`,
+      digest,
       ...(this.cvdVersion !== undefined
         ? { versionNumber: this.cvdVersion, buildTime: this.cvdBuildTime }
         : {}),

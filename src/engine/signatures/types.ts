@@ -75,6 +75,12 @@ export interface SignatureDb {
   readonly version: string;
   readonly versionNumber?: number;
   readonly buildTime?: string;
+  /**
+   * SHA-256 (hex) of everything loaded: files, CVD members, the built-in set. Unlike `version`, which
+   * names the newest CVD for people, it changes with a local .ndb/.hdb added beside that CVD, so
+   * verdicts cached under it (shared Redis included) are never those of another database.
+   */
+  readonly digest: string;
   readonly hashes: HashSig[];
   readonly bodies: BodySig[];
   readonly logicals: LogicalSig[];
