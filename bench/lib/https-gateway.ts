@@ -1,11 +1,12 @@
 /**
  * The gateway under benchmark: `scangate run -c CONFIG` from the TypeScript sources (so a stale
- * dist/ never stands in for the checkout), in this process, plus one bench-only control. Started
- * with --expose-gc; on SIGUSR2 it runs full garbage collections, asks glibc to hand back the free
- * memory it caches (malloc_trim, through koffi), and prints one JSON line {"memory": {...}} with
- * process.memoryUsage() figures. So the bench compares memory in use rather than garbage or freed
- * pages the allocator kept from an earlier phase (RSS after freeing a thousand TLS sessions otherwise
- * depends on whether a GC happened to run before or after they were freed).
+ * dist/ never stands in for the checkout), in this process, plus one bench-only control. For the
+ * memory figures it is started with --expose-gc; on SIGUSR2 it then runs full garbage collections,
+ * asks glibc to hand back the free memory it caches (malloc_trim, through koffi), and prints one
+ * JSON line {"memory": {...}} with process.memoryUsage() figures. So the bench compares memory in
+ * use rather than garbage or freed pages the allocator kept from an earlier phase (RSS after freeing
+ * a thousand TLS sessions otherwise depends on whether a GC happened to run before or after they
+ * were freed).
  */
 import { createRequire } from 'node:module';
 
