@@ -6,6 +6,8 @@
  */
 import { PassThrough } from 'node:stream';
 import type { Scanner, Verdict } from '../../engine/types.js';
+import { drained } from '../../util/drained.js';
+import { KeepBackTail } from '../../util/keep-back-tail.js';
 
 /** Bytes the scanner may lag behind before the relay waits for it. */
 const SCAN_LAG = 1024 * 1024;
@@ -16,15 +18,10 @@ export class KeepBackScan {
   private readonly abort = new AbortController();
   /** The scanner has answered (it may do so before reading everything, e.g. a hit, or a no-op scanner). */
   private answered = false;
-  /** Held bytes, oldest first: at most keepBack, plus part of one chunk being split. */
-  private held: Buffer[] = [];
-  private heldBytes = 0;
+  private readonly held: KeepBackTail;
 
-  constructor(
-    scanner: Scanner,
-    private readonly keepBack: number,
-    name: string,
-  ) {
+  constructor(scanner: Scanner, keepBack: number, name: string) {
+    this.held = new KeepBackTail(keepBack);
     this.verdict = scanner
       .scan(this.input, { name, signal: this.abort.signal })
       .catch(
@@ -51,48 +48,11 @@ export class KeepBackScan {
     let caughtUp: Promise<void> | null = null;
     if (!this.answered) {
       for (const c of chunks) this.input.write(c);
-      if (this.input.writableNeedDrain) caughtUp = this.scannerCaughtUp();
-    }
-    for (const c of chunks) {
-      this.held.push(c);
-      this.heldBytes += c.length;
-    }
-    return { release: this.beyondKeepBack(), caughtUp };
-  }
-
-  private beyondKeepBack(): Buffer[] {
-    const out: Buffer[] = [];
-    let excess = this.heldBytes - this.keepBack;
-    while (excess > 0) {
-      const first = this.held[0]!;
-      if (first.length <= excess) {
-        out.push(first);
-        this.held.shift();
-        excess -= first.length;
-        this.heldBytes -= first.length;
-      } else {
-        // The boundary falls inside this chunk: its front goes, its end stays held.
-        out.push(first.subarray(0, excess));
-        this.held[0] = first.subarray(excess);
-        this.heldBytes -= excess;
-        excess = 0;
-      }
-    }
-    return out;
-  }
-
-  private scannerCaughtUp(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.input.off('drain', done);
-        this.input.off('close', done);
-        resolve();
-      };
-      this.input.once('drain', done);
-      this.input.once('close', done);
       // The scanner may answer without reading on (and the input then closes, above, on its own).
-      this.verdict.then(done, done);
-    });
+      if (this.input.writableNeedDrain) caughtUp = drained(this.input, this.verdict);
+    }
+    for (const c of chunks) this.held.push(c);
+    return { release: this.held.beyondKeepBack(), caughtUp };
   }
 
   /** The input is complete: the verdict on all of it. */
@@ -103,16 +63,12 @@ export class KeepBackScan {
 
   /** The held tail, for a delivery after a clean verdict. */
   takeTail(): Buffer[] {
-    const tail = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    return tail;
+    return this.held.takeAll();
   }
 
   /** Stops the scan (the transfer failed); the held tail is dropped. */
   async cancel(): Promise<void> {
-    this.held = [];
-    this.heldBytes = 0;
+    this.held.takeAll();
     this.abort.abort();
     this.input.destroy();
     await this.verdict;

@@ -20,6 +20,8 @@ import type { Writable } from 'node:stream';
 import { PassThrough, pipeline, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Scanner, Verdict } from '../../engine/types.js';
+import { drained } from '../../util/drained.js';
+import { KeepBackTail } from '../../util/keep-back-tail.js';
 import { HeldBody } from './held-body.js';
 
 export interface BodySink {
@@ -102,26 +104,6 @@ class ScanLane {
   }
 }
 
-/** Resolves on 'drain', or when the stream closes or fails, or when `settled` does (the scan ended). */
-function drained(stream: Writable, settled: Promise<unknown>): Promise<void> {
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      stream.off('drain', finish);
-      stream.off('close', finish);
-      stream.off('error', finish);
-      resolve();
-    };
-    // The scanner may finish (and stop reading) without this stream ever draining or closing.
-    settled.then(finish, finish);
-    stream.once('drain', finish);
-    stream.once('close', finish);
-    stream.once('error', finish);
-  });
-}
-
 /** Content codings in the order to undo them (outermost first); null when one is unknown. */
 export function contentCodings(contentEncoding: string | undefined): string[] | null {
   if (!contentEncoding) return [];
@@ -193,9 +175,8 @@ export class ScannedBody {
   private abort: AbortController | null = null;
   private mode: 'hold' | 'stream';
   private held: HeldBody | null = null;
-  /** Streaming: bytes not yet released, oldest first, at most keepBack plus one chunk. */
-  private tail: Buffer[] = [];
-  private tailBytes = 0;
+  /** Streaming: bytes not yet released. */
+  private tail: KeepBackTail;
   private begun = false;
   private received = 0;
   private finished = false;
@@ -207,6 +188,7 @@ export class ScannedBody {
     private readonly sink: BodySink,
   ) {
     this.decode = decodedLaneCodings(opts.contentEncoding);
+    this.tail = new KeepBackTail(opts.keepBack);
     if (opts.size !== undefined && opts.size > opts.holdLimit) {
       this.mode = 'stream';
       this.startLanes();
@@ -261,7 +243,6 @@ export class ScannedBody {
     }
     await this.feedLanes(chunk);
     this.tail.push(chunk);
-    this.tailBytes += chunk.length;
     await this.releaseBeyondKeepBack();
   }
 
@@ -272,18 +253,10 @@ export class ScannedBody {
     this.mode = 'stream';
     this.startLanes();
     try {
-      const cut = Math.max(0, held.size - this.opts.keepBack);
-      let pos = 0;
       for await (const c of held.read()) {
         await this.feedLanes(c);
-        if (pos + c.length <= cut) await this.release([c]);
-        else {
-          if (pos < cut) await this.release([c.subarray(0, cut - pos)]);
-          const kept = pos < cut ? c.subarray(cut - pos) : c;
-          this.tail.push(kept);
-          this.tailBytes += kept.length;
-        }
-        pos += c.length;
+        this.tail.push(c);
+        await this.releaseBeyondKeepBack();
       }
     } finally {
       await held.dispose();
@@ -300,20 +273,7 @@ export class ScannedBody {
   }
 
   private async releaseBeyondKeepBack(): Promise<void> {
-    const out: Buffer[] = [];
-    while (this.tail.length && this.tailBytes - this.tail[0]!.length >= this.opts.keepBack) {
-      const c = this.tail.shift()!;
-      this.tailBytes -= c.length;
-      out.push(c);
-    }
-    // One big chunk may straddle the boundary: release its front part.
-    const over = this.tailBytes - this.opts.keepBack;
-    if (over > 0 && this.tail.length) {
-      const first = this.tail[0]!;
-      this.tail[0] = first.subarray(over);
-      this.tailBytes -= over;
-      out.push(first.subarray(0, over));
-    }
+    const out = this.tail.beyondKeepBack();
     if (out.length) await this.release(out);
   }
 
@@ -341,9 +301,7 @@ export class ScannedBody {
           await this.release([], true);
         }
       } else {
-        await this.release(this.tail, true);
-        this.tail = [];
-        this.tailBytes = 0;
+        await this.release(this.tail.takeAll(), true);
       }
       return { deliver: true, streamed: this.begun, verdict };
     } finally {
@@ -389,7 +347,7 @@ export class ScannedBody {
   private async dispose(): Promise<void> {
     const held = this.held;
     this.held = null;
-    this.tail = [];
+    this.tail.takeAll();
     await held?.dispose();
   }
 
