@@ -10,13 +10,13 @@
  * paths, so the ratio measures the relay and its scanning, not a client library.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { which } from '../test/helpers/peers.js';
+import { benchMail } from './lib/bench-mail.js';
 import { postfixUnavailable, startPostfix } from './lib/smtp-postfix.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -89,33 +89,10 @@ function nextBody(b: Body): Buffer {
   return copy;
 }
 
-/** A ~MESSAGE_KB message: a text part and a random (clean) base64 attachment, CRLF, dot-safe. */
+/** A ~MESSAGE_KB message (bench/lib/bench-mail.ts) with the DATA terminator. */
 function message(unique: boolean): Body {
-  const raw = randomBytes(Math.floor(((MESSAGE_KB * 1024 - 600) * 3) / 4));
-  const b64 = raw.toString('base64').replace(/.{1,76}/g, '$&\r\n');
-  const template = Buffer.from(
-    [
-      'From: bench@example.org',
-      'To: rcpt@example.net',
-      'Subject: scangate smtp bench',
-      'MIME-Version: 1.0',
-      'Content-Type: multipart/mixed; boundary="bnd"',
-      '',
-      '--bnd',
-      'Content-Type: text/plain; charset=utf-8',
-      '',
-      'The quarterly figures are attached.',
-      '--bnd',
-      'Content-Type: application/octet-stream; name="figures.bin"',
-      'Content-Transfer-Encoding: base64',
-      'Content-Disposition: attachment; filename="figures.bin"',
-      '',
-      `${b64}--bnd--`,
-      '.',
-      '',
-    ].join('\r\n'),
-  );
-  return { template, serialAt: template.indexOf('filename="figures.bin"') + 28, unique };
+  const { template, serialAt } = benchMail(MESSAGE_KB);
+  return { template: Buffer.concat([template, Buffer.from('.\r\n')]), serialAt, unique };
 }
 
 /**

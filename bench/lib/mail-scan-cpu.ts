@@ -5,42 +5,15 @@
  * `npm run bench`, it has no peer): `node --import tsx bench/lib/mail-scan-cpu.ts`, add
  * `--cpu-prof` to see where the time goes. MAIL_KB, MAILS, ROUNDS tune it.
  */
-import { randomBytes } from 'node:crypto';
 import { createBuiltinScanner } from '../../src/engine/index.js';
+import { benchMail } from './bench-mail.js';
 
 const MAIL_KB = Number(process.env.MAIL_KB ?? 100);
 const MAILS = Number(process.env.MAILS ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 
-function message(): { template: Buffer; serialAt: number } {
-  const raw = randomBytes(Math.floor(((MAIL_KB * 1024 - 600) * 3) / 4));
-  const b64 = raw.toString('base64').replace(/.{1,76}/g, '$&\r\n');
-  const template = Buffer.from(
-    [
-      'From: bench@example.org',
-      'To: rcpt@example.net',
-      'Subject: scangate smtp bench',
-      'MIME-Version: 1.0',
-      'Content-Type: multipart/mixed; boundary="bnd"',
-      '',
-      '--bnd',
-      'Content-Type: text/plain; charset=utf-8',
-      '',
-      'The quarterly figures are attached.',
-      '--bnd',
-      'Content-Type: application/octet-stream; name="figures.bin"',
-      'Content-Transfer-Encoding: base64',
-      'Content-Disposition: attachment; filename="figures.bin"',
-      '',
-      `${b64}--bnd--`,
-      '',
-    ].join('\r\n'),
-  );
-  return { template, serialAt: template.indexOf('filename="figures.bin"') + 28 };
-}
-
 const scanner = await createBuiltinScanner({ cacheEntries: 1 });
-const { template, serialAt } = message();
+const { template, serialAt } = benchMail(MAIL_KB);
 let serial = 0;
 const mails = Array.from({ length: MAILS }, () => {
   const m = Buffer.from(template);
