@@ -137,15 +137,19 @@ export class Spool<D extends boolean = true> {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.filePath = join(this.dir, `spool-${process.pid}-${randomBytes(8).toString('hex')}`);
       this.fh = await open(this.filePath, 'w+', 0o600);
-      for (const c of this.chunks) await this.fh.write(c);
+      if (this.chunks.length) await this.fh.writev(this.chunks);
       this.chunks = [];
       this.memBytes = 0;
     }
     await this.fh.write(chunk);
   }
 
-  /** Ends writing; returns the source and the SHA-256 of everything written (null without a digest). */
+  /**
+   * Ends writing; returns the source and the SHA-256 of everything written (null without a digest).
+   * Called again, it returns the same.
+   */
   async finish(): Promise<{ source: ObjectSource; sha256: SpoolDigest<D> }> {
+    if (this.source) return { source: this.source, sha256: this.sha256 as SpoolDigest<D> };
     const sha256 = this.hash ? this.hash.digest('hex') : null;
     this.sha256 = sha256;
     if (this.fh) {

@@ -19,10 +19,10 @@
 import type { Writable } from 'node:stream';
 import { PassThrough, pipeline, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
+import { BufferSource, type ObjectSource, Spool } from '../../engine/source.js';
 import type { Scanner, Verdict } from '../../engine/types.js';
 import { drained } from '../../util/drained.js';
 import { KeepBackTail } from '../../util/keep-back-tail.js';
-import { HeldBody } from './held-body.js';
 
 export interface BodySink {
   /** Called once, before the first byte is released: the message head must go out now. */
@@ -174,7 +174,8 @@ export class ScannedBody {
   private lanes: ScanLane[] | null = null;
   private abort: AbortController | null = null;
   private mode: 'hold' | 'stream';
-  private held: HeldBody | null = null;
+  /** Holding: the body so far (the engine's Spool, so the scan takes its digest, not a second pass). */
+  private held: Spool | null = null;
   /** Streaming: bytes not yet released. */
   private tail: KeepBackTail;
   private begun = false;
@@ -194,7 +195,7 @@ export class ScannedBody {
       this.startLanes();
     } else {
       this.mode = 'hold';
-      this.held = new HeldBody(opts.spoolMemory ?? 1024 * 1024, opts.spoolDir);
+      this.held = new Spool({ memoryLimit: opts.spoolMemory ?? 1024 * 1024, dir: opts.spoolDir });
     }
   }
 
@@ -253,7 +254,8 @@ export class ScannedBody {
     this.mode = 'stream';
     this.startLanes();
     try {
-      for await (const c of held.read()) {
+      const { source } = await held.finish();
+      for await (const c of chunksOf(source)) {
         await this.feedLanes(c);
         this.tail.push(c);
         await this.releaseBeyondKeepBack();
@@ -294,10 +296,10 @@ export class ScannedBody {
           verdict: verdict as Exclude<Verdict, { status: 'clean' }>,
         };
       if (this.held) {
-        const whole = this.held.buffer();
-        if (whole) await this.release(whole.length ? [whole] : [], true);
+        const { source } = await this.held.finish();
+        if (source instanceof BufferSource) await this.release(source.size ? [source.buffer] : [], true);
         else {
-          for await (const c of this.held.read()) await this.release([c]);
+          for await (const c of chunksOf(source)) await this.release([c]);
           await this.release([], true);
         }
       } else {
@@ -316,20 +318,21 @@ export class ScannedBody {
 
   /**
    * A held body is scanned whole, once complete: from memory as a Buffer, or by path from its temp
-   * file, so the engine neither copies it through a stream nor writes it to disk a second time.
+   * file, with the SHA-256 its Spool computed as the bytes arrived, so the engine neither copies it
+   * through a stream, nor writes it to disk a second time, nor reads it back to hash it.
    */
-  private async heldVerdict(held: HeldBody): Promise<Verdict> {
+  private async heldVerdict(held: Spool): Promise<Verdict> {
     const { scanner, name } = this.opts;
-    const whole = held.buffer();
+    const { source } = await held.finish();
     const scans: Promise<Verdict>[] = [
       scanner
-        .scan(whole ?? { path: held.path! }, { name, size: held.size })
+        .scan(held.scanInput(), { name, size: source.size })
         .catch((e: Error): Verdict => scanFailure(e)),
     ];
     if (this.decode.length) {
       const lane = new ScanLane(scanner, decoders(this.decode), name);
       scans.push(lane.verdict);
-      for await (const c of held.read()) await lane.write(c);
+      for await (const c of chunksOf(source)) await lane.write(c);
       lane.end();
     }
     return combine(await Promise.all(scans));
@@ -354,6 +357,15 @@ export class ScannedBody {
   get isFinished(): boolean {
     return this.finished;
   }
+}
+
+/** Size of the pieces a held body is read back in. */
+const READ_CHUNK = 256 * 1024;
+
+/** A finished Spool's bytes in order: the one Buffer when in memory, else pieces of its file. */
+function chunksOf(source: ObjectSource): AsyncIterable<Buffer> | Buffer[] {
+  if (source instanceof BufferSource) return source.size ? [source.buffer] : [];
+  return source.stream(0, source.size, READ_CHUNK);
 }
 
 /** Infected wins over error, error over clean. */
