@@ -3,11 +3,10 @@
  * clamd client libraries talk to scangate's engine over TCP or a unix socket as they would to clamd.
  */
 import { chmod, mkdir } from 'node:fs/promises';
-import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { ClamdListenerConfig } from '../../config/schema.js';
-import { createTcpListener } from '../../net/listener.js';
 import type { RunningService } from '../../net/service.js';
+import { startSessionListener } from '../../net/session-listener.js';
 import { parseAddress } from '../../util/units.js';
 import { type ClamdContext, type ClamdDeps, createClamdContext } from './context.js';
 import { ClamdSession } from './session.js';
@@ -22,26 +21,16 @@ export async function startClamdListener(cfg: ClamdListenerConfig, deps: ClamdDe
   const ctx = createClamdContext(cfg, deps);
   const target = parseAddress(cfg.listen);
   if ('path' in target) await mkdir(dirname(target.path), { recursive: true });
-  const listener = await createTcpListener({
-    name: cfg.name,
-    listen: cfg.listen,
-    allow: cfg.allow,
-    maxConnections: cfg.maxConnections,
-    logger: ctx.log,
-    onConnection: (socket: Socket) => {
-      socket.on('error', () => {});
-      socket.setNoDelay(true);
+  const service = await startSessionListener({
+    listener: cfg,
+    protocol: 'clamd',
+    log: ctx.log,
+    session: (socket) => {
       ctx.connections.open++;
       socket.once('close', () => ctx.connections.open--);
       new ClamdSession(ctx, socket).start();
     },
   });
   if ('path' in target && cfg.socketMode) await chmod(target.path, Number.parseInt(cfg.socketMode, 8));
-  return {
-    name: cfg.name,
-    protocol: 'clamd',
-    address: listener.address,
-    context: ctx,
-    close: (deadlineMs?: number) => listener.close(deadlineMs),
-  };
+  return { ...service, context: ctx };
 }
