@@ -12,6 +12,19 @@ export type Verdict =
   | { status: 'infected'; signature: string; location: string[] }
   | { status: 'error'; reason: string; code?: string };
 
+/**
+ * The verdict for a scan that threw instead of answering (a remote scanner gone, a spool that could
+ * not be read): `error`, keeping the error's code when it has a string one, so the protocols answer
+ * it as a scanner failure (HTTP 503, SMTP 451, FTP 451) and never as clean.
+ */
+export function scanFailure(e: unknown): Verdict {
+  const err = e as { message?: string; code?: unknown };
+  const reason = err?.message ?? String(e);
+  return typeof err?.code === 'string'
+    ? { status: 'error', reason, code: err.code }
+    : { status: 'error', reason };
+}
+
 export interface ScanContext {
   /** Name of the outermost object, used as the first element of `location` (a file name, 'body', 'mail'). */
   name?: string;

@@ -5,7 +5,7 @@
  * receiver therefore never has the whole file before the verdict: an infected one is cut short.
  */
 import { PassThrough } from 'node:stream';
-import type { Scanner, Verdict } from '../../engine/types.js';
+import { type Scanner, scanFailure, type Verdict } from '../../engine/types.js';
 import { drained } from '../../util/drained.js';
 import { KeepBackTail } from '../../util/keep-back-tail.js';
 
@@ -24,13 +24,7 @@ export class KeepBackScan {
     this.held = new KeepBackTail(keepBack);
     this.verdict = scanner
       .scan(this.input, { name, signal: this.abort.signal })
-      .catch(
-        (e: Error): Verdict => ({
-          status: 'error',
-          reason: e.message,
-          code: (e as { code?: string }).code,
-        }),
-      )
+      .catch(scanFailure)
       .finally(() => {
         this.answered = true;
         this.input.destroy();

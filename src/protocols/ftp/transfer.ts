@@ -18,7 +18,7 @@
 import type { Duplex } from 'node:stream';
 import type { SecurityEvent } from '../../admin/events.js';
 import { Spool } from '../../engine/source.js';
-import type { Verdict } from '../../engine/types.js';
+import { scanFailure, type Verdict } from '../../engine/types.js';
 import { existingWithTail } from './append.js';
 import type { FtpCommand } from './command.js';
 import type { FtpContext } from './context.js';
@@ -117,7 +117,7 @@ async function judgeHeld(h: TransferHost, spool: Spool, name: string): Promise<F
   try {
     verdict = await h.ctx.deps.scanner.scan(spool.scanInput(), { name, size: spool.size });
   } catch (e) {
-    verdict = { status: 'error', reason: (e as Error).message };
+    verdict = scanFailure(e);
   }
   return refusalFor(h, verdict, name, false);
 }

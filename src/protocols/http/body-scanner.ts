@@ -20,7 +20,7 @@ import type { Writable } from 'node:stream';
 import { PassThrough, pipeline, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import { BufferSource, type ObjectSource, Spool } from '../../engine/source.js';
-import type { Scanner, Verdict } from '../../engine/types.js';
+import { type Scanner, scanFailure, type Verdict } from '../../engine/types.js';
 import { drained } from '../../util/drained.js';
 import { KeepBackTail } from '../../util/keep-back-tail.js';
 
@@ -136,10 +136,6 @@ export function decodedLaneCodings(contentEncoding: string | undefined): string[
 
 function decoders(codings: string[]): Writable[] {
   return codings.map((c) => DECODERS.get(c)!());
-}
-
-function scanFailure(e: Error): Verdict {
-  return { status: 'error', reason: e.message, code: (e as { code?: string }).code };
 }
 
 /**
@@ -325,9 +321,7 @@ export class ScannedBody {
     const { scanner, name } = this.opts;
     const { source } = await held.finish();
     const scans: Promise<Verdict>[] = [
-      scanner
-        .scan(held.scanInput(), { name, size: source.size })
-        .catch((e: Error): Verdict => scanFailure(e)),
+      scanner.scan(held.scanInput(), { name, size: source.size }).catch(scanFailure),
     ];
     if (this.decode.length) {
       const lane = new ScanLane(scanner, decoders(this.decode), name);
