@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { registry } from '../../src/admin/metrics.js';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { Scanner } from '../../src/engine/types.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
@@ -38,6 +39,15 @@ let ca: TestCa;
 let scanner: Scanner;
 const servers = new Map<Style, Vsftpd>();
 const cleanups: (() => Promise<void>)[] = [];
+
+/** Completed handshakes of the 'files' listener by side, from the process-wide metrics registry. */
+async function handshakes(): Promise<Record<string, number>> {
+  const metric = registry.getSingleMetric('scangate_tls_handshakes_total');
+  const out: Record<string, number> = {};
+  for (const v of (await metric?.get())?.values ?? [])
+    if (v.labels.listener === 'files') out[String(v.labels.side)] = v.value;
+  return out;
+}
 
 function havePeers(t: import('node:test').TestContext): boolean {
   return !!(peer(t, 'vsftpd') && peer(t, 'lftp') && peer(t, 'curl'));
@@ -126,6 +136,27 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
       rmSync(back);
     });
   }
+
+  test('every TLS handshake, control and data, both legs, is counted in /metrics', async (t) => {
+    if (!havePeers(t)) return;
+    const { gw } = await gateway('explicit', 'explicit');
+    const before = await handshakes();
+    const small = join(dir, 'metrics-small.bin');
+    writeFileSync(small, randomBytes(4096));
+    const r = await lftp(
+      gw,
+      'explicit',
+      'pasv',
+      `put ${small} -o /pub/metrics-small.bin; get /pub/metrics-small.bin -o ${small}.back`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const now = await handshakes();
+    const delta = (side: string) => (now[side] ?? 0) - (before[side] ?? 0);
+    // The control connection, then one data connection for the STOR and one for the RETR, each side
+    // of the gateway (lftp may list once more; never fewer).
+    assert.ok(delta('client') >= 3, `client handshakes: ${delta('client')}`);
+    assert.ok(delta('upstream') >= 3, `upstream handshakes: ${delta('upstream')}`);
+  });
 
   test('server leg in active mode (EPRT toward vsftpd) while the client uses PASV', async (t) => {
     if (!havePeers(t)) return;

@@ -5,9 +5,11 @@
  * the client's own address and an unprivileged port (RFC 2577 §3, FTP bounce). After `EPSV ALL`
  * (RFC 2428 §4) only EPSV is accepted.
  */
+
 import type { Duplex } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
+import { observeTls } from '../../admin/metrics.js';
 import { formatHostPort, UpstreamFirstConnector } from '../../net/connect.js';
 import { format227, format229, type HostPort, parseEprtArg, parsePortArg, sameAddress } from './address.js';
 import type { FtpCommand } from './command.js';
@@ -119,7 +121,7 @@ export class ClientDataSetup {
       p.kind === 'passive'
         ? await p.listener.accept()
         : await connector.connect(p.target.host, p.target.port, { timeoutMs, localAddress: this.o.local });
-    return tls ? serveTls(tcp, tls, timeoutMs) : tcp;
+    return tls ? observeTls(this.o.ctx.cfg.name, 'client', serveTls(tcp, tls, timeoutMs)) : tcp;
   }
 
   drop(): void {

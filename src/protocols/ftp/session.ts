@@ -12,10 +12,12 @@
  * - Everything else passes one command, one reply at a time, so the server's own answers reach the
  *   client unchanged.
  */
+
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import type { SecurityEvent } from '../../admin/events.js';
+import { observeTls } from '../../admin/metrics.js';
 import { ScangateError } from '../../errors.js';
 import { formatHostPort } from '../../net/connect.js';
 import { resetConnection } from '../../net/splice.js';
@@ -105,7 +107,11 @@ export class FtpSession implements TransferHost {
   private async implicitTls(): Promise<TLSSocket> {
     const tls = new TLSSocket(this.socket, { isServer: true, secureContext: await this.clientTlsContext() });
     tls.on('error', () => {});
-    await withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+    await withTimeout(
+      observeTls(this.ctx.cfg.name, 'client', handshake(tls)),
+      this.ctx.cfg.headerTimeout,
+      () => new Error('TLS handshake timeout'),
+    );
     return tls;
   }
 
@@ -334,7 +340,11 @@ export class FtpSession implements TransferHost {
         'ftp: client pipelined bytes after AUTH: discarded',
       );
     try {
-      await withTimeout(handshake(tls), this.ctx.cfg.headerTimeout, () => new Error('TLS handshake timeout'));
+      await withTimeout(
+        observeTls(this.ctx.cfg.name, 'client', handshake(tls)),
+        this.ctx.cfg.headerTimeout,
+        () => new Error('TLS handshake timeout'),
+      );
     } catch (e) {
       this.log.info(
         { client: this.clientAddress, err: (e as Error).message },

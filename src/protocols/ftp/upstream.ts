@@ -10,6 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { observeTls } from '../../admin/metrics.js';
 import { UpstreamError } from '../../errors.js';
 import { formatHostPort, UpstreamFirstConnector } from '../../net/connect.js';
 import { connectUpstreamTls, verificationFailure } from '../../tls/upstream.js';
@@ -85,7 +86,7 @@ export class ServerLeg {
     let certificate: PeerCertificate | null = null;
     let socket: Socket | TLSSocket;
     if (cfg.tls.upstream === 'implicit') {
-      const u = await connectUpstreamTls(tlsOptions);
+      const u = await observeTls(cfg.name, 'upstream', connectUpstreamTls(tlsOptions));
       socket = u.socket;
       certificate = u.certificate;
     } else {
@@ -110,7 +111,11 @@ export class ServerLeg {
           throw new UpstreamError('ERR_UPSTREAM_TLS', `${where} refused AUTH TLS (${replySummary(auth)})`);
         let sock: TLSSocket | null = null;
         const dropped = await channel.upgradeAsync(async (raw) => {
-          const u = await connectUpstreamTls({ ...tlsOptions, socket: raw });
+          const u = await observeTls(
+            cfg.name,
+            'upstream',
+            connectUpstreamTls({ ...tlsOptions, socket: raw }),
+          );
           certificate = u.certificate;
           sock = u.socket;
           return u.socket;
@@ -209,7 +214,7 @@ export class ServerLeg {
   private dataTls(opts: { socket?: Socket; port?: number }, session: Buffer | undefined): Promise<TLSSocket> {
     const up = this.ctx.deps.tls.upstream;
     const where = formatHostPort(this.ctx.target.host, opts.port ?? this.ctx.target.port);
-    return connectUpstreamTls({
+    const handshake = connectUpstreamTls({
       host: this.ctx.target.host,
       port: opts.port ?? this.ctx.target.port,
       // Checked below: a resumed session shows no certificate (the control connection's was verified,
@@ -231,6 +236,7 @@ export class ServerLeg {
       u.socket.on('session', (s: Buffer) => this.rememberSession(s));
       return u.socket;
     });
+    return observeTls(this.ctx.cfg.name, 'upstream', handshake);
   }
 
   private async passivePort(): Promise<number> {
