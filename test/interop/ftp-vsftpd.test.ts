@@ -140,7 +140,7 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
   test('every TLS handshake, control and data, both legs, is counted in /metrics', async (t) => {
     if (!havePeers(t)) return;
     const { gw } = await gateway('explicit', 'explicit');
-    const before = await handshakes();
+    const was = await handshakes();
     const small = join(dir, 'metrics-small.bin');
     writeFileSync(small, randomBytes(4096));
     const r = await lftp(
@@ -151,7 +151,7 @@ describe('FTP gateway with vsftpd (require_ssl_reuse=YES)', { concurrency: false
     );
     assert.equal(r.code, 0, r.stderr);
     const now = await handshakes();
-    const delta = (side: string) => (now[side] ?? 0) - (before[side] ?? 0);
+    const delta = (side: string) => (now[side] ?? 0) - (was[side] ?? 0);
     // The control connection, then one data connection for the STOR and one for the RETR, each side
     // of the gateway (lftp may list once more; never fewer).
     assert.ok(delta('client') >= 3, `client handshakes: ${delta('client')}`);
