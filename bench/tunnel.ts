@@ -169,6 +169,21 @@ function pushAndCountBounded(s: tls.TLSSocket, chunk: Buffer, limit: { bytes: nu
   });
 }
 
+/**
+ * What one connection negotiates with a gateway: TLS version, cipher, and how many session tickets
+ * the server sends (each one costs the server a session encoding; both gateways must do the same work).
+ */
+async function negotiated(port: number, c: Creds): Promise<string> {
+  const s = await dial(port, c);
+  let tickets = 0;
+  s.on('session', () => tickets++);
+  const kx = s.getEphemeralKeyInfo() as { name?: string };
+  const suite = `${s.getProtocol()} ${s.getCipher().standardName} ${kx.name ?? ''}`;
+  await pushAndCount(s, Buffer.from('x'), 1);
+  s.destroy();
+  return `${suite}, ${tickets} session ticket(s)`;
+}
+
 /** New connections/s: CONNECTORS loops of handshake → 1 byte → answer → close, for SECONDS. */
 async function connectionRate(port: number, c: Creds): Promise<number> {
   const one = Buffer.from('x');
@@ -351,6 +366,8 @@ async function main(): Promise<void> {
   const stunnel = start('stunnel4', [stunnelConf]);
   await Promise.all([sgStream, sgMessage, stStream, stMessage].map((p) => waitPort(p)));
 
+  const agreed = { scangate: await negotiated(sgStream, creds), stunnel: await negotiated(stStream, creds) };
+  console.error(`negotiated: scangate ${agreed.scangate}; stunnel ${agreed.stunnel}`);
   const r = {
     throughput: {
       scangate: [] as number[],
@@ -469,6 +486,7 @@ async function main(): Promise<void> {
   console.log(
     `  stream: ${STREAMS} parallel streams; connections: ${CONNECTORS} parallel dialers, full handshakes (no resumption)`,
   );
+  console.log(`  negotiated: scangate ${agreed.scangate}; stunnel4 ${agreed.stunnel}`);
   console.log(
     `  messages: one connection, ${WINDOW} requests in flight; stunnel column = same frames without MAC through its byte tunnel\n`,
   );
@@ -482,7 +500,7 @@ async function main(): Promise<void> {
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(
     join(ROOT, 'bench/results/tunnel.json'),
-    `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, streams: STREAMS, connectors: CONNECTORS, window: WINDOW, medians: m, raw: r }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, streams: STREAMS, connectors: CONNECTORS, window: WINDOW, negotiated: agreed, medians: m, raw: r }, null, 2)}\n`,
   );
   pki.dir.cleanup();
 }
