@@ -133,9 +133,9 @@ export class BuiltinScanner implements Scanner {
         source = new BufferSource(input);
         sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
       } else if (ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
-        return await this.scanStreamed(state, input, ctx.size, rootName, signal);
+        return await this.scanStreamed(state, input, ctx.size, rootName, signal, ctx.decideEarly === true);
       } else if (state.matcher.sizeFree) {
-        return await this.scanStreamed(state, input, undefined, rootName, signal);
+        return await this.scanStreamed(state, input, undefined, rootName, signal, ctx.decideEarly === true);
       } else {
         spool = this.newSpool();
         const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
@@ -173,6 +173,7 @@ export class BuiltinScanner implements Scanner {
     size: number | undefined,
     rootName: string,
     signal: AbortSignal,
+    decideEarly: boolean,
   ): Promise<Verdict> {
     const limits = this.limits;
     // The stream will exceed the limit (or break its own declaration): no need to read it first.
@@ -190,7 +191,10 @@ export class BuiltinScanner implements Scanner {
       detect: (head) => detectContainer(head, size ?? Number.MAX_SAFE_INTEGER, this.options.unpackers),
       newSpool: () => this.newSpool(),
       signal,
+      decideEarly,
     });
+    if (read.kind === 'decided')
+      return { status: 'infected', signature: read.signature, location: [rootName] };
     if (read.kind === 'too-big') return this.limitVerdict('MaxFileSize', [rootName]);
     if (read.kind === 'size-mismatch') {
       return {

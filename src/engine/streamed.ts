@@ -27,11 +27,15 @@ export interface StreamedOptions {
   detect(head: Buffer): Unpacker | null;
   newSpool(): Spool;
   signal: AbortSignal;
+  /** Stop reading once the session has decided (ScanContext.decideEarly). */
+  decideEarly: boolean;
 }
 
 export type StreamedObject =
   /** Every declared byte arrived and was matched; `spool` holds them when `unpacker` is set. */
   | { kind: 'complete'; received: number; head: Buffer; unpacker: Unpacker | null; spool: Spool | null }
+  /** The session decided before the end (decideEarly): the rest was not read. */
+  | { kind: 'decided'; signature: string }
   /** More than maxBytes arrived. */
   | { kind: 'too-big' }
   /** The stream ended short of, or ran past, its declared size (matching with a wrong size proves nothing). */
@@ -76,6 +80,11 @@ export async function readStreamed(
         break;
       }
       o.session.write(chunk);
+      if (o.decideEarly && o.session.decided) {
+        // Leaving the loop destroys the stream: the caller stops feeding it on the verdict.
+        await kept.spool?.dispose();
+        return { kind: 'decided', signature: o.session.decided };
+      }
       if (kept.spool) await kept.spool.write(chunk);
       else if (head) {
         head.push(chunk);

@@ -32,6 +32,12 @@ export interface ScanContext {
   signal?: AbortSignal;
   /** Size when known in advance (Content-Length, SIZE), lets the engine plan EOF-relative matching. */
   size?: number;
+  /**
+   * The caller acts on a verdict that comes before the stream's end and stops feeding it (a relay
+   * that cuts a download as soon as it is known infected). Without it the engine reads every byte
+   * first, as a protocol that answers only after the whole object (clamd INSTREAM) needs.
+   */
+  decideEarly?: boolean;
 }
 
 export interface ScannerVersion {

@@ -102,6 +102,19 @@ function route(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
       const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream' };
       if (url.searchParams.get('chunked') !== '1')
         headers['Content-Length'] = size + (tail ? EICAR.length : 0);
+      // eicarAt=N: EICAR after the first N bytes, the rest of `size` after it.
+      const at = url.searchParams.get('eicarAt');
+      if (at !== null) {
+        headers['Content-Length'] = size + EICAR.length;
+        res.writeHead(200, headers);
+        const head = bigStream(Number(at));
+        head.pipe(res, { end: false });
+        head.on('end', () => {
+          res.write(EICAR);
+          bigStream(size - Number(at), 2).pipe(res);
+        });
+        return;
+      }
       res.writeHead(200, headers);
       const s = bigStream(size);
       s.pipe(res, { end: !tail });

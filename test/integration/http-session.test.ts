@@ -188,6 +188,29 @@ describe('http session through curl', () => {
     );
   });
 
+  it('cuts a streamed download as soon as it is known infected, not at its end', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    const before = events.events.length;
+    const size = 80 * 1024 * 1024;
+    const r = await curl(bin, [...viaProxy(), url(`/big?size=${size}&eicarAt=${2 * 1024 * 1024}`)], {
+      sink: async (s) => {
+        let n = 0;
+        for await (const c of s) n += (c as Buffer).length;
+        return n;
+      },
+      timeoutMs: 120_000,
+    });
+    assert.notEqual(r.code, 0, 'curl sees an incomplete transfer');
+    // Cut near the signature (2 MB in), not after relaying the rest of the 80 MB.
+    assert.ok((r.sinkResult as number) < 2 * 1024 * 1024, `client got ${r.sinkResult} bytes`);
+    const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+    assert.deepEqual(
+      ev.map((e) => [e.action, e.signature]),
+      [['partiallyblocked', 'Eicar-Signature']],
+    );
+  });
+
   it('answers 502 naming the reason when the origin is down', async (t) => {
     const bin = peer(t, 'curl');
     if (!bin) return;
@@ -330,15 +353,21 @@ describe('http session limits and edge cases', () => {
     const bin = peer(t, 'curl');
     if (!bin) return;
     const file = join(dir, 'big-infected.bin');
-    writeFileSync(file, Buffer.concat([randomBytes(3_000_000), EICAR]));
-    const seen = origin.requests.length;
-    const before = events.events.length;
-    const r = await curl(bin, [...viaProxy(), '-D', '-', '--data-binary', `@${file}`, url('/upload')]);
-    assert.equal(splitHead(r.stdout).status, 403);
-    await new Promise((res) => setTimeout(res, 100));
-    assert.equal(origin.requests.slice(seen).filter((q) => q.url === '/upload').length, 0);
-    const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
-    assert.equal(ev[0]?.action, 'partiallyblocked');
+    // EICAR at the end, then 1.5 MB into 40 MB (decided early: the client still reads its 403).
+    for (const content of [
+      Buffer.concat([randomBytes(3_000_000), EICAR]),
+      Buffer.concat([randomBytes(1_500_000), EICAR, randomBytes(40_000_000)]),
+    ]) {
+      writeFileSync(file, content);
+      const seen = origin.requests.length;
+      const before = events.events.length;
+      const r = await curl(bin, [...viaProxy(), '-D', '-', '--data-binary', `@${file}`, url('/upload')]);
+      assert.equal(splitHead(r.stdout).status, 403);
+      await new Promise((res) => setTimeout(res, 100));
+      assert.equal(origin.requests.slice(seen).filter((q) => q.url === '/upload').length, 0);
+      const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+      assert.equal(ev[0]?.action, 'partiallyblocked');
+    }
   });
 
   it('serves HTTP/1.0 clients close-delimited and answers HEAD without a body', async () => {

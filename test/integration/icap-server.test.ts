@@ -288,6 +288,23 @@ describe('ICAP RESPMOD/REQMOD verdicts', () => {
     assert.ok(events.events.some((e) => e.protocol === 'icap' && e.action === 'partiallyblocked'));
   });
 
+  it(
+    'a streamed body found infected before its end is cut then, without waiting for the rest',
+    { timeout: 60_000 },
+    async () => {
+      const p = await start({ holdLimit: '64KB', keepBack: '16KB', spoolMemory: '16KB' });
+      const body = Buffer.concat([randomBytes(200_000), EICAR, randomBytes(8 * 1024 * 1024)]);
+      const whole = respmod(body, { chunkSizes: [65536] }).first;
+      const c = await IcapClient.open(p);
+      // Only the first 400 KB of the request: the server must answer (by cutting) from what it has.
+      c.write(whole.subarray(0, 400_000));
+      await assert.rejects(c.read(), /connection closed/, 'cut before the body ended');
+      c.close();
+      const last = events.events.filter((e) => e.protocol === 'icap').at(-1);
+      assert.deepEqual([last?.action, last?.signature], ['partiallyblocked', EICAR_NAME]);
+    },
+  );
+
   it('a client with a copy (Allow: 204) waits for the whole verdict; one without gets the answer streamed', async () => {
     const body = randomBytes(300_000);
     const held = await once(port, respmod(body, { allow204: true, chunkSizes: [16384] }));

@@ -186,6 +186,34 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     });
   }
 
+  test('a streamed file is cut as soon as it is known infected, both ways, not at its end', async (t) => {
+    if (!havePeers(t)) return;
+    const { gw, vs } = await gateway('none');
+    // EICAR 1.5 MB into a 48 MB file: the rest must not follow it.
+    const early = Buffer.concat([randomBytes(1.5 * MB), EICAR, randomBytes(46.5 * MB)]);
+    const path = join(dir, 'early.bin');
+    writeFileSync(path, early);
+    writeFileSync(join(vs.uploadDir, 'early-down.bin'), early, { mode: 0o644 });
+    const back = join(dir, 'back-early.bin');
+    const down = await curl(gw, 'none', '/pub/early-down.bin', ['-o', back]);
+    assert.notEqual(down.code, 0, 'curl reported success');
+    const got = existsSync(back) ? statSync(back).size : 0;
+    assert.ok(got < 2 * MB, `the client got ${got} bytes`);
+    const up = await curl(gw, 'none', '/pub/early-up.bin', ['-T', path]);
+    assert.match(up.stderr, new RegExp(`< 550 .*${EICAR_NAME}`));
+    assert.equal(existsSync(join(vs.uploadDir, 'early-up.bin')), false, 'the partial upload stayed');
+    const verdicts = gw.events.events.filter((e) => e.kind === 'verdict');
+    assert.deepEqual(
+      verdicts.map((v) => [v.action, v.signature]),
+      [
+        ['partiallyblocked', EICAR_NAME],
+        ['partiallyblocked', EICAR_NAME],
+      ],
+    );
+    rmSync(back, { force: true });
+    rmSync(join(vs.uploadDir, 'early-down.bin'));
+  });
+
   test('raw control: a streamed infected download gets 150, an incomplete data connection, then 550 and no 226', async (t) => {
     if (!havePeers(t)) return;
     const { gw, vs } = await gateway('none');

@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { engineLimitsSchema } from '../../src/config/schema.js';
 import { MemoryVerdictCache } from '../../src/engine/cache.js';
@@ -71,16 +71,21 @@ function corpus(r: Rng): { db: Record<string, string>; files: Buffer[] } {
   return { db: { 'gen.ndb': ndb.join('\n'), 'gen.hdb': hdb.join('\n'), 'gen.fp': fp.join('\n') }, files };
 }
 
-test('a stream of declared size gets the Buffer verdict, however it is cut', async (t) => {
+/** A scanner loaded with corpus(r)'s signatures, and its files. */
+async function corpusScanner(t: TestContext, seed: number) {
   const dir = mkdtempSync(join(tmpdir(), 'sg-streamed-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const r = rng(20261123);
+  const r = rng(seed);
   const { db, files } = corpus(r);
   const paths = Object.entries(db).map(([name, text]) => {
     writeFileSync(join(dir, name), `${text}\n`);
     return join(dir, name);
   });
-  const scanner = await createBuiltinScanner({ signatures: paths, cacheEntries: 0 });
+  return { r, files, scanner: await createBuiltinScanner({ signatures: paths, cacheEntries: 0 }) };
+}
+
+test('a stream of declared size gets the Buffer verdict, however it is cut', async (t) => {
+  const { r, files, scanner } = await corpusScanner(t, 20261123);
   const filler = Buffer.alloc(300_000, 'all work and no play ');
   const containers = [
     gzipSync(Buffer.concat([filler, EICAR, filler])),
@@ -102,6 +107,46 @@ test('a stream of declared size gets the Buffer verdict, however it is cut', asy
   }
   // The corpus is not trivially clean (or trivially infected).
   assert.ok(infected > 20 && infected < files.length, `${infected} infected`);
+});
+
+test('decideEarly: the same verdict, however cut, and an infected stream is answered before its end', async (t) => {
+  const { r, files, scanner } = await corpusScanner(t, 20261124);
+  // Allow-listed (.fp) and hash-matched files included: no early answer may contradict the end's.
+  for (const data of files) {
+    const whole = await scanner.scan(data, { name: 'obj' });
+    const early = await scanner.scan(chunked(r, data), { name: 'obj', size: data.length, decideEarly: true });
+    assert.equal(early.status, whole.status);
+  }
+
+  const builtin = await createBuiltinScanner({ cacheEntries: 0 });
+  for (const decideEarly of [true, false]) {
+    const input = new PassThrough();
+    let answered = false;
+    const verdict = builtin.scan(input, { name: 'big', size: 50_000_000, decideEarly }).finally(() => {
+      answered = true;
+    });
+    input.write(Buffer.alloc(200_000, 'a'));
+    input.write(EICAR);
+    input.write(Buffer.alloc(200_000, 'b'));
+    // Every byte written so far has been matched once the stream has been read dry.
+    await new Promise<void>((resolve) => {
+      const check = () => (input.readableLength === 0 ? resolve() : setImmediate(check));
+      check();
+    });
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(answered, decideEarly, `answered before the end with decideEarly=${decideEarly}`);
+    if (decideEarly) {
+      assert.deepEqual(await verdict, {
+        status: 'infected',
+        signature: 'Eicar-Signature',
+        location: ['big'],
+      });
+      assert.ok(input.destroyed, 'the engine stopped reading');
+    } else {
+      input.destroy();
+      await verdict;
+    }
+  }
 });
 
 test('without a declared size: streamed alike when no signature counts from the end, else spooled as before', async (t) => {

@@ -36,6 +36,11 @@ const isAlnum = (b: number) => (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (
 
 export interface MatchSession {
   write(chunk: Buffer): void;
+  /**
+   * A signature matched that nothing later can undo (no allow-list entry could clear the object, no
+   * file type left to check, one match wanted): the verdict is infected whatever bytes follow.
+   */
+  readonly decided: string | null;
   /** Matched signature names, the first is the primary; [] means clean. */
   end(): string[];
 }
@@ -62,6 +67,7 @@ export class BodyMatchSession implements MatchSession {
   private readonly hashes: ObjectHashes;
   private readonly mayAllow: boolean;
   private stopped = false;
+  private decidedBy: string | null = null;
   private ended = false;
 
   constructor(
@@ -409,7 +415,14 @@ export class BodyMatchSession implements MatchSession {
     this.bodyHit.add(owner);
     this.found.push(this.db.bodies[owner]!.name);
     // A type-gated hit is only decided at end (needs the head); everything else can stop early.
-    if (!this.all && target === 0 && !this.mayAllow) this.stopped = true;
+    if (!this.all && target === 0 && !this.mayAllow) {
+      this.stopped = true;
+      this.decidedBy ??= this.db.bodies[owner]!.name;
+    }
+  }
+
+  get decided(): string | null {
+    return this.decidedBy;
   }
 
   private keepTail(): void {

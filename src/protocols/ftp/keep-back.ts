@@ -18,13 +18,19 @@ export class KeepBackScan {
   private readonly abort = new AbortController();
   /** The scanner has answered (it may do so before reading everything, e.g. a hit, or a no-op scanner). */
   private answered = false;
+  /** The verdict came back infected, possibly before the end (the engine decides early). */
+  private infected = false;
   private readonly held: KeepBackTail;
 
   constructor(scanner: Scanner, keepBack: number, name: string) {
     this.held = new KeepBackTail(keepBack);
     this.verdict = scanner
-      .scan(this.input, { name, signal: this.abort.signal })
+      .scan(this.input, { name, signal: this.abort.signal, decideEarly: true })
       .catch(scanFailure)
+      .then((v) => {
+        this.infected = v.status === 'infected';
+        return v;
+      })
       .finally(() => {
         this.answered = true;
         this.input.destroy();
@@ -40,6 +46,8 @@ export class KeepBackScan {
    */
   push(chunks: Buffer[]): { release: Buffer[]; caughtUp: Promise<void> | null } {
     let caughtUp: Promise<void> | null = null;
+    // Known infected before the end: nothing more goes out; the caller cuts the receiver at the end.
+    if (this.infected) return { release: [], caughtUp };
     if (!this.answered) {
       for (const c of chunks) this.input.write(c);
       // The scanner may answer without reading on (and the input then closes, above, on its own).

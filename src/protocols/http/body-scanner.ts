@@ -62,13 +62,24 @@ export type BodyOutcome =
 class ScanLane {
   readonly input: Writable;
   readonly verdict: Promise<Verdict>;
+  /** Set when the verdict came back infected, possibly before the lane's end (the engine decides early). */
+  infected = false;
   private closed = false;
 
   constructor(scanner: Scanner, decoders: Writable[], name: string, signal?: AbortSignal, size?: number) {
     const sink = new PassThrough({ highWaterMark: 256 * 1024 });
     this.verdict = scanner
-      .scan(sink, { name, ...(signal ? { signal } : {}), ...(size !== undefined ? { size } : {}) })
+      .scan(sink, {
+        name,
+        decideEarly: true,
+        ...(signal ? { signal } : {}),
+        ...(size !== undefined ? { size } : {}),
+      })
       .catch(scanFailure)
+      .then((v) => {
+        this.infected = v.status === 'infected';
+        return v;
+      })
       .finally(() => {
         this.closed = true;
         sink.destroy();
@@ -205,6 +216,15 @@ export class ScannedBody {
     return this.begun;
   }
 
+  /**
+   * Streaming, and a scan found the body infected before its end: nothing more is released, and the
+   * caller should stop reading the body and call finish() to cut the transfer now, rather than relay
+   * the rest of a large object first.
+   */
+  get decided(): boolean {
+    return this.lanes?.some((l) => l.infected) ?? false;
+  }
+
   async write(chunk: Buffer): Promise<void> {
     try {
       await this.accept(chunk);
@@ -238,6 +258,7 @@ export class ScannedBody {
       if (this.held!.size > this.opts.holdLimit) await this.switchToStream();
       return;
     }
+    if (this.decided) return;
     await this.feedLanes(chunk);
     this.tail.push(chunk);
     await this.releaseBeyondKeepBack();
@@ -252,6 +273,7 @@ export class ScannedBody {
     try {
       const { source } = await held.finish();
       for await (const c of chunksOf(source)) {
+        if (this.decided) break;
         await this.feedLanes(c);
         this.tail.push(c);
         await this.releaseBeyondKeepBack();

@@ -305,6 +305,9 @@ export class HttpSession {
       const ev = await this.reader.next();
       if (ev?.type === 'body') {
         await body.write(ev.data);
+        // Infected mid-upload: the origin's connection goes now (it gets no more bytes); the rest of
+        // the upload is read and dropped, so the client is not reset before it can read the 403.
+        if (body.decided) this.dropUpstream(true);
         continue;
       }
       if (ev?.type === 'trailers') {
@@ -399,6 +402,8 @@ export class HttpSession {
       const b = await up.reader.next();
       if (b?.type === 'body') {
         await body.write(b.data);
+        // Infected mid-download: cut now rather than relay the rest of a large object first.
+        if (body.decided) break;
         continue;
       }
       if (b?.type === 'trailers') {
@@ -414,7 +419,8 @@ export class HttpSession {
       else await this.answer(errorResponse(502, `upstream response broken: ${reason}`), info.clientVersion);
       return 'close';
     }
-    if (upstreamClose) this.dropUpstream(true);
+    // A body left unread (decided early) leaves the upstream connection mid-response.
+    if (upstreamClose || body.decided) this.dropUpstream(true);
     const outcome = await body.finish(this.env.deps.config.engine.onError === 'allow');
     this.report(info, outcome);
     if (!outcome.deliver) {

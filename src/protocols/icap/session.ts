@@ -229,6 +229,8 @@ export class IcapSession {
       const ev = await this.reader.next();
       if (ev?.type === 'body') {
         await body.write(ev.data);
+        // Infected while streaming: cut now (below), the rest of the body is not read.
+        if (body.decided) break;
         continue;
       }
       if (ev?.type === 'preview-end') {
@@ -266,7 +268,8 @@ export class IcapSession {
     const v = outcome.verdict;
     if (v.status === 'infected') await this.reply(blockReply(common, url, v.signature, v.location));
     else await this.reply(errorReply(500, common, `scan failed: ${v.reason}`));
-    return common.close ? 'close' : 'continue';
+    // Answered before the body's end (decided early): the rest is unread, so the connection ends here.
+    return common.close || body.decided ? 'close' : 'continue';
   }
 
   private report(url: string, reqHdr: EncapsulatedRequest | null, outcome: BodyOutcome): void {
