@@ -14,8 +14,8 @@ import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-const DAY = 86_400_000;
+export const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+export const DAY = 86_400_000;
 
 export interface TestCert {
   certPem: string;
@@ -32,15 +32,16 @@ export interface CertOptions {
   notAfter?: Date;
 }
 
-async function keyPair(): Promise<webcrypto.CryptoKeyPair> {
+export async function keyPair(): Promise<webcrypto.CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 }
 
-async function pemKey(k: webcrypto.CryptoKey): Promise<string> {
+export async function pemKey(k: webcrypto.CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', k), 'PRIVATE KEY');
 }
 
-function serial(): string {
+/** A positive 96-bit serial, in hex. */
+export function serial(): string {
   const b = webcrypto.getRandomValues(new Uint8Array(12));
   b[0] = (b[0]! & 0x7f) | 1;
   return Buffer.from(b).toString('hex');
@@ -54,6 +55,28 @@ function sans(o: CertOptions): x509.Extension[] {
   return names.length ? [new x509.SubjectAlternativeNameExtension(names)] : [];
 }
 
+/** A self-signed CA certificate valid for ten years (backdated a day), and its keys. */
+export async function selfSignedCa(
+  commonName: string,
+): Promise<{ cert: x509.X509Certificate; keys: webcrypto.CryptoKeyPair }> {
+  const keys = await keyPair();
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 3650 * DAY),
+    signingAlgorithm: ALG,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert, keys };
+}
+
 export class TestCa {
   private constructor(
     readonly certPem: string,
@@ -63,21 +86,7 @@ export class TestCa {
   ) {}
 
   static async create(commonName = 'scangate test origin CA'): Promise<TestCa> {
-    const keys = await keyPair();
-    const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
-      name: `CN=${commonName}`,
-      notBefore: new Date(now - DAY),
-      notAfter: new Date(now + 3650 * DAY),
-      signingAlgorithm: ALG,
-      keys,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      ],
-    });
+    const { cert, keys } = await selfSignedCa(commonName);
     return new TestCa(cert.toString('pem'), await pemKey(keys.privateKey), cert, keys);
   }
 

@@ -4,16 +4,12 @@
  * a temp directory as PEM files, because the gateway, openssl s_client and stunnel4 all read files.
  */
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import type { webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-const DAY = 86_400_000;
+import { ALG, DAY, keyPair, pemKey, selfSignedCa, serial } from './pki.js';
 
 export interface IssuedCert {
   certPem: string;
@@ -30,20 +26,6 @@ export interface IssueOptions {
   usage?: 'client' | 'server';
 }
 
-async function keyPair(): Promise<webcrypto.CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-}
-
-async function pemKey(k: webcrypto.CryptoKey): Promise<string> {
-  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', k), 'PRIVATE KEY');
-}
-
-function serial(): string {
-  const b = webcrypto.getRandomValues(new Uint8Array(12));
-  b[0] = (b[0]! & 0x7f) | 1;
-  return Buffer.from(b).toString('hex');
-}
-
 export class TunnelCa {
   private readonly revoked: string[] = [];
   private constructor(
@@ -54,21 +36,7 @@ export class TunnelCa {
   ) {}
 
   static async create(name = 'tunnel test CA'): Promise<TunnelCa> {
-    const keys = await keyPair();
-    const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
-      name: `CN=${name}`,
-      notBefore: new Date(now - DAY),
-      notAfter: new Date(now + 3650 * DAY),
-      signingAlgorithm: ALG,
-      keys,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      ],
-    });
+    const { cert, keys } = await selfSignedCa(name);
     return new TunnelCa(name, cert.toString('pem'), cert, keys);
   }
 
