@@ -24,6 +24,7 @@ import {
   UpstreamFirstConnector,
   upstreamErrorFrom,
 } from '../net/connect.js';
+import { withoutPeerCertificate } from './session-der.js';
 
 export interface UpstreamTlsOptions {
   host: string;
@@ -167,7 +168,9 @@ export async function connectUpstreamTls(o: UpstreamTlsOptions): Promise<Upstrea
   let verified: PeerCertificate | null = null;
   let unverifiedSession: Buffer | null = null;
   if (cache) {
-    socket.on('session', (s: Buffer) => {
+    socket.on('session', (raw: Buffer) => {
+      // Kept without the certificate (it stays beside the session): resuming costs a third.
+      const s = withoutPeerCertificate(raw);
       if (verified) cache.set(cacheKey, { session: s, certificate: verified });
       else unverifiedSession = s;
     });
@@ -210,8 +213,9 @@ export async function connectUpstreamTls(o: UpstreamTlsOptions): Promise<Upstrea
     throw e;
   }
 
-  // A resumed session was verified when first established (OpenSSL keeps that result: `authorized`)
-  // and sends no certificate; the one verified then stands in. Not the detailed form of
+  // A resumed session was verified when first established (`authorized` is the result OpenSSL kept
+  // for a TLS 1.2 session; for a TLS 1.3 one, kept without its certificate, the PSK authenticates
+  // the server) and sends no certificate; the one verified then stands in. Not the detailed form of
   // getPeerCertificate: walking the issuer chain into objects costs ~10x (about 140 µs).
   const resumed = cached !== undefined && socket.isSessionReused();
   const certificate = resumed ? cached.certificate : socket.getPeerCertificate();

@@ -237,6 +237,20 @@ describe('upstream TLS session resumption', () => {
     }
   });
 
+  test('a TLS 1.2 origin: its session (kept whole, with the certificate) resumes authorized', async () => {
+    const cert = await ca.issue({ dnsNames: ['origin.test'] });
+    const o = await startTlsOrigin(cert, { tls: { maxVersion: 'TLSv1.2' } });
+    origins.push(o);
+    const cache = new UpstreamSessionCache();
+    await exchange(await connectUpstreamTls(opts(o.port, { sessionCache: cache })));
+    const again = await connectUpstreamTls(opts(o.port, { sessionCache: cache }));
+    assert.equal(again.socket.getProtocol(), 'TLSv1.2');
+    assert.equal(again.socket.isSessionReused(), true);
+    assert.equal(again.socket.authorized, true);
+    assert.equal(again.certificate.subject.CN, 'origin.test');
+    await exchange(again);
+  });
+
   test('offered only where the same check passed: other name, roots, verify setting, or no cache', async () => {
     const o = await origin('good');
     const cache = new UpstreamSessionCache();
