@@ -52,6 +52,27 @@ test('spooled inputs (memory and temp file) are judged like the bytes and cached
   }
 });
 
+test('a Spool past its memory limit writes every byte in order, however the writes were cut', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-spool-input-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const content = randomBytes(900_000);
+  // 1-byte writes (more than one writev may carry), one write larger than a batch, uneven rest.
+  const cuts = [...Array.from({ length: 3000 }, (_, i) => i + 1), 600_000, 600_013, 777_777];
+  const parts = [0, ...cuts].map((from, i) => content.subarray(from, cuts[i] ?? content.length));
+  for (const memoryLimit of [0, 1024, 300_000]) {
+    const spool = await spooled(dir, parts, memoryLimit);
+    t.after(() => spool.dispose());
+    const { source, sha256: digest } = await spool.finish();
+    assert.ok(!Buffer.isBuffer(spool.scanInput()), `memoryLimit ${memoryLimit}: spilled to a temp file`);
+    assert.equal(source.size, content.length);
+    assert.ok(
+      (await source.read(0, content.length)).equals(content),
+      `memoryLimit ${memoryLimit}: same bytes`,
+    );
+    assert.equal(digest, sha256(content));
+  }
+});
+
 test('an input that did not come from a Spool carries no digest and is hashed by the scanner', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sg-spool-input-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
