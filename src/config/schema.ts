@@ -117,6 +117,11 @@ const httpListener = z.strictObject({
   holdLimit: size.default(32 * 1024 ** 2),
   /** Bytes held back at the end of a streamed object until its verdict (HAVP's keep-back buffer). */
   keepBack: size.default(1024 ** 2),
+  /**
+   * Bytes of a held object kept in memory; the rest goes to a 0600 temp file in dataDir/spool. Per
+   * connection: with maxConnections holding at once it bounds the memory held bodies take.
+   */
+  spoolMemory: size.default(1024 ** 2),
   maxHeaderSize: size.default(64 * 1024),
   /** A client idle this long between requests has its upstream connection closed (reopened on its next request). */
   upstreamIdleTimeout: duration.default(5_000),

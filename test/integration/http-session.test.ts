@@ -396,6 +396,32 @@ describe('http session limits and edge cases', () => {
     }
   });
 
+  it('keeps a held body in memory up to the listener spoolMemory, past it in a temp file in dataDir/spool', async () => {
+    const inputs: string[] = [];
+    const recording: Scanner = {
+      scan: (input, ctx) => {
+        const path = (input as { path?: unknown }).path;
+        inputs.push(Buffer.isBuffer(input) ? 'memory' : typeof path === 'string' ? path : 'stream');
+        return scanner.scan(input, ctx);
+      },
+      version: () => scanner.version(),
+    };
+    const req = Buffer.from(
+      `GET ${url('/big?size=300000')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
+    for (const spoolMemory of ['1MB', '64KB']) {
+      const p = await startProxy({ spoolMemory }, recording);
+      try {
+        assert.deepEqual((await rawExchange(req, 1, ['GET'], p.port)).statuses, [200]);
+      } finally {
+        p.server.close();
+      }
+    }
+    assert.equal(inputs.length, 2);
+    assert.equal(inputs[0], 'memory');
+    assert.ok(inputs[1]!.startsWith(join(dir, 'spool')), `spilled to ${inputs[1]}`);
+  });
+
   it('answers 503 when the scanner fails, or forwards when engine.onError is allow', async () => {
     const broken: Scanner = {
       scan: async (input) => {

@@ -48,7 +48,7 @@ export interface BodyScanOptions {
   /** Object name in the verdict's location (the URL's last path segment or 'body'). */
   name: string;
   spoolDir?: string;
-  /** Bytes of a held body kept in memory before its spool moves to a temp file. */
+  /** Bytes of a held body kept in memory before its spool moves to a temp file (default 1 MiB). */
   spoolMemory?: number;
 }
 

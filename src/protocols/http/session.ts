@@ -473,6 +473,7 @@ export class HttpSession {
       size,
       name: objectName(info.url, fallback),
       spoolDir: this.env.spoolDir,
+      spoolMemory: this.cfg.spoolMemory,
     };
   }
 
