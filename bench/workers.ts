@@ -11,7 +11,12 @@
  * CPU ms per MB of each part (scangate's workers — event loop and other threads —, its primary, the
  * curl clients, the origin), and the ceiling "cores / cores busy with one worker" — the ratio if
  * everything on the machine, other people's work included, grew with the throughput until every core
- * was busy. A last row measures the machine itself: a pure CPU job in one process vs one per core.
+ * was busy. The "idle bound" next to the CPU per MB is the ratio to this run's one worker if the
+ * machine ran nothing else, every core were busy with auto's parts at the CPU per MB they cost in
+ * this run, and the workers' event loops cost per MB no more than one worker's: auto at its best.
+ * The last rows measure the machine itself, in one process vs one per core: a pure CPU job
+ * (SHA-256), and the engine alone with the same database (each process its own compiled matcher, as
+ * each worker has), which tells whether two copies of a ClamAV-sized matcher slow each other down.
  *
  * Each scangate gets an untimed warm-up of distinct downloads first (JIT, minted leaf, upstream TLS
  * sessions, the first collection of what loading the database left behind): a gateway runs warm,
@@ -39,6 +44,7 @@ import {
   reapedChildrenCpuMs,
   scangateCpu,
 } from './lib/workers-load.js';
+import { engineScaling, shaScaling } from './lib/workers-machine.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const OBJECT_MB = Number(process.env.BENCH_OBJECT_MB ?? 8);
@@ -217,6 +223,16 @@ function cpuPerMb(runs: Run[]) {
   };
 }
 
+/** MB/s with every core busy, auto's parts at their CPU per MB but the event loops at one worker's. */
+function idleBound(
+  one: ReturnType<typeof cpuPerMb>,
+  auto: ReturnType<typeof cpuPerMb>,
+  cpus: number,
+): number {
+  const msPerMb = one.workerMain + auto.workerThreads + auto.primary + auto.clients + auto.origin;
+  return (cpus * 1000) / msPerMb;
+}
+
 function cpuPerMbRow(runs: Run[]): string {
   const p = cpuPerMb(runs);
   return `${f(p.workerMain)}+${f(p.workerThreads)}/${f(p.primary)}/${f(p.clients)}/${f(p.origin)}`;
@@ -281,7 +297,8 @@ async function main() {
 
     // The price of sharing verdicts: relay 20,000 through a primary to one other worker.
     const ipc = await ipcCost();
-    const machine = await machineScaling(cpus);
+    const machine = await shaScaling(cpus);
+    const engineAlone = signatures.length ? await engineScaling(cpus, signatures) : null;
 
     const r1 = runs1.map((r) => r.mbps);
     const rN = runsN.map((r) => r.mbps);
@@ -307,6 +324,7 @@ async function main() {
         cpuMsPerMbAuto: cpuPerMb(runsN),
         // If everything on the machine grows with throughput, the whole machine busy allows this much.
         ceiling: cpus / median(runs1.map((r) => cores(r, r.cpuMs.machine))),
+        idleBound: idleBound(cpuPerMb(runs1), cpuPerMb(runsN), cpus) / median(r1),
       },
       cached: {
         oneWorkerMBps: c1,
@@ -317,6 +335,7 @@ async function main() {
       },
       sharedCache: { hitsAcrossWorkers: shared, hitRatio: ratio, ...ipc },
       machineScaling: machine,
+      engineScaling: engineAlone,
     };
     console.table([
       {
@@ -337,7 +356,7 @@ async function main() {
         figure: 'CPU ms/MB: workers loop+threads / primary / curl / origin',
         '1 worker': cpuPerMbRow(runs1),
         [`auto (${cpus})`]: cpuPerMbRow(runsN),
-        ratio: '',
+        ratio: `idle bound ${f(results.unique.idleBound)}×`,
         bar: '',
       },
       {
@@ -355,6 +374,15 @@ async function main() {
         bar: `≈${cpus}× when idle`,
       },
       {
+        figure: 'machine: engine alone (hash + match), MB/s, 1 vs all cores',
+        '1 worker': engineAlone ? f(engineAlone.solo) : '-',
+        [`auto (${cpus})`]: engineAlone ? f(engineAlone.parallel) : '-',
+        ratio: engineAlone
+          ? `${f(engineAlone.ratio)}× (cores busy ${f(engineAlone.soloCores ?? 0)} → ${f(engineAlone.parallelCores ?? 0)})`
+          : '',
+        bar: `≈${cpus}× when idle`,
+      },
+      {
         figure: 'verdict sharing IPC, msgs/s',
         '1 worker': '-',
         [`auto (${cpus})`]: f(ipc.relayedPerSecond),
@@ -367,28 +395,6 @@ async function main() {
     for (const c of children) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/**
- * The machine itself as the peer: SHA-256 over 1 MiB buffers for 2 s in one process, then in as many
- * processes as cores at once. On an idle machine the ratio is about the core count; when other work
- * holds the cores it is what a second worker could possibly add right now.
- */
-async function machineScaling(cores: number): Promise<{ solo: number; parallel: number; ratio: number }> {
-  const job = `const { createHash } = require('node:crypto'); const b = Buffer.alloc(1 << 20, 7);
-    const t0 = performance.now(); let n = 0;
-    while (performance.now() - t0 < 2000) { createHash('sha256').update(b).digest(); n++; }
-    console.log(JSON.stringify({ mbps: n / 2 }));`;
-  const run = async (k: number) => {
-    const procs = Array.from({ length: k }, () => start(process.execPath, ['-e', job]));
-    const rates = await Promise.all(
-      procs.map(async (c) => (JSON.parse(await lineMatching(c, /^\{/)) as { mbps: number }).mbps),
-    );
-    return rates.reduce((a, b) => a + b, 0);
-  };
-  const solo = await run(1);
-  const parallel = await run(cores);
-  return { solo, parallel, ratio: parallel / solo };
 }
 
 /** One primary, two workers: worker A sends 20,000 cache-set messages, the primary relays them to B. */

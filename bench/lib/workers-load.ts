@@ -5,7 +5,7 @@
  * as real ones can be, and their CPU is reported next to scangate's.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** /proc counts CPU time in USER_HZ ticks, 100 per second on Linux whatever the kernel's HZ. */
 const TICK_MS = 10;
@@ -116,13 +116,27 @@ function threadCpu(pid: number): ThreadCpu {
   }
 }
 
-function childrenOf(pid: number): number[] {
+/**
+ * The node processes a process started: cluster workers. Others are left out: tsx's esbuild service,
+ * started when a source file is not in tsx's cache, had the one-worker gateway counted as a primary.
+ */
+function nodeChildrenOf(pid: number): number[] {
   try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((t) =>
-      readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
-    );
+    return readdirSync(`/proc/${pid}/task`)
+      .flatMap((t) =>
+        readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+      )
+      .filter((kid) => exeOf(kid) === process.execPath);
   } catch {
     return [];
+  }
+}
+
+function exeOf(pid: number): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null; // exited
   }
 }
 
@@ -131,7 +145,7 @@ function childrenOf(pid: number): number[] {
  * is the primary and its children are the workers.
  */
 export function scangateCpu(pid: number): { workers: ThreadCpu; primary: ThreadCpu } {
-  const kids = childrenOf(pid);
+  const kids = nodeChildrenOf(pid);
   const root = threadCpu(pid);
   if (kids.length === 0) return { workers: root, primary: { main: 0, threads: 0 } };
   const workers = kids
