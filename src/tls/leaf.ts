@@ -238,8 +238,9 @@ export class LeafMinter {
     });
     const certPem = cert.toString('pem');
     this.minted++;
-    // The chain carries our CA too: clients that trust it as an intermediate or pin it by file still build a path.
-    const context = createSecureContext({ key: key.pem, cert: `${certPem}\n${this.ca.certPem}` });
+    // The chain carries the CA when it is an intermediate (an operator's CA under their own root), so
+    // clients that trust only that root still build a path; a self-signed CA is left out, clients hold it.
+    const context = createSecureContext({ key: key.pem, cert: `${certPem}\n${this.ca.chainPem}` });
     return { certPem, keyPem: key.pem, notAfter, context };
   }
 }

@@ -3,13 +3,17 @@
  * start, leaves that verify against the CA with the names, validity window, random serial and key
  * type we promise; the context cache (shared concurrent mints, LRU eviction, refresh).
  */
+// @peculiar/x509 resolves its ASN.1 schemas through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { PeerCertificate } from 'node:tls';
+import { createServer as createTlsServer, type PeerCertificate, type SecureContext } from 'node:tls';
+import * as x509 from '@peculiar/x509';
 import { CertificateAuthority } from '../../src/tls/ca.js';
 import {
   LeafMinter,
@@ -18,7 +22,7 @@ import {
   parseSubjectAltName,
 } from '../../src/tls/leaf.js';
 import { peer } from '../helpers/peers.js';
-import { writePem } from '../helpers/pki.js';
+import { ALG, DAY, keyPair, pemKey, selfSignedCa, serial, writePem } from '../helpers/pki.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-tls-leaf-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -99,6 +103,83 @@ test('leaf: openssl verifies it against our CA; SANs, backdated notBefore, rando
   assert.notEqual(serialA, serialB);
   // One process-wide key: both leaves carry the same public key.
   assert.equal(a.keyPem, b.keyPem);
+});
+
+/** The certificates a server with `context` presents, as openssl s_client (trusting `rootFile`) sees them. */
+async function presentedChain(
+  openssl: string,
+  context: SecureContext,
+  rootFile: string,
+): Promise<{ count: number; verify: string }> {
+  const server = createTlsServer({ SNICallback: (_name, cb) => cb(null, context) }, (s) => s.end());
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const out = await new Promise<string>((resolve) => {
+      execFile(
+        openssl,
+        [
+          's_client',
+          '-connect',
+          `127.0.0.1:${port}`,
+          '-servername',
+          'chain.test',
+          '-CAfile',
+          rootFile,
+          '-showcerts',
+        ],
+        { timeout: 10_000 },
+        (_e, stdout) => resolve(stdout),
+      ).stdin!.end();
+    });
+    return {
+      count: out.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0,
+      verify: /Verify return code: (.*)/.exec(out)?.[1] ?? '?',
+    };
+  } finally {
+    server.close();
+  }
+}
+
+test("chain: a self-signed CA is not sent (clients hold it); an operator's intermediate CA is", async (t) => {
+  const openssl = peer(t, 'openssl');
+  if (!openssl) return;
+  const names = { dnsNames: ['chain.test'], ipAddresses: [] };
+  const { ca } = await CertificateAuthority.loadOrCreate({ dataDir: join(dir, 'chain-own') });
+  assert.equal(ca.chainPem, '');
+  const own = await new LeafMinter(ca).leaf(names);
+  const ownFile = writePem(dir, 'chain-own.crt', ca.certPem);
+  assert.deepEqual(await presentedChain(openssl, own.context, ownFile), { count: 1, verify: '0 (ok)' });
+
+  // An operator's CA issued by their root, configured as a bundle with the root after it.
+  const root = await selfSignedCa('operator root');
+  const keys = await keyPair();
+  const intermediate = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: 'CN=operator interception CA',
+    issuer: root.cert.subject,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 365 * DAY),
+    signingAlgorithm: ALG,
+    publicKey: keys.publicKey,
+    signingKey: root.keys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(root.keys.publicKey),
+    ],
+  });
+  const files = {
+    cert: writePem(dir, 'operator-ca.crt', `${intermediate.toString('pem')}\n${root.cert.toString('pem')}\n`),
+    key: join(dir, 'operator-ca.key'),
+  };
+  writeFileSync(files.key, await pemKey(keys.privateKey), { mode: 0o600 });
+  const operatorCa = await CertificateAuthority.load(files);
+  const leaf = await new LeafMinter(operatorCa).leaf(names);
+  const rootFile = writePem(dir, 'operator-root.crt', root.cert.toString('pem'));
+  assert.deepEqual(await presentedChain(openssl, leaf.context, rootFile), { count: 2, verify: '0 (ok)' });
 });
 
 test('leaf cache: concurrent requests share one mint; order and case of names do not matter', async () => {
