@@ -37,28 +37,6 @@ import {
  */
 const BACKEND_HIGH_WATER = 256 * 1024;
 
-/**
- * Client → backend, the bulk direction of the bench and of uploads: TLS hands decrypted data over
- * in records of at most 16 KB, several per socket read. Written one by one, each is a syscall and a
- * wake-up of the backend; corked until the event loop has handled this turn's reads, they leave in
- * one writev (stream bench: ~1.5 -> ~1.1 s gateway CPU per GB, ~0.55 -> ~0.9 GB/s with one worker).
- * Not the other way: the TLS socket keeps the 16 KB high-water mark its server gives it, and
- * batching into it would pause the backend at every batch.
- */
-function coalesceWrites(from: TLSSocket, to: Socket): void {
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    to.uncork();
-  };
-  from.on('data', () => {
-    if (corked) return;
-    corked = true;
-    to.cork();
-    setImmediate(uncork);
-  });
-}
-
 /** The PROXY v2 header for one client connection. */
 export function proxyHeaderFor(socket: TLSSocket, id: ClientIdentity): Buffer {
   const sub: Tlv[] = [tlv(PP2_SUBTYPE_SSL_VERSION, socket.getProtocol() ?? '')];
@@ -105,8 +83,10 @@ export async function runStreamSession(
     return;
   }
   if (ctx.cfg.proxyProtocol) backend.write(proxyHeaderFor(socket, id));
-  coalesceWrites(socket, backend); // before splice: its listener must cork before the pipe writes
-  const result = await splice(socket, backend, { idleTimeoutMs: ctx.cfg.idleTimeout });
+  // Client → backend is the bulk direction (uploads, the bench): its records leave in one writev per
+  // event-loop turn. Not the other way: the TLS socket keeps the 16 KB high-water mark its server
+  // gives it, and batching into it would pause the backend at every batch.
+  const result = await splice(socket, backend, { idleTimeoutMs: ctx.cfg.idleTimeout, coalesceAToB: true });
   ctx.log.debug(
     { client, backend: formatHostPort(ctx.backend.host, ctx.backend.port), ...result },
     'tunnel stream closed',
