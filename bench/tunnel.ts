@@ -7,7 +7,8 @@
  *   library (every frame MAC'd and verified, pooled backend connections), and for reference the same
  *   frames, unauthenticated, through stunnel's byte tunnel to the same backend.
  * Backends live in their own process (bench/lib/tunnel-backends.ts). Each figure is the median of
- * ROUNDS alternating rounds. Results go to bench/results/tunnel.json.
+ * ROUNDS alternating rounds, after an untimed warm-up of both gateways. Results go to
+ * bench/results/tunnel.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ const STREAMS = Number(process.env.BENCH_TUNNEL_STREAMS ?? 4);
 const CONNECTORS = Number(process.env.BENCH_TUNNEL_CONNECTORS ?? 16);
 const WINDOW = Number(process.env.BENCH_TUNNEL_WINDOW ?? 1024);
 const MESSAGE = 1024;
+const WARMUP_SECONDS = 1;
 /** Comma-separated subset to run: throughput,connections,messages (default all). */
 const ONLY = new Set((process.env.BENCH_TUNNEL_ONLY ?? 'throughput,connections,messages').split(','));
 const children: ChildProcess[] = [];
@@ -185,10 +187,10 @@ async function negotiated(port: number, c: Creds): Promise<string> {
 }
 
 /** New connections/s: CONNECTORS loops of handshake → 1 byte → answer → close, for SECONDS. */
-async function connectionRate(port: number, c: Creds): Promise<number> {
+async function connectionRate(port: number, c: Creds, seconds = SECONDS): Promise<number> {
   const one = Buffer.from('x');
   const t0 = performance.now();
-  const deadline = t0 + SECONDS * 1000;
+  const deadline = t0 + seconds * 1000;
   let done = 0;
   let failed = 0;
   await Promise.all(
@@ -385,6 +387,16 @@ async function main(): Promise<void> {
       cpuUs: [] as { gateway: number; backend: number; client: number }[],
     },
   };
+  // Untimed warm-up of both gateways, as a gateway in service runs warm: without it scangate's first
+  // stream round included compiling its relay path (1.3 s CPU per GB against 1.0-1.2 after it), and
+  // with workers accepting for themselves each worker warms up on its own connections.
+  if (ONLY.has('throughput') || ONLY.has('connections')) {
+    console.error('warm-up (untimed)');
+    for (const port of [stStream, sgStream]) {
+      if (ONLY.has('throughput')) await throughput(port, creds);
+      if (ONLY.has('connections')) await connectionRate(port, creds, WARMUP_SECONDS);
+    }
+  }
   for (let i = 0; i < ROUNDS; i++) {
     console.error(`round ${i + 1}/${ROUNDS}`);
     if (ONLY.has('throughput')) {
@@ -481,7 +493,7 @@ async function main(): Promise<void> {
     ],
   ];
   console.log(
-    `\nmTLS tunnel: scangate vs stunnel4 (server mode), same certificates and CRL, loopback; median of ${ROUNDS} rounds of ${SECONDS} s`,
+    `\nmTLS tunnel: scangate vs stunnel4 (server mode), same certificates and CRL, loopback; median of ${ROUNDS} rounds of ${SECONDS} s after an untimed warm-up`,
   );
   console.log(
     `  stream: ${STREAMS} parallel streams; connections: ${CONNECTORS} parallel dialers, full handshakes (no resumption)`,
