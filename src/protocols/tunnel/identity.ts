@@ -4,6 +4,7 @@
  * one of its URI SANs matches an entry. With every list empty, any certificate that chains to
  * `tls.clientCa` (and is not revoked) is allowed.
  */
+import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { ConfigError } from '../../errors.js';
 
@@ -62,41 +63,30 @@ export function parseSubjectAltNames(san: string | undefined): { dns: string[]; 
 }
 
 /**
- * Undoes OpenSSL's RFC 2253 escaping in one attribute value of X509Certificate.subject (`\,` for a
- * special character, `\0A` hex for control bytes, possibly several forming one UTF-8 character).
- */
-export function unescapeDnValue(v: string): string {
-  if (!v.includes('\\')) return v;
-  const bytes: number[] = [];
-  const chars = [...v]; // code points, so a character outside the BMP stays whole
-  for (let i = 0; i < chars.length; i++) {
-    const c = chars[i]!;
-    const hex = `${chars[i + 1] ?? ''}${chars[i + 2] ?? ''}`;
-    if (c === '\\' && /^[0-9A-Fa-f]{2}$/.test(hex)) {
-      bytes.push(Number.parseInt(hex, 16));
-      i += 2;
-    } else if (c === '\\' && i + 1 < chars.length) bytes.push(...Buffer.from(chars[++i]!, 'utf8'));
-    else bytes.push(...Buffer.from(c, 'utf8'));
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
-/**
- * The identity of a TLS peer, or null when it sent no certificate. Uses the lazily decoded
- * X509Certificate (an order of magnitude cheaper per handshake than getPeerCertificate(), which
- * converts every field of the certificate to JavaScript).
+ * The identity of a TLS peer, or null when it sent no certificate. Read from the abbreviated
+ * getPeerCertificate() (the verified leaf as Node decoded it at the handshake: CN values already
+ * unescaped, SANs, fingerprint): getPeerX509Certificate() first copies the peer's chain (an
+ * X509_dup, i.e. an encode and a decode of each certificate whose public key goes through OpenSSL
+ * 3.0's slow decoder lookup), 137 against 53 µs median per new connection measured on a live
+ * server. The `subject` line form is only needed for PROXY v2, so it is decoded from the DER when
+ * first read.
  */
 export function peerIdentity(socket: TLSSocket): ClientIdentity | null {
-  const cert = socket.getPeerX509Certificate();
-  if (!cert) return null;
-  // One `attr=value` per line; OpenSSL escapes control characters, so a value cannot fake a line.
-  const subject = cert.subject;
-  const cn: string[] = [];
-  for (const line of subject.split('\n')) if (line.startsWith('CN=')) cn.push(unescapeDnValue(line.slice(3)));
-  const { dns, uri } = parseSubjectAltNames(cert.subjectAltName);
+  const cert = socket.getPeerCertificate();
+  // {} when the peer sent no certificate, null once the socket is gone.
+  if (!cert?.raw) return null;
+  const cnField = (cert.subject as Record<string, string | string[] | undefined> | undefined)?.CN;
+  const cn = cnField === undefined ? [] : Array.isArray(cnField) ? [...cnField] : [cnField];
+  const { dns, uri } = parseSubjectAltNames(cert.subjectaltname);
+  const raw = cert.raw;
+  let subject: string | undefined;
   return {
     cn,
-    subject,
+    // One `attr=value` per line; OpenSSL escapes control characters, so a value cannot fake a line.
+    get subject() {
+      subject ??= new X509Certificate(raw).subject;
+      return subject;
+    },
     dns,
     uri,
     fingerprint256: Buffer.from(cert.fingerprint256.replace(/:/g, ''), 'hex'),
