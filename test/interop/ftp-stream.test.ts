@@ -292,7 +292,10 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     const { gw, vs, gwDir } = await gateway('none', { maxFileSize: '3MB' });
     const up = await curl(gw, 'none', '/pub/too-big.bin', ['-T', CLEAN]);
     assert.notEqual(up.code, 0);
-    assert.match(up.stderr, /< 552 /);
+    // The gateway resets the data connection at the limit, then answers 552. curl reads the 552
+    // unless the reset reaches it while it is still sending (exit 55/56, "Connection reset"): it
+    // then gives up on the control connection too. Either way nothing is stored (below).
+    assert.ok(/< 552 /.test(up.stderr) || up.code === 55 || up.code === 56, up.stderr);
     assert.equal(existsSync(join(vs.uploadDir, 'too-big.bin')), false);
     assert.deepEqual(await spoolEmpty(gwDir), []);
   });
