@@ -164,6 +164,12 @@ export function reasonOf(e: unknown): string {
   return 'other';
 }
 
+/** Counts one TLS handshake: completed, or failed with `error` (labelled by reasonOf). */
+export function countTls(listener: string, side: 'client' | 'upstream', error?: unknown): void {
+  if (error === undefined) tlsHandshakes.inc({ listener, side });
+  else tlsFailures.inc({ listener, side, reason: reasonOf(error) });
+}
+
 /** Counts one TLS handshake by its outcome; returns the promise unchanged so a call site stays one line. */
 export function observeTls<T>(
   listener: string,
@@ -172,11 +178,11 @@ export function observeTls<T>(
 ): Promise<T> {
   return handshake.then(
     (v) => {
-      tlsHandshakes.inc({ listener, side });
+      countTls(listener, side);
       return v;
     },
     (e: unknown) => {
-      tlsFailures.inc({ listener, side, reason: reasonOf(e) });
+      countTls(listener, side, e);
       throw e;
     },
   );

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { registry } from '../../src/admin/metrics.js';
 import {
   decodeErrorPayload,
   ErrorCode,
@@ -17,6 +18,12 @@ import { sessionMacs } from '../../src/protocols/tunnel/keys.js';
 import { TestBackend } from '../helpers/tunnel-backend.js';
 import { connectClient, startTunnel, type TunnelUnderTest, until } from '../helpers/tunnel-gateway.js';
 import { type IssuedCert, tunnelPki } from '../helpers/tunnel-pki.js';
+
+/** The tunnel listener's client-side TLS handshakes so far, from the process-wide metrics registry. */
+async function tlsCount(metric: string): Promise<number> {
+  const values = (await registry.getSingleMetric(metric)?.get())?.values ?? [];
+  return values.filter((v) => v.labels.listener === 'tunnel').reduce((n, v) => n + v.value, 0);
+}
 
 describe('tunnel message mode under hostile input', () => {
   let pki: Awaited<ReturnType<typeof tunnelPki>>;
@@ -110,8 +117,9 @@ describe('tunnel message mode under hostile input', () => {
     assert.equal(r.goaway?.code, ErrorCode.UNEXPECTED_FRAME);
   });
 
-  it('plain TCP garbage instead of a TLS handshake: tls-failure event', async () => {
+  it('plain TCP garbage instead of a TLS handshake: tls-failure event, counted in /metrics', async () => {
     const before = gw.events.events.length;
+    const failed = await tlsCount('scangate_tls_handshake_failures_total');
     await new Promise<void>((resolve) => {
       const s = netConnect(gw.port, '127.0.0.1', () => s.write(Buffer.alloc(300, 0x41)));
       s.on('error', () => {});
@@ -120,11 +128,15 @@ describe('tunnel message mode under hostile input', () => {
     });
     await until(() => gw.events.events.length > before, 'the tls-failure event');
     assert.equal(gw.events.events.at(-1)!.kind, 'tls-failure');
+    assert.equal(await tlsCount('scangate_tls_handshake_failures_total'), failed + 1);
   });
 
   it('after all that, a well-behaved client is served and the backend saw no hostile payload', async () => {
+    const done = await tlsCount('scangate_tls_handshakes_total');
     const c = await connectClient(gw.port, alice, pki.files.clientCa);
     assert.equal((await c.request(Buffer.from('ok'))).toString(), 'ok');
+    // Answered, so the gateway's side of the handshake is done too (a TLS 1.3 client finishes first).
+    assert.equal(await tlsCount('scangate_tls_handshakes_total'), done + 1);
     await c.close();
     assert.deepEqual(
       backend.received.map((b) => b.toString()),

@@ -8,7 +8,9 @@
  * its reason. A SIGHUP that leaves the listener's config as it was (reloadInPlace) and file changes
  * swap the TLS material without touching live connections.
  */
+
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { countTls } from '../../admin/metrics.js';
 import type { TunnelListenerConfig } from '../../config/schema.js';
 import { ConfigError } from '../../errors.js';
 import { UpstreamFirstConnector } from '../../net/connect.js';
@@ -94,6 +96,7 @@ export async function startTunnelListener(
   if (cfg.tls.watch) reloader.watch();
 
   tlsServer.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => {
+    countTls(cfg.name, 'client', err);
     emitEvent(ctx, {
       kind: 'tls-failure',
       action: 'rejected',
@@ -106,6 +109,8 @@ export async function startTunnelListener(
 
   tlsServer.on('secureConnection', (s: TLSSocket) => {
     s.on('error', () => {});
+    // Completed; a certificate refused below is an auth-failure event, not a failed handshake.
+    countTls(cfg.name, 'client');
     const client = clientName(s);
     const auth = authenticate(s, policy);
     if (!auth.ok) {
