@@ -1,7 +1,7 @@
 /**
  * The cluster primary (`workers: auto|N`): forks the workers (node:cluster shares every listening
- * socket among them, each worker accepting from it), and keeps what must be one per machine — the
- * admin listener, the event store and live feed, the relay of verdicts between worker caches. Metrics are every
+ * socket among them, round-robin), and keeps what must be one per machine — the admin listener,
+ * the event store and live feed, the relay of verdicts between worker caches. Metrics are every
  * worker's registry summed by prom-client's AggregatorRegistry. SIGHUP reloads every worker (after
  * checking the file loads); SIGTERM drains every worker and exits 0 once all have.
  */
@@ -34,14 +34,7 @@ export async function runPrimary(
   load: () => Promise<Config>,
   count: number,
 ): Promise<void> {
-  // Workers accept from the shared listening socket themselves (SCHED_NONE) instead of the primary
-  // accepting every connection and passing its handle to a worker over IPC (SCHED_RR): that hand-over
-  // cost the primary ~0.2-0.3 ms of CPU per connection, on the cores the workers need (tunnel bench,
-  // 2 cores, back-to-back runs: gateway CPU per new mTLS connection 2.3-2.9 -> 2.1-2.5 ms). On Linux a busy worker is
-  // not in epoll_wait, so an idle one picks up new connections; a burst arriving at once may all go
-  // to one worker (the HTTPS workers bench was unchanged: 1.35x vs 1.32x, within its noise).
-  // Node's own NODE_CLUSTER_SCHED_POLICY=rr|none still decides when set.
-  if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.schedulingPolicy = cluster.SCHED_RR;
   // Created once here, so workers starting together never race to create two different CAs.
   await CertificateAuthority.loadOrCreate({
     dataDir: config.dataDir,

@@ -91,9 +91,8 @@ it(
     assert.equal(metric(text, 'scangate_connections_total'), CLEAN + 2, 'summed over both workers');
     assert.equal(metric(text, 'scangate_objects_scanned_total'), CLEAN + 2);
     assert.equal(metric(text, 'scangate_verdicts_total'), CLEAN + 2);
-    // Each worker accepts from the shared socket, so consecutive connections land on either one: at
-    // most the first clean body and the first EICAR of each worker are scanned, the rest are hits
-    // (the worker's own verdict, or the other's relayed by the primary).
+    // Round-robin puts consecutive connections on alternate workers: only the very first clean body
+    // (and the first EICAR) is scanned; the other worker already has the verdict.
     const hits = metric(text, 'scangate_verdict_cache_hits_total');
     assert.ok(hits >= CLEAN + 2 - 4, `cache hits across workers: ${hits}`);
     const ratio = metric(text, 'scangate_verdict_cache_hit_ratio');
