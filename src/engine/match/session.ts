@@ -66,7 +66,7 @@ export class BodyMatchSession implements MatchSession {
   private headLen = 0;
   private readonly hashes: ObjectHashes;
   private readonly mayAllow: boolean;
-  private stopped = false;
+  /** The signature that decided the verdict early (see `decided`); matching stops once set. */
   private decidedBy: string | null = null;
   private ended = false;
 
@@ -96,7 +96,7 @@ export class BodyMatchSession implements MatchSession {
         Math.min(chunk.length, this.head.length - this.headLen),
       );
     }
-    if (this.stopped) {
+    if (this.decidedBy !== null) {
       this.pos += chunk.length;
       return;
     }
@@ -299,7 +299,7 @@ export class BodyMatchSession implements MatchSession {
     }
     if (!sorted) now.sort((a, b) => a.ready - b.ready || a.part - b.part);
     for (const c of now) {
-      if (this.stopped) break;
+      if (this.decidedBy !== null) break;
       this.handle(c);
     }
   }
@@ -415,10 +415,7 @@ export class BodyMatchSession implements MatchSession {
     this.bodyHit.add(owner);
     this.found.push(this.db.bodies[owner]!.name);
     // A type-gated hit is only decided at end (needs the head); everything else can stop early.
-    if (!this.all && target === 0 && !this.mayAllow) {
-      this.stopped = true;
-      this.decidedBy ??= this.db.bodies[owner]!.name;
-    }
+    if (!this.all && target === 0 && !this.mayAllow) this.decidedBy ??= this.db.bodies[owner]!.name;
   }
 
   get decided(): string | null {
@@ -459,7 +456,7 @@ export class BodyMatchSession implements MatchSession {
     this.chunk = Buffer.alloc(0);
     this.chunkStart = this.pos;
     if (!this.sizeKnown) this.learnSize();
-    if (!this.stopped) this.settle(this.pos);
+    if (this.decidedBy === null) this.settle(this.pos);
     const db = this.db;
     const size = this.size;
     const digests = this.hashes.digests();

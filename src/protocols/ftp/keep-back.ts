@@ -16,10 +16,11 @@ export class KeepBackScan {
   readonly verdict: Promise<Verdict>;
   private readonly input = new PassThrough({ highWaterMark: SCAN_LAG });
   private readonly abort = new AbortController();
-  /** The scanner has answered (it may do so before reading everything, e.g. a hit, or a no-op scanner). */
-  private answered = false;
-  /** The verdict came back infected, possibly before the end (the engine decides early). */
-  private infected = false;
+  /**
+   * The verdict once the scanner has answered: it may do so before reading everything (a hit the
+   * engine decides early, or a no-op scanner).
+   */
+  private settled: Verdict | null = null;
   private readonly held: KeepBackTail;
 
   constructor(scanner: Scanner, keepBack: number, name: string) {
@@ -28,13 +29,10 @@ export class KeepBackScan {
       .scan(this.input, { name, signal: this.abort.signal, decideEarly: true })
       .catch(scanFailure)
       .then((v) => {
-        this.infected = v.status === 'infected';
+        this.settled = v;
         return v;
       })
-      .finally(() => {
-        this.answered = true;
-        this.input.destroy();
-      });
+      .finally(() => this.input.destroy());
     this.input.on('error', () => {});
   }
 
@@ -47,8 +45,8 @@ export class KeepBackScan {
   push(chunks: Buffer[]): { release: Buffer[]; caughtUp: Promise<void> | null } {
     let caughtUp: Promise<void> | null = null;
     // Known infected before the end: nothing more goes out; the caller cuts the receiver at the end.
-    if (this.infected) return { release: [], caughtUp };
-    if (!this.answered) {
+    if (this.settled?.status === 'infected') return { release: [], caughtUp };
+    if (!this.settled) {
       for (const c of chunks) this.input.write(c);
       // The scanner may answer without reading on (and the input then closes, above, on its own).
       if (this.input.writableNeedDrain) caughtUp = drained(this.input, this.verdict);
@@ -59,7 +57,7 @@ export class KeepBackScan {
 
   /** The input is complete: the verdict on all of it. */
   finish(): Promise<Verdict> {
-    if (!this.answered) this.input.end();
+    if (!this.settled) this.input.end();
     return this.verdict;
   }
 

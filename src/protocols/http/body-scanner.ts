@@ -62,8 +62,8 @@ export type BodyOutcome =
 class ScanLane {
   readonly input: Writable;
   readonly verdict: Promise<Verdict>;
-  /** Set when the verdict came back infected, possibly before the lane's end (the engine decides early). */
-  infected = false;
+  /** The verdict once in, possibly before the lane's end (the engine decides early). */
+  settled: Verdict | null = null;
   private closed = false;
 
   constructor(scanner: Scanner, decoders: Writable[], name: string, signal?: AbortSignal, size?: number) {
@@ -77,7 +77,7 @@ class ScanLane {
       })
       .catch(scanFailure)
       .then((v) => {
-        this.infected = v.status === 'infected';
+        this.settled = v;
         return v;
       })
       .finally(() => {
@@ -222,7 +222,7 @@ export class ScannedBody {
    * the rest of a large object first.
    */
   get decided(): boolean {
-    return this.lanes?.some((l) => l.infected) ?? false;
+    return this.lanes?.some((l) => l.settled?.status === 'infected') ?? false;
   }
 
   async write(chunk: Buffer): Promise<void> {
