@@ -52,6 +52,21 @@ if (!args.length && !process.env.SCANGATE_SKIP_TYPECHECK) {
     console.error('type-check failed');
     process.exit(1);
   }
+  // Lint and format too (biome, well under a second), so style is kept by the command CI runs.
+  console.log('linting…');
+  if (
+    sh(process.execPath, [
+      join(root, 'node_modules/@biomejs/biome/bin/biome'),
+      'check',
+      'src',
+      'test',
+      'bench',
+      'scripts',
+    ]) !== 0
+  ) {
+    console.error('lint failed (npm run lint; npx biome check --write fixes formatting)');
+    process.exit(1);
+  }
 }
 
 const status = sh(process.execPath, [

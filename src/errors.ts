@@ -32,11 +32,7 @@ export class SignatureError extends ScangateError {
 }
 
 /** A scan that could not complete (I/O, backend down, timeout). Maps to the protocol's temporary error. */
-export class ScanError extends ScangateError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export class ScanError extends ScangateError {}
 
 /** A protocol parser met bytes it will not accept. `status` is the reply the session should give. */
 export class ProtocolError extends ScangateError {
@@ -48,11 +44,7 @@ export class ProtocolError extends ScangateError {
 }
 
 /** An upstream server could not be reached or could not be trusted. */
-export class UpstreamError extends ScangateError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export class UpstreamError extends ScangateError {}
 
 /** A container whose structure is corrupt or truncated. The scanner still matches its raw bytes. */
 export class UnpackError extends ScangateError {
