@@ -1,6 +1,7 @@
 /**
- * `scangate scan [--db PATH]… [--json] PATH…` — clamscan's line format (`PATH: OK`,
- * `PATH: NAME FOUND`, `PATH: REASON ERROR`) and exit codes: 0 clean, 1 found, 2 error.
+ * `scangate scan [--db PATH]… [--json] [--allmatch] PATH…` — clamscan's line format (`PATH: OK`,
+ * `PATH: NAME FOUND`, `PATH: REASON ERROR`; with --allmatch one FOUND line per match, as
+ * `clamscan --allmatch`) and exit codes: 0 clean, 1 found, 2 error.
  */
 import { opendir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { loadEngine } from '../engine/index.js';
 import { BuiltinScanner } from '../engine/scanner.js';
 import type { Verdict } from '../engine/types.js';
 import { ScangateError } from '../errors.js';
+import { verdictLines } from '../protocols/clamd/replies.js';
 
 interface ScanOptions {
   db: string[];
@@ -20,6 +22,7 @@ interface ScanOptions {
   maxFileSize?: string;
   maxRecursion?: string;
   alertExceedsMax?: boolean;
+  allmatch?: boolean;
 }
 
 /** Yields files under `path` depth-first in name order (clamscan -r order); errors become entries. */
@@ -55,12 +58,6 @@ function describeFsError(e: unknown): string {
   return err.message;
 }
 
-function line(path: string, v: Verdict): string {
-  if (v.status === 'clean') return `${path}: OK`;
-  if (v.status === 'infected') return `${path}: ${v.signature} FOUND`;
-  return `${path}: ${v.reason} ERROR`;
-}
-
 export function registerScan(program: Command): void {
   program
     .command('scan')
@@ -74,6 +71,7 @@ export function registerScan(program: Command): void {
     )
     .option('--json', 'one JSON object per file instead of clamscan lines')
     .option('--summary', 'print a scan summary at the end')
+    .option('-z, --allmatch', 'report every signature that matches, one line each (clamscan --allmatch)')
     .option('--version', 'print the engine and database version and exit')
     .option('--max-filesize <size>', 'largest file or extracted entry scanned (default 100MB)')
     .option('--max-recursion <n>', 'deepest container nesting (default 17)')
@@ -129,14 +127,21 @@ async function runScan(paths: string[], opts: ScanOptions): Promise<number> {
       let verdict: Verdict;
       if (item.error) verdict = { status: 'error', reason: item.error };
       else {
-        verdict = await scanner.scan({ path: item.path }, { name: item.path });
+        verdict = await scanner.scan(
+          { path: item.path },
+          { name: item.path, allMatches: opts.allmatch === true },
+        );
         files++;
         bytes += (await stat(item.path).catch(() => ({ size: 0 }))).size;
       }
       if (verdict.status === 'infected') found++;
       if (verdict.status === 'error') errors++;
       process.stdout.write(
-        opts.json ? `${JSON.stringify({ path: item.path, ...verdict })}\n` : `${line(item.path, verdict)}\n`,
+        opts.json
+          ? `${JSON.stringify({ path: item.path, ...verdict })}\n`
+          : verdictLines(item.path, verdict)
+              .map((l) => `${l}\n`)
+              .join(''),
       );
     }
   }

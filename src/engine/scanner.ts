@@ -6,16 +6,23 @@
  * A stream of declared size is the exception to "spool first": it is matched as it arrives and
  * spooled only when it is a container (see streamed.ts and scanStreamed).
  */
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import type { EngineLimits } from '../config/schema.js';
 import { ScanError, UnpackError, UnpackLimitError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { VerdictCache } from './cache.js';
 import type { Matcher } from './match/index.js';
+import {
+  allMatchVerdict,
+  fill,
+  hashSource,
+  isPathInput,
+  ScanDeadline,
+  withoutRoot,
+  withRoot,
+} from './scan-support.js';
 import { BufferSource, FileSource, type ObjectSource, Spool, spooledDigest } from './source.js';
 import { HEAD_BYTES, readStreamed } from './streamed.js';
-import type { ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from './types.js';
+import type { Match, ScanContext, ScanInput, Scanner, ScannerVersion, Verdict } from './types.js';
 import { detectContainer } from './unpack/index.js';
 import type { UnpackContext, Unpacker } from './unpack/types.js';
 
@@ -55,6 +62,8 @@ interface ScanBudget {
   readonly signal: AbortSignal;
   /** performance.now() past which the scan stops; checked by clock because in-memory sources never yield to timers. */
   readonly deadline: number;
+  /** allMatches: every match so far, in the order found (the scan goes on after one); else null. */
+  readonly found: Match[] | null;
 }
 
 class LimitHit extends Error {
@@ -117,6 +126,7 @@ export class BuiltinScanner implements Scanner {
     const signal = timeout.signal;
     let spool: Spool | null = null;
     let opened: FileSource | null = null;
+    const all = ctx.allMatches === true;
     try {
       let source: ObjectSource;
       let sha256: string;
@@ -132,19 +142,28 @@ export class BuiltinScanner implements Scanner {
         if (input.length > this.limits.maxFileSize) return this.limitVerdict('MaxFileSize', [rootName]);
         source = new BufferSource(input);
         sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
-      } else if (ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
+      } else if (!all && ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
         return await this.scanStreamed(state, input, ctx.size, rootName, signal, ctx.decideEarly === true);
-      } else if (state.matcher.sizeFree) {
+      } else if (!all && state.matcher.sizeFree) {
         return await this.scanStreamed(state, input, undefined, rootName, signal, ctx.decideEarly === true);
       } else {
+        // (Every match wanted: nothing to decide early, and the spool lets the cache answer next time.)
         spool = this.newSpool();
         const tooBig = await fill(spool, input, this.limits.maxFileSize, signal);
         if (tooBig) return this.limitVerdict('MaxFileSize', [rootName]);
         ({ source, sha256 } = await spool.finish());
       }
-      const budget = this.newBudget(signal);
-      return await this.judgeByDigest(state, sha256, rootName, () =>
-        this.scanObject(state, source, [rootName], 0, budget),
+      const budget = this.newBudget(signal, all);
+      return await this.judgeByDigest(
+        state,
+        sha256,
+        rootName,
+        async () => {
+          const v = await this.scanObject(state, source, [rootName], 0, budget);
+          return budget.found ? allMatchVerdict(v, budget.found) : v;
+        },
+        false,
+        all,
       );
     } catch (e) {
       if (e instanceof LimitHit) return this.limitVerdict(e.limit, [rootName]);
@@ -234,6 +253,7 @@ export class BuiltinScanner implements Scanner {
    * The verdict for content known by SHA-256: from the cache, from a scan of the same content already
    * running, or from `run` (whose clean or infected verdict is then cached). `counted`: the matcher
    * already ran for this scan (a streamed container), so `run` is not counted as a second scan.
+   * `allMatches`: `run` reports every match, and only such a verdict may answer.
    */
   private async judgeByDigest(
     state: EngineState,
@@ -241,9 +261,13 @@ export class BuiltinScanner implements Scanner {
     rootName: string,
     run: () => Promise<Verdict>,
     counted = false,
+    allMatches = false,
   ): Promise<Verdict> {
     const cache = this.options.cache;
-    const key = state.cacheKey ?? state.version;
+    // A one-match verdict must not answer an all-matches scan (nor the reverse: same status, but
+    // the cache would hold the bigger verdict for the common case): each has its own entries.
+    const db = state.cacheKey ?? state.version;
+    const key = allMatches ? `${db}+allmatch` : db;
     const cached = await cache?.get(key, sha256);
     if (cached) return withRoot(cached, rootName);
     const inflightKey = `${key}\0${sha256}`;
@@ -273,8 +297,13 @@ export class BuiltinScanner implements Scanner {
     }
   }
 
-  private newBudget(signal: AbortSignal): ScanBudget {
-    return { scannedBytes: 0, signal, deadline: performance.now() + this.limits.timeout };
+  private newBudget(signal: AbortSignal, allMatches = false): ScanBudget {
+    return {
+      scannedBytes: 0,
+      signal,
+      deadline: performance.now() + this.limits.timeout,
+      found: allMatches ? [] : null,
+    };
   }
 
   private newSpool(): Spool {
@@ -298,7 +327,8 @@ export class BuiltinScanner implements Scanner {
     budget.scannedBytes += source.size;
     if (budget.scannedBytes > this.limits.maxScanSize) throw new LimitHit('MaxScanSize');
 
-    const session = state.matcher.session({ size: source.size });
+    const found = budget.found;
+    const session = state.matcher.session({ size: source.size, allMatches: found !== null });
     let sinceYield = 0;
     for await (const chunk of source.stream(0, source.size, MATCH_CHUNK)) {
       if (budget.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
@@ -312,7 +342,10 @@ export class BuiltinScanner implements Scanner {
       }
     }
     const names = session.end();
-    if (names.length > 0) return { status: 'infected', signature: names[0]!, location };
+    if (found) {
+      // All matches: note them and open the container all the same (clamscan --allmatch does).
+      for (const signature of names) found.push({ signature, location });
+    } else if (names.length > 0) return { status: 'infected', signature: names[0]!, location };
 
     const head = await source.read(0, HEAD_BYTES);
     const unpacker = detectContainer(head, source.size, this.options.unpackers);
@@ -404,82 +437,4 @@ export class BuiltinScanner implements Scanner {
       await spool.dispose();
     }
   }
-}
-
-/**
- * The signal a scan runs under: aborted by the caller or at the scan timeout. A plain timer rather
- * than AbortSignal.timeout + AbortSignal.any, whose weak references and finalizers cost about
- * half of the engine's time on a small object (a 100-byte HTTP response: ~18 -> ~9 us per scan).
- */
-class ScanDeadline {
-  private readonly controller = new AbortController();
-  private readonly timer: NodeJS.Timeout;
-  expired = false;
-  private readonly onCallerAbort = () => this.controller.abort();
-
-  constructor(
-    ms: number,
-    private readonly caller?: AbortSignal,
-  ) {
-    this.timer = setTimeout(() => {
-      this.expired = true;
-      this.controller.abort();
-    }, ms);
-    // Like AbortSignal.timeout: a scan in progress does not keep the process alive by itself.
-    this.timer.unref();
-    if (caller?.aborted) this.controller.abort();
-    else caller?.addEventListener('abort', this.onCallerAbort, { once: true });
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  dispose(): void {
-    clearTimeout(this.timer);
-    this.caller?.removeEventListener('abort', this.onCallerAbort);
-  }
-}
-
-function isPathInput(input: ScanInput): input is { path: string } {
-  return (
-    !Buffer.isBuffer(input) && typeof (input as { path?: unknown }).path === 'string' && !('pipe' in input)
-  );
-}
-
-async function hashSource(source: ObjectSource, signal: AbortSignal): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of source.stream(0, source.size, 1024 * 1024)) {
-    if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
-    h.update(chunk);
-  }
-  return h.digest('hex');
-}
-
-/** Spools the input; returns true (and stops reading) once it exceeds `max` bytes. */
-async function fill(
-  spool: Spool,
-  input: Exclude<ScanInput, { path: string } | Buffer>,
-  max: number,
-  signal: AbortSignal,
-) {
-  const stream = input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
-  for await (const chunk of stream) {
-    if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    await spool.write(buf);
-    if (spool.size > max) {
-      stream.destroy();
-      return true;
-    }
-  }
-  return false;
-}
-
-function withoutRoot(v: Verdict): Verdict {
-  return v.status === 'infected' ? { ...v, location: v.location.slice(1) } : v;
-}
-
-function withRoot(v: Verdict, root: string): Verdict {
-  return v.status === 'infected' ? { ...v, location: [root, ...v.location] } : v;
 }

@@ -9,8 +9,23 @@ export type ScanInput = Buffer | Readable | NodeJS.ReadableStream | { path: stri
 export type Verdict =
   | { status: 'clean' }
   /** `location` is the path through containers, outermost first, e.g. ['mail', 'invoice.zip', 'a.exe']. */
-  | { status: 'infected'; signature: string; location: string[] }
+  | {
+      status: 'infected';
+      signature: string;
+      location: string[];
+      /**
+       * With ScanContext.allMatches: every signature that matched, per object (a container and what
+       * it holds each count), the first being `signature` at `location`. Absent otherwise.
+       */
+      matches?: Match[];
+    }
   | { status: 'error'; reason: string; code?: string };
+
+/** One signature that matched one object (`location` as in Verdict). */
+export interface Match {
+  signature: string;
+  location: string[];
+}
 
 /**
  * The verdict for a scan that threw instead of answering (a remote scanner gone, a spool that could
@@ -38,6 +53,13 @@ export interface ScanContext {
    * first, as a protocol that answers only after the whole object (clamd INSTREAM) needs.
    */
   decideEarly?: boolean;
+  /**
+   * Report every signature that matches (clamd ALLMATCHSCAN, clamscan --allmatch) in
+   * `matches`, instead of stopping at the first: every byte of every object is matched and a
+   * container is opened even when its own bytes matched. The builtin engine honours it; the clamd
+   * backend answers with one signature (clamd's INSTREAM has no all-match form).
+   */
+  allMatches?: boolean;
 }
 
 export interface ScannerVersion {

@@ -8,17 +8,20 @@
  * - symbolic links below the top are skipped (FollowFileSymlinks/FollowDirectorySymlinks default no),
  *   as are special files, except at the top: `ARG: Not supported file type ERROR`;
  * - a path that cannot be read: `ARG: File path check failure: <strerror>. ERROR`.
- * ALLMATCHSCAN reports the first signature per file: the Scanner contract returns one name.
+ * - ALLMATCHSCAN scans with ScanContext.allMatches and sends a `PATH: NAME FOUND` line per match
+ *   (a container's own bytes and each entry in it count apart, so a name may come twice), and,
+ *   like SCAN, stops at the first file with a detection.
  */
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Verdict } from '../../engine/types.js';
-import { verdictText } from './replies.js';
+import { verdictLines, verdictText } from './replies.js';
 
 export type PathCommand = 'SCAN' | 'CONTSCAN' | 'MULTISCAN' | 'ALLMATCHSCAN';
 
 export interface PathScanOptions {
-  scan(path: string): Promise<Verdict>;
+  /** `allMatches`: the command is ALLMATCHSCAN (report every signature that matches). */
+  scan(path: string, allMatches: boolean): Promise<Verdict>;
   /** Parallel scans for MULTISCAN (the daemon's slots bound them again). */
   parallel: number;
   /** clamd's MaxDirectoryRecursion (default 15). */
@@ -71,11 +74,11 @@ export async function scanPath(
     try {
       real = await realpath(path);
     } catch {}
-    const v = await o.scan(real);
+    const v = await o.scan(real, command === 'ALLMATCHSCAN');
     if (o.signal.aborted) return;
     if (v.status === 'infected') {
       r.infected++;
-      o.send(verdictText(real, v));
+      for (const line of verdictLines(real, v)) o.send(line);
     } else if (v.status === 'error') {
       r.errors++;
       o.send(v.code === 'EACCES' ? `${real}: Access denied. ERROR` : verdictText(real, v));

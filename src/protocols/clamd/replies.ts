@@ -23,6 +23,16 @@ export function verdictText(path: string, v: Verdict): string {
   return `${path}: ${v.reason} ERROR`;
 }
 
+/**
+ * The lines for one file: every match on its own `PATH: NAME FOUND` line when the verdict carries
+ * them (ALLMATCHSCAN: clamd's virus-found callback replies once per signature), else one line.
+ */
+export function verdictLines(path: string, v: Verdict): string[] {
+  if (v.status === 'infected' && v.matches?.length)
+    return v.matches.map((m) => `${path}: ${m.signature} FOUND`);
+  return [verdictText(path, v)];
+}
+
 export const UNKNOWN_COMMAND = 'UNKNOWN COMMAND';
 export const COMMAND_UNAVAILABLE = 'COMMAND UNAVAILABLE';
 export const STREAM_LIMIT = 'INSTREAM size limit exceeded. ERROR';

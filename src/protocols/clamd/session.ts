@@ -201,7 +201,7 @@ export class ClamdSession {
   ): void {
     this.track(async () => {
       await scanPath(arg, name, {
-        scan: (path) => this.scan({ path }, path),
+        scan: (path, allMatches) => this.scan({ path }, path, allMatches),
         parallel: this.ctx.slots.max,
         maxDepth: this.ctx.cfg.maxDirectoryRecursion,
         signal: this.abort.signal,
@@ -211,9 +211,9 @@ export class ClamdSession {
   }
 
   /** One scan in a slot; an infected verdict is also a security event. */
-  private async scan(input: ScanInput, name: string): Promise<Verdict> {
+  private async scan(input: ScanInput, name: string, allMatches = false): Promise<Verdict> {
     const v = await this.ctx.slots.run(() =>
-      this.ctx.scanner.scan(input, { name, signal: this.abort.signal }),
+      this.ctx.scanner.scan(input, { name, signal: this.abort.signal, allMatches }),
     );
     if (v.status === 'infected') {
       this.ctx.events.emit({
