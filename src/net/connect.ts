@@ -81,8 +81,6 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Local address to bind (e.g. to leave from a specific interface). */
   localAddress?: string;
-  /** Bytes the socket buffers before write() says "wait" (Node's default: 16 KB). */
-  writableHighWaterMark?: number;
 }
 
 export interface ConnectorStats {
@@ -205,7 +203,6 @@ export class UpstreamFirstConnector {
         noDelay: true,
         ...(resolver ? { lookup: resolver.lookup } : {}),
         ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-        ...(opts.writableHighWaterMark ? { writableHighWaterMark: opts.writableHighWaterMark } : {}),
       });
       let settled = false;
       const fail = (err: UpstreamError) => {

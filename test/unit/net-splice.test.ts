@@ -1,7 +1,8 @@
 /**
- * splice over real TCP sockets: 20 MB of random data both ways at once arrives byte-exact, a FIN in
- * either direction is forwarded while the other direction keeps flowing, an idle splice ends, and a
- * reset on one side takes down the other.
+ * splice over real TCP sockets: 20 MB of random data both ways at once arrives byte-exact, bytes read
+ * before the splice go first, a stopped reader stops the writer, a FIN in either direction is
+ * forwarded while the other direction keeps flowing, an idle splice ends, and a reset on one side
+ * takes down the other.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -78,6 +79,44 @@ test('20 MB each way at once, byte-exact, counted', async () => {
     },
   );
   assert.ok(progress > 0);
+});
+
+test('bytes read before the splice, buffered or pushed back by a parser, go first and in order', async () => {
+  const { left, right, a, b } = await topology();
+  a.pause();
+  left.write('buffered ');
+  while (a.readableLength === 0) await new Promise((r) => setTimeout(r, 5));
+  a.unshift(Buffer.from('unshifted '));
+  const done = splice(a, b);
+  const got = collect(right);
+  left.end('then streamed');
+  assert.equal((await got).toString(), 'unshifted buffered then streamed');
+  right.end();
+  await done;
+});
+
+test('a reader that stops stops the writer: memory stays bounded, then every byte arrives', async () => {
+  const { left, right, a, b } = await topology();
+  const data = randomBytes(48 * 1024 * 1024);
+  right.pause();
+  const done = splice(a, b);
+  left.end(data);
+  // Wait until the relay stops taking bytes from the writer.
+  let last = -1;
+  while (a.bytesRead !== last) {
+    last = a.bytesRead;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // What is in flight is the kernel's buffers on both connections plus one write queue, not the file.
+  assert.ok(a.bytesRead < 24 * 1024 * 1024, `relay read ${a.bytesRead} bytes while its reader was stopped`);
+  assert.ok(b.writableLength <= 2 * 256 * 1024, `relay queued ${b.writableLength} bytes`);
+  const got = collect(right);
+  right.resume();
+  const all = await got;
+  assert.equal(all.length, data.length);
+  assert.equal(sha(all), sha(data));
+  right.end();
+  await done;
 });
 
 test('half-close client → server: the server sees EOF and can still answer', async () => {

@@ -28,15 +28,6 @@ import {
   tlv,
 } from './proxy-v2.js';
 
-/**
- * What the backend socket buffers before the client's socket is paused. Above Node's 16 KB so that
- * a batch of records (coalesceWrites) does not pause and resume the client socket at every batch
- * (a readStop/readStart pair each time: it halved throughput in the bench); one batch is at most
- * what libuv reads from the client in one poll (32 reads of 64 KB), so this bounds memory per
- * connection to well under a megabyte.
- */
-const BACKEND_HIGH_WATER = 256 * 1024;
-
 /** The PROXY v2 header for one client connection. */
 export function proxyHeaderFor(socket: TLSSocket, id: ClientIdentity): Buffer {
   const sub: Tlv[] = [tlv(PP2_SUBTYPE_SSL_VERSION, socket.getProtocol() ?? '')];
@@ -69,7 +60,6 @@ export async function runStreamSession(
     backend = await connector.connect(ctx.backend.host, ctx.backend.port, {
       timeoutMs: ctx.cfg.backend.connectTimeout,
       signal: ctx.shutdown,
-      writableHighWaterMark: BACKEND_HIGH_WATER,
     });
   } catch (e) {
     emitEvent(ctx, {
@@ -83,10 +73,7 @@ export async function runStreamSession(
     return;
   }
   if (ctx.cfg.proxyProtocol) backend.write(proxyHeaderFor(socket, id));
-  // Client → backend is the bulk direction (uploads, the bench): its records leave in one writev per
-  // event-loop turn. Not the other way: the TLS socket keeps the 16 KB high-water mark its server
-  // gives it, and batching into it would pause the backend at every batch.
-  const result = await splice(socket, backend, { idleTimeoutMs: ctx.cfg.idleTimeout, coalesceAToB: true });
+  const result = await splice(socket, backend, { idleTimeoutMs: ctx.cfg.idleTimeout });
   ctx.log.debug(
     { client, backend: formatHostPort(ctx.backend.host, ctx.backend.port), ...result },
     'tunnel stream closed',
