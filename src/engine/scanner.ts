@@ -3,8 +3,9 @@
  * otherwise match the raw bytes and recurse into containers within ClamAV's limits (depth, files
  * per container, total bytes scanned, time). A limit hit is an explicit verdict
  * (`Heuristics.Limits.Exceeded.*`) unless `alertExceedsMax` is off, never a silent pass.
- * A stream of declared size is the exception to "spool first": it is matched as it arrives and
- * spooled only when it is a container (see streamed.ts and scanStreamed).
+ * A stream is the exception to "spool first": it is matched as it arrives and spooled only when it
+ * is a container, or, without a declared size, when the database has signatures placed relative to
+ * the end, matched over the spool's last bytes once the end is in (see streamed.ts and scanStreamed).
  */
 import type { EngineLimits } from '../config/schema.js';
 import { ScanError, UnpackError, UnpackLimitError } from '../errors.js';
@@ -144,7 +145,7 @@ export class BuiltinScanner implements Scanner {
         sha256 = spooledDigest(input) ?? (await hashSource(source, signal));
       } else if (!all && ctx.size !== undefined && Number.isSafeInteger(ctx.size) && ctx.size >= 0) {
         return await this.scanStreamed(state, input, ctx.size, rootName, signal, ctx.decideEarly === true);
-      } else if (!all && state.matcher.sizeFree) {
+      } else if (!all) {
         return await this.scanStreamed(state, input, undefined, rootName, signal, ctx.decideEarly === true);
       } else {
         // (Every match wanted: nothing to decide early, and the spool lets the cache answer next time.)
@@ -181,10 +182,12 @@ export class BuiltinScanner implements Scanner {
   }
 
   /**
-   * A stream of declared size, or of any size when no signature is placed relative to the end:
-   * matched while it arrives (readStreamed), spooled only when its head names a container. The verdict cache is keyed by SHA-256, which only the spool computes, so it
-   * serves containers (whose unpacking it spares) and not plain objects, whose matching is done by
-   * the time their last byte is in: hashing them to look up a verdict would cost about what it saves.
+   * A stream, of declared size or not: matched while it arrives (readStreamed), spooled only when its
+   * head names a container or, without a size, when the database places signatures relative to the
+   * end: those are matched over the spool's last bytes once the size is known (the tail pass).
+   * The verdict cache is keyed by SHA-256, which only a container's spool computes, so it serves
+   * containers (whose unpacking it spares) and not plain objects, whose matching is done by the
+   * time their last byte is in: hashing them to look up a verdict would cost about what it saves.
    */
   private async scanStreamed(
     state: EngineState,
@@ -208,7 +211,8 @@ export class BuiltinScanner implements Scanner {
       session,
       // Without a size the head decides alone (no detector reads the size; checked again below).
       detect: (head) => detectContainer(head, size ?? Number.MAX_SAFE_INTEGER, this.options.unpackers),
-      newSpool: () => this.newSpool(),
+      keepAll: size === undefined && !state.matcher.sizeFree,
+      newSpool: (digest) => this.newSpool(digest),
       signal,
       decideEarly,
     });
@@ -231,6 +235,15 @@ export class BuiltinScanner implements Scanner {
         if (detectContainer(read.head, read.received, this.options.unpackers) !== unpacker)
           return { status: 'error', code: 'ERR_SCAN_SIZE', reason: 'container type changed with the size' };
       }
+      const tailFrom = session.tailFrom();
+      if (tailFrom !== null) {
+        // The size is known now: the signatures placed relative to the end, over the last bytes.
+        const { source } = await spool!.finish();
+        for await (const chunk of source.stream(tailFrom, source.size, MATCH_CHUNK)) {
+          if (signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
+          session.writeTail(chunk);
+        }
+      }
       const names = session.end();
       if (names.length > 0) return { status: 'infected', signature: names[0]!, location: [rootName] };
       if (!unpacker || !spool) return { status: 'clean' };
@@ -239,7 +252,7 @@ export class BuiltinScanner implements Scanner {
       // Its raw bytes were matched above; what a cached verdict adds is what the container holds.
       return await this.judgeByDigest(
         state,
-        sha256,
+        sha256 ?? (await hashSource(source, signal)),
         rootName,
         () => this.scanEntries(state, unpacker, source, [rootName], 0, budget),
         true,
@@ -306,8 +319,9 @@ export class BuiltinScanner implements Scanner {
     };
   }
 
-  private newSpool(): Spool {
-    return new Spool({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory });
+  /** `digest: false` for a spool only the matcher reads back (no SHA-256 on the way). */
+  private newSpool<D extends boolean = true>(digest?: D): Spool<D> {
+    return new Spool<D>({ dir: this.options.spoolDir, memoryLimit: this.options.spoolMemory, digest });
   }
 
   private limitVerdict(limit: string, location: string[]): Verdict {

@@ -1,7 +1,8 @@
 /**
- * Reading a streamed object whose size is declared up front (an HTTP body with Content-Length), or
- * not declared when the database places no signature relative to the end: the matcher runs on each chunk as it arrives instead of after the last byte, and the bytes are
- * kept only when the object's head names a container. Most large downloads are not containers the
+ * Reading a streamed object, of declared size (an HTTP body with Content-Length) or not: the matcher
+ * runs on each chunk as it arrives instead of after the last byte, and the bytes are kept only when
+ * the object's head names a container, or (`keepAll`) when the matcher will want the last ones again
+ * once the size is known (signatures placed relative to the end, size not declared). Most large downloads are not containers the
  * engine opens (media, disk images, random data), and for them this drops the spool's SHA-256, the
  * write to a temp file and the read back before matching (together ~4.5 ms per MB on the critical
  * path of a 100 MB download, measured with bench/https.ts). A container is spooled (hashed on the
@@ -25,7 +26,9 @@ export interface StreamedOptions {
   session: MatchSession;
   /** The container type the head names, or null. */
   detect(head: Buffer): Unpacker | null;
-  newSpool(): Spool;
+  /** Spool every byte, not only a container's (no SHA-256 then: the caller hashes a container's). */
+  keepAll: boolean;
+  newSpool(digest: boolean): Spool<boolean>;
   signal: AbortSignal;
   /** Stop reading once the session has decided (ScanContext.decideEarly). */
   decideEarly: boolean;
@@ -33,7 +36,13 @@ export interface StreamedOptions {
 
 export type StreamedObject =
   /** Every declared byte arrived and was matched; `spool` holds them when `unpacker` is set. */
-  | { kind: 'complete'; received: number; head: Buffer; unpacker: Unpacker | null; spool: Spool | null }
+  | {
+      kind: 'complete';
+      received: number;
+      head: Buffer;
+      unpacker: Unpacker | null;
+      spool: Spool<boolean> | null;
+    }
   /** The session decided before the end (decideEarly): the rest was not read. */
   | { kind: 'decided'; signature: string }
   /** More than maxBytes arrived. */
@@ -54,7 +63,10 @@ export async function readStreamed(
   let head: Buffer[] | null = [];
   let firstBytes: Buffer = Buffer.alloc(0);
   let headBytes = 0;
-  const kept: { unpacker: Unpacker | null; spool: Spool | null } = { unpacker: null, spool: null };
+  const kept: { unpacker: Unpacker | null; spool: Spool<boolean> | null } = {
+    unpacker: null,
+    spool: o.keepAll ? o.newSpool(false) : null,
+  };
   let received = 0;
   if (o.signal.aborted) throw new ScanError('ERR_SCAN_ABORTED', 'scan aborted');
   // A stalled stream must not outlive the timeout or the caller's abort.
@@ -66,8 +78,8 @@ export async function readStreamed(
     const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, headBytes);
     firstBytes = all.subarray(0, HEAD_BYTES);
     kept.unpacker = o.detect(firstBytes);
-    if (!kept.unpacker) return;
-    kept.spool = o.newSpool();
+    if (!kept.unpacker || kept.spool) return;
+    kept.spool = o.newSpool(true);
     for (const p of parts) await kept.spool.write(p);
   };
   try {
@@ -86,7 +98,7 @@ export async function readStreamed(
         return { kind: 'decided', signature: o.session.decided };
       }
       if (kept.spool) await kept.spool.write(chunk);
-      else if (head) {
+      if (head) {
         head.push(chunk);
         headBytes += chunk.length;
         if (headBytes >= HEAD_BYTES) await judgeHead(head);

@@ -105,7 +105,7 @@ function route(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
       // eicarAt=N: EICAR after the first N bytes, the rest of `size` after it.
       const at = url.searchParams.get('eicarAt');
       if (at !== null) {
-        headers['Content-Length'] = size + EICAR.length;
+        if (url.searchParams.get('chunked') !== '1') headers['Content-Length'] = size + EICAR.length;
         res.writeHead(200, headers);
         const head = bigStream(Number(at));
         head.pipe(res, { end: false });

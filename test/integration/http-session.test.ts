@@ -101,6 +101,13 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A curl sink that counts what the client received. */
+async function countBytes(s: NodeJS.ReadableStream): Promise<number> {
+  let n = 0;
+  for await (const c of s) n += (c as Buffer).length;
+  return n;
+}
+
 const url = (path: string) => `http://127.0.0.1:${origin.port}${path}`;
 const viaProxy = () => ['-x', `http://127.0.0.1:${proxyPort}`];
 
@@ -172,11 +179,7 @@ describe('http session through curl', () => {
     const before = events.events.length;
     for (const q of ['', '&chunked=1']) {
       const r = await curl(bin, [...viaProxy(), url(`/big?size=3000000&eicar=1${q}`)], {
-        sink: async (s) => {
-          let n = 0;
-          for await (const c of s) n += (c as Buffer).length;
-          return n;
-        },
+        sink: countBytes,
       });
       assert.notEqual(r.code, 0, 'curl sees an incomplete transfer');
       assert.ok((r.sinkResult as number) <= 3_000_000 + EICAR.length - 64 * 1024);
@@ -194,11 +197,7 @@ describe('http session through curl', () => {
     const before = events.events.length;
     const size = 80 * 1024 * 1024;
     const r = await curl(bin, [...viaProxy(), url(`/big?size=${size}&eicarAt=${2 * 1024 * 1024}`)], {
-      sink: async (s) => {
-        let n = 0;
-        for await (const c of s) n += (c as Buffer).length;
-        return n;
-      },
+      sink: countBytes,
       timeoutMs: 120_000,
     });
     assert.notEqual(r.code, 0, 'curl sees an incomplete transfer');
@@ -209,6 +208,38 @@ describe('http session through curl', () => {
       ev.map((e) => [e.action, e.signature]),
       [['partiallyblocked', 'Eicar-Signature']],
     );
+  });
+
+  it('cuts a chunked download (no size) early too when the database has signatures placed from the end', async (t) => {
+    const bin = peer(t, 'curl');
+    if (!bin) return;
+    // An EOF-n signature (as ClamAV's daily.cvd has many): without the size, only it waits for the end.
+    const db = join(dir, 'eof.ndb');
+    writeFileSync(db, `Tail.Marker:0:EOF-16:${Buffer.from('scangate-tail-16').toString('hex')}\n`);
+    const eofEngine = await createBuiltinScanner({ signatures: [db] });
+    const eofProxy = await startProxy({}, eofEngine);
+    try {
+      const before = events.events.length;
+      const size = 80 * 1024 * 1024;
+      const r = await curl(
+        bin,
+        [
+          '-x',
+          `http://127.0.0.1:${eofProxy.port}`,
+          url(`/big?size=${size}&eicarAt=${2 * 1024 * 1024}&chunked=1`),
+        ],
+        { sink: countBytes, timeoutMs: 120_000 },
+      );
+      assert.notEqual(r.code, 0, 'curl sees an incomplete transfer');
+      assert.ok((r.sinkResult as number) < 2 * 1024 * 1024, `client got ${r.sinkResult} of ${size} bytes`);
+      const ev = events.events.slice(before).filter((e) => e.kind === 'verdict');
+      assert.deepEqual(
+        ev.map((e) => [e.action, e.signature]),
+        [['partiallyblocked', 'Eicar-Signature']],
+      );
+    } finally {
+      eofProxy.server.close();
+    }
   });
 
   it('answers 502 naming the reason when the origin is down', async (t) => {

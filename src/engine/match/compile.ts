@@ -75,16 +75,40 @@ export interface Unanchored {
   reason: string;
 }
 
-export interface CompiledDb {
+/** The anchor tables one pass of a session probes, by key length (a length with no anchors: size 0). */
+export interface AnchorTables {
+  anchors4: AnchorTable;
+  anchors3: AnchorTable;
+  anchors2: AnchorTable;
+}
+
+const newTables = (): AnchorTables => ({
+  anchors4: new AnchorTable(4),
+  anchors3: new AnchorTable(3),
+  anchors2: new AnchorTable(2),
+});
+
+const sealTables = (t: AnchorTables) => {
+  t.anchors4.seal();
+  t.anchors3.seal();
+  t.anchors2.seal();
+};
+
+const tableFor = (t: AnchorTables, len: number) =>
+  len === 4 ? t.anchors4 : len === 3 ? t.anchors3 : t.anchors2;
+
+export interface CompiledDb extends AnchorTables {
   patterns: CPattern[];
   bodies: BodySig[];
   logicals: LogicalSig[];
   /** Logical sigs whose expression holds with no match at all (evaluated for every object). */
   zeroTrue: number[];
-  /** Anchor tables by key length; a length with no anchors has an empty table (size 0). */
-  anchors4: AnchorTable;
-  anchors3: AnchorTable;
-  anchors2: AnchorTable;
+  /**
+   * The anchors of the patterns placed relative to the end (EOF-n) again, alone: a session started
+   * without the size matches every other pattern as the bytes stream in, and these once the size is
+   * known, over the last `eofBack` bytes only. Null when there are none (`sizeFree`).
+   */
+  eof: (AnchorTables & { eofBack: number }) | null;
   /** Longest part + 2 (fullword needs the bytes either side): the tail a session keeps. */
   window: number;
   hashes: HashIndex;
@@ -102,9 +126,8 @@ export function compileDb(db: SignatureDb): CompiledDb {
     bodies: [],
     logicals: [],
     zeroTrue: [],
-    anchors4: new AnchorTable(4),
-    anchors3: new AnchorTable(3),
-    anchors2: new AnchorTable(2),
+    ...newTables(),
+    eof: null,
     window: 2,
     hashes: new HashIndex(),
     allow: new HashIndex(),
@@ -137,13 +160,23 @@ export function compileDb(db: SignatureDb): CompiledDb {
       target,
     };
     const id = c.patterns.push(pat) - 1;
+    const o = sp.offset;
+    // Every byte of such a pattern lies in the last `n` (its first part starts at size-n at the earliest).
+    if (o.kind === 'eof') {
+      c.eof ??= { ...newTables(), eofBack: 0 };
+      c.eof.eofBack = Math.max(c.eof.eofBack, o.n);
+      c.sizeFree = false;
+    }
     anchors.forEach((a, part) => {
-      const table = a.len === 4 ? c.anchors4 : a.len === 3 ? c.anchors3 : c.anchors2;
-      for (const k of a.keys) table.add(k, { pat: id, part });
+      const table = tableFor(c, a.len);
+      const eofTable = c.eof && o.kind === 'eof' ? tableFor(c.eof, a.len) : null;
+      for (const k of a.keys) {
+        table.add(k, { pat: id, part });
+        eofTable?.add(k, { pat: id, part });
+      }
       c.window = Math.max(c.window, parts[part]!.len + 2);
     });
     if (target !== 0) c.needHead = true;
-    if (sp.offset.kind === 'eof') c.sizeFree = false;
     return pat;
   };
 
@@ -172,8 +205,7 @@ export function compileDb(db: SignatureDb): CompiledDb {
     if (evalLogicalExpr(l.expr, new Uint32Array(l.subsigs.length))) c.zeroTrue.push(idx);
     if (l.target !== 0) c.needHead = true;
   }
-  c.anchors4.seal();
-  c.anchors3.seal();
-  c.anchors2.seal();
+  sealTables(c);
+  if (c.eof) sealTables(c.eof);
   return c;
 }

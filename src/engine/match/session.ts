@@ -8,19 +8,23 @@
  *  - candidates are verified in ready order (ties: lower part first), so when part i+1 is checked,
  *    every part i that could precede it has been; chains keep, per part, the merged windows where the
  *    next part may start ([end+min, end+max] of each occurrence): bounded by the gap, not the file.
- *  - offsets are absolute; the object's size is known up front (EOF-n needs it), or, for a database
- *    without EOF-relative offsets (`sizeFree`), only at end(): hash digests, logical signatures'
- *    file sizes and a ::f match ending at the last byte are decided there.
+ *  - offsets are absolute; the object's size is known up front, or only once the stream is over:
+ *    hash digests, logical signatures' file sizes and a ::f match ending at the last byte are
+ *    decided at the end. A pattern placed relative to the end (EOF-n) cannot be placed before, so
+ *    without the size such patterns wait for a second pass (tailFrom/writeTail) over the last bytes
+ *    once the size is known, with anchor tables of their own; every other pattern matches as the
+ *    bytes arrive, so one of them can still decide early. The two passes look at disjoint patterns
+ *    and every byte of an EOF-n pattern lies in the tail, so the matches are the one-pass matches.
  */
-import { evalLogicalExpr } from '../signatures/lexpr.js';
 import { startWindow } from '../signatures/offset.js';
 import type { AnchorTable } from './anchors.js';
-import type { CompiledDb, CPart, KeyEntry } from './compile.js';
-import { targetMatches } from './filetype.js';
+import type { AnchorTables, CompiledDb, CPart, KeyEntry } from './compile.js';
 import { ObjectHashes } from './hashing.js';
+import type { MatchSession } from './index.js';
+import { sessionNames } from './names.js';
+import { specialsMatch } from './specials.js';
 
 const HEAD_BYTES = 4096;
-const ALGOS = ['md5', 'sha1', 'sha256'] as const;
 
 interface Cand {
   /** The position by which every byte the candidate needs has arrived. */
@@ -33,17 +37,6 @@ interface Cand {
 }
 
 const isAlnum = (b: number) => (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122);
-
-export interface MatchSession {
-  write(chunk: Buffer): void;
-  /**
-   * A signature matched that nothing later can undo (no allow-list entry could clear the object, no
-   * file type left to check, one match wanted): the verdict is infected whatever bytes follow.
-   */
-  readonly decided: string | null;
-  /** Matched signature names, the first is the primary; [] means clean. */
-  end(): string[];
-}
 
 export class BodyMatchSession implements MatchSession {
   /** Infinity until end() when the size was not given. */
@@ -69,13 +62,19 @@ export class BodyMatchSession implements MatchSession {
   /** The signature that decided the verdict early (see `decided`); matching stops once set. */
   private decidedBy: string | null = null;
   private ended = false;
+  /** The tables the current pass probes: every pattern's, or the EOF-n patterns' in the tail pass. */
+  private tables: AnchorTables;
+  /** No pattern may start before this: 0, or where the tail pass starts (its first bytes only precede). */
+  private floor = 0;
+  /** The EOF-n pass: none needed, to come (after the stream), given its bytes, or done. */
+  private tailPass: 'none' | 'due' | 'open' | 'done';
 
   constructor(
     private readonly db: CompiledDb,
     opts: { size?: number; allMatches?: boolean },
   ) {
-    if (opts.size === undefined && !db.sizeFree)
-      throw new Error('this database needs the object size up front');
+    this.tables = db;
+    this.tailPass = opts.size === undefined && db.eof ? 'due' : 'none';
     this.sizeKnown = opts.size !== undefined;
     this.size = opts.size ?? Number.POSITIVE_INFINITY;
     this.all = opts.allMatches ?? false;
@@ -85,7 +84,8 @@ export class BodyMatchSession implements MatchSession {
   }
 
   write(chunk: Buffer): void {
-    if (this.ended) throw new Error('MatchSession.write after end');
+    if (this.ended || this.tailPass === 'open' || this.tailPass === 'done')
+      throw new Error('MatchSession.write after the end of the stream');
     if (chunk.length === 0) return;
     this.hashes.update(chunk, this.pos);
     if (this.head && this.headLen < this.head.length) {
@@ -96,6 +96,11 @@ export class BodyMatchSession implements MatchSession {
         Math.min(chunk.length, this.head.length - this.headLen),
       );
     }
+    this.match(chunk);
+  }
+
+  /** One chunk through the current pass: anchors probed, candidates settled, the tail kept. */
+  private match(chunk: Buffer): void {
     if (this.decidedBy !== null) {
       this.pos += chunk.length;
       return;
@@ -113,7 +118,7 @@ export class BodyMatchSession implements MatchSession {
    * (JS shifts count mod 32, so `>>> f` is `>>> (f & 31)`.)
    */
   private scan(buf: Buffer, base: number): void {
-    const db = this.db;
+    const db = this.tables;
     const f4 = db.anchors4.filter;
     const s4 = db.anchors4.filterShift;
     let h = this.h;
@@ -172,7 +177,7 @@ export class BodyMatchSession implements MatchSession {
    * so probes stay in position order.
    */
   private scanPairs(buf: Buffer, base: number, pairs: Int32Array): void {
-    const t = this.db.anchors4;
+    const t = this.tables.anchors4;
     const f4 = t.filter;
     const s4 = t.filterShift;
     let h = this.h;
@@ -201,7 +206,7 @@ export class BodyMatchSession implements MatchSession {
    * with two keys the hits are merged so probes stay in position order.
    */
   private scanNeedles(buf: Buffer, base: number, needles: Buffer[]): void {
-    const t = this.db.anchors4;
+    const t = this.tables.anchors4;
     let h = this.h;
     for (let i = 0; i < 3; i++) {
       h = (h << 8) | buf[i]!;
@@ -243,10 +248,12 @@ export class BodyMatchSession implements MatchSession {
       if (pat.owner < 0 || (pat.sub < 0 && this.bodyHit.has(pat.owner))) continue;
       const part = pat.parts[e.part]!;
       const start = keyEnd - keyLen - part.keyOff;
-      if (start < 0) continue;
+      if (start < this.floor) continue;
       const end = start + part.len;
       if (end > this.size) continue;
       if (e.part === 0 && pat.offset.kind !== 'any') {
+        // Size unknown yet (Infinity): an EOF-n window starts at Infinity, so such a first part
+        // waits for the tail pass, and its later parts, finding no window open, go with it.
         const w = startWindow(pat.offset, this.size);
         if (!w || start < w[0] || start > w[1]) continue;
       }
@@ -304,7 +311,8 @@ export class BodyMatchSession implements MatchSession {
     }
   }
 
-  private byteAt(p: number): number {
+  /** The byte at absolute position `p` if still held (current chunk or kept tail), else -1. */
+  byteAt(p: number): number {
     if (p >= this.chunkStart) {
       const i = p - this.chunkStart;
       return i < this.chunk.length ? this.chunk[i]! : -1;
@@ -327,29 +335,7 @@ export class BodyMatchSession implements MatchSession {
         if (b < 0 || (b & mask[i]!) !== value[i]) return false;
       }
     }
-    for (const { off: so, elem: e } of part.specials) {
-      const p = start + so;
-      if (e.t === 'set') {
-        const b = this.byteAt(p);
-        if (b < 0 || !e.set[b]) return false;
-      } else if (e.t === 'alt') {
-        let any = false;
-        for (const o of e.opts) {
-          let eq = true;
-          for (let k = 0; k < e.len && eq; k++) {
-            let b = this.byteAt(p + k);
-            if (e.nocase && b >= 65 && b <= 90) b |= 0x20;
-            if (b !== o[k]) eq = false;
-          }
-          if (eq) {
-            any = true;
-            break;
-          }
-        }
-        if (any === e.neg) return false;
-      }
-    }
-    return true;
+    return part.specials.length === 0 || specialsMatch(part, start, this);
   }
 
   private handle(c: Cand): void {
@@ -437,64 +423,75 @@ export class BodyMatchSession implements MatchSession {
     this.chunkStart = this.pos;
   }
 
-  /**
-   * The object ended without a declared size: it is `pos` bytes. A ::f match ending at the last
-   * byte was queued to wait for the byte after it (as if more could come); it needs none now.
-   */
-  private learnSize(): void {
-    this.size = this.pos;
-    for (const c of this.pending) {
-      const pat = this.db.patterns[c.pat]!;
-      if (pat.fullword && c.part === pat.parts.length - 1 && c.start + pat.parts[c.part]!.len === this.pos)
-        c.ready = this.pos;
+  tailFrom(): number | null {
+    if (this.ended || this.tailPass === 'open' || this.tailPass === 'done')
+      throw new Error('MatchSession.tailFrom called twice or after end');
+    if (this.tailPass === 'none') return null;
+    this.finishStream();
+    const eof = this.db.eof!;
+    if (this.decidedBy !== null) {
+      this.tailPass = 'done';
+      return null;
     }
+    // Candidates still waiting need bytes past the end: none can match now.
+    this.pending = [];
+    this.cands = [];
+    // One byte before the earliest start, for a fullword check on the byte before a match.
+    const from = Math.max(0, this.size - eof.eofBack - 1);
+    this.tables = eof;
+    this.floor = from;
+    this.h = 0;
+    this.pos = from;
+    this.tail = Buffer.alloc(0);
+    this.tailStart = from;
+    this.chunkStart = from;
+    this.tailPass = from < this.size ? 'open' : 'done';
+    return from;
+  }
+
+  /** The bytes from tailFrom() on, in order, in chunks of any size (hashes and head are done). */
+  writeTail(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    if (this.tailPass !== 'open') throw new Error('MatchSession.writeTail without a tail pass open');
+    if (this.pos + chunk.length > this.size) throw new Error('MatchSession.writeTail past the end');
+    this.match(chunk);
+    if (this.pos === this.size) this.tailPass = 'done';
+  }
+
+  /**
+   * No more bytes: without a declared size the object is `pos` bytes, and a ::f match ending at the
+   * last byte, queued to wait for the byte after it (as if more could come), needs none now.
+   */
+  private finishStream(): void {
+    this.chunk = Buffer.alloc(0);
+    this.chunkStart = this.pos;
+    if (!this.sizeKnown) {
+      this.size = this.pos;
+      for (const c of this.pending) {
+        const pat = this.db.patterns[c.pat]!;
+        if (pat.fullword && c.part === pat.parts.length - 1 && c.start + pat.parts[c.part]!.len === this.pos)
+          c.ready = this.pos;
+      }
+    }
+    if (this.decidedBy === null) this.settle(this.pos);
   }
 
   end(): string[] {
     if (this.ended) throw new Error('MatchSession.end called twice');
+    if (this.tailPass === 'due' || this.tailPass === 'open')
+      throw new Error('MatchSession.end before the EOF-n pass (tailFrom/writeTail) was given its bytes');
+    if (this.tailPass === 'none') this.finishStream();
+    else if (this.decidedBy === null) this.settle(this.pos);
     this.ended = true;
-    this.chunk = Buffer.alloc(0);
-    this.chunkStart = this.pos;
-    if (!this.sizeKnown) this.learnSize();
-    if (this.decidedBy === null) this.settle(this.pos);
-    const db = this.db;
-    const size = this.size;
-    const digests = this.hashes.digests();
-    if (this.mayAllow) {
-      for (const a of ALGOS) {
-        const d = digests[a];
-        if (d && db.allow.lookup(a, size, d) !== undefined) return [];
-      }
-    }
-    const head = this.head ? this.head.subarray(0, this.headLen) : Buffer.alloc(0);
-    const names: string[] = [];
-    const seen = new Set<string>();
-    const add = (n: string) => {
-      if (!seen.has(n)) {
-        seen.add(n);
-        names.push(n);
-      }
-    };
-    for (const a of ALGOS) {
-      const d = digests[a];
-      const n = d === undefined ? undefined : db.hashes.lookup(a, size, d);
-      if (n !== undefined) add(n);
-    }
-    let bi = 0;
-    for (const owner of this.bodyHit) {
-      const b = db.bodies[owner]!;
-      if (b.target === 0 || targetMatches(b.target, head)) add(this.found[bi]!);
-      bi++;
-    }
-    const evalL = (idx: number, counts: ArrayLike<number>) => {
-      const l = db.logicals[idx]!;
-      if (l.fileSize && (size < l.fileSize[0] || size > l.fileSize[1])) return;
-      if (l.target !== 0 && !targetMatches(l.target, head)) return;
-      if (evalLogicalExpr(l.expr, counts)) add(l.name);
-    };
-    for (const [idx, counts] of this.lsigCounts) evalL(idx, counts);
-    for (const idx of db.zeroTrue)
-      if (!this.lsigCounts.has(idx)) evalL(idx, new Uint32Array(db.logicals[idx]!.subsigs.length));
+    const names = sessionNames(this.db, {
+      size: this.size,
+      digests: this.hashes.digests(),
+      head: this.head ? this.head.subarray(0, this.headLen) : Buffer.alloc(0),
+      bodyHit: this.bodyHit,
+      found: this.found,
+      lsigCounts: this.lsigCounts,
+      mayAllow: this.mayAllow,
+    });
     return this.all ? names : names.slice(0, 1);
   }
 }
