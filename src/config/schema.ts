@@ -175,6 +175,12 @@ const ftpListener = z.strictObject({
   /** Largest file spooled for scanning; a larger transfer is refused (552), never passed unscanned. */
   maxFileSize: size.default(1024 ** 3),
   /**
+   * After an upload passed maxFileSize, this many more of its bytes are read and dropped so that the
+   * client finishes its send and reads the 552 (curl gives up on a reset data connection without
+   * reading the reply); past it, or with 0, the data connection is reset.
+   */
+  tooBigDrain: size.default(64 * 1024 ** 2),
+  /**
    * Files up to this size are held whole until the verdict; larger ones stream with keepBack held
    * back, and an infected one is cut. Set to maxFileSize for strict store-and-forward.
    */

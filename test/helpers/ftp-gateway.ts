@@ -6,7 +6,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import pino from 'pino';
 import { MemoryEventSink } from '../../src/admin/events.js';
 import { configSchema, type FtpListenerConfig } from '../../src/config/schema.js';
 import type { Scanner } from '../../src/engine/types.js';
@@ -58,6 +60,43 @@ export async function startFtpGateway(o: {
     service,
     close: () => service.close(1000),
   };
+}
+
+/**
+ * startFtpGateway in front of a test vsftpd (helpers/ftp-vsftpd.ts): its address as the upstream,
+ * its CA trusted for the server leg, the TLS styles and data ports given, then `listener` settings.
+ */
+export function startFtpGatewayFor(
+  vs: { port: number; caFile: string },
+  o: {
+    dir: string;
+    scanner: Scanner;
+    tls: { client: string; upstream: string };
+    passivePorts: string;
+    listener?: Record<string, unknown>;
+    logger?: Logger;
+  },
+): Promise<FtpGatewayUnderTest> {
+  return startFtpGateway({
+    dir: o.dir,
+    scanner: o.scanner,
+    upstreamCa: [vs.caFile],
+    listener: { upstream: `127.0.0.1:${vs.port}`, tls: o.tls, passivePorts: o.passivePorts, ...o.listener },
+    ...(o.logger ? { logger: o.logger } : {}),
+  });
+}
+
+/** A logger that keeps the gateway's log lines (pino JSON, one entry per element). */
+export function capturingLogger(lines: string[], level = 'info'): Logger {
+  return pino(
+    { level },
+    new Writable({
+      write(chunk, _e, cb) {
+        lines.push(chunk.toString());
+        cb();
+      },
+    }),
+  ) as unknown as Logger;
 }
 
 /** The generic child runner of the SMTP helper (it runs any program, not only swaks). */

@@ -16,14 +16,16 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { createBuiltinScanner } from '../../src/engine/index.js';
 import type { ScanInput, Scanner } from '../../src/engine/types.js';
+import type { Logger } from '../../src/logger.js';
 import { EICAR, EICAR_NAME } from '../helpers/eicar.js';
 import {
+  capturingLogger,
   curlArgs,
   FtpControl,
   type FtpGatewayUnderTest,
   lftpSettings,
   runClient,
-  startFtpGateway,
+  startFtpGatewayFor,
 } from '../helpers/ftp-gateway.js';
 import { startVsftpd, type Vsftpd } from '../helpers/ftp-vsftpd.js';
 import { peer } from '../helpers/peers.js';
@@ -75,6 +77,7 @@ async function gateway(
   style: Style,
   extra: Record<string, unknown> = {},
   scanner: Scanner = observed,
+  logger?: Logger,
 ): Promise<{ gw: FtpGatewayUnderTest; vs: Vsftpd; gwDir: string }> {
   let vs = servers.get(style);
   if (!vs) {
@@ -82,19 +85,13 @@ async function gateway(
     servers.set(style, vs);
   }
   const gwDir = mkdtempSync(join(dir, 'gw-'));
-  const gw = await startFtpGateway({
+  const gw = await startFtpGatewayFor(vs, {
     dir: gwDir,
     scanner,
-    upstreamCa: [vs.caFile],
-    listener: {
-      upstream: `127.0.0.1:${vs.port}`,
-      tls: { client: style, upstream: style },
-      passivePorts: '46500-46599',
-      holdLimit: '1MB',
-      keepBack: '256KB',
-      spoolMemory: '512KB',
-      ...extra,
-    },
+    tls: { client: style, upstream: style },
+    passivePorts: '46500-46599',
+    listener: { holdLimit: '1MB', keepBack: '256KB', spoolMemory: '512KB', ...extra },
+    ...(logger ? { logger } : {}),
   });
   cleanups.push(() => gw.close());
   return { gw, vs, gwDir };
@@ -287,17 +284,57 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     c.close();
   });
 
-  test('streamed upload over maxFileSize: 552, nothing stored, nothing left in the spool', async (t) => {
+  for (const style of ['none', 'explicit'] as const) {
+    test(`${style === 'none' ? 'plain' : 'FTPS'}: a streamed upload over maxFileSize: curl and lftp show the 552, nothing is stored, the refusal is logged`, async (t) => {
+      if (!havePeers(t)) return;
+      const logs: string[] = [];
+      const { gw, vs, gwDir } = await gateway(style, { maxFileSize: '3MB' }, observed, capturingLogger(logs));
+      // 24 MB against a 3 MB limit: the clients are still sending when the limit is crossed. The
+      // gateway reads and drops the rest (tooBigDrain, 64 MB) instead of resetting them mid-send.
+      const up = await curl(gw, style, `/pub/too-big-curl-${style}.bin`, ['-T', tooBigFile()]);
+      // 70 is curl's exit code for a 552 ("Exceeded storage allocation"); a reset would be 55 or 56.
+      assert.equal(up.code, 70, up.stderr);
+      assert.match(up.stderr, /< 552 .*larger than 3145728 bytes/);
+      // Nothing stored once the client has its answer: the DELE was answered before the 552.
+      assert.deepEqual(stored(vs, 'too-big-'), []);
+      const viaLftp = await lftp(gw, style, `put ${tooBigFile()} -o /pub/too-big-lftp-${style}.bin`);
+      assert.notEqual(viaLftp.code, 0, 'lftp reported success');
+      // lftp reads the 552 while it is still sending, and stops: no retry, no reset.
+      assert.match(viaLftp.stderr, /Access failed: 552 /);
+      assert.deepEqual(stored(vs, 'too-big-'), []);
+      assert.deepEqual(await spoolEmpty(gwDir), []);
+      const refused = logs.filter((l) => l.includes('upload larger than maxFileSize'));
+      assert.equal(refused.length, 2, logs.join(''));
+      assert.ok(refused.every((l) => JSON.parse(l).limit === 3 * MB));
+    });
+  }
+
+  test('tooBigDrain bounds what the gateway reads past maxFileSize: beyond it the data connection is reset, and still nothing is stored', async (t) => {
     if (!havePeers(t)) return;
-    const { gw, vs, gwDir } = await gateway('none', { maxFileSize: '3MB' });
-    const up = await curl(gw, 'none', '/pub/too-big.bin', ['-T', CLEAN]);
-    assert.notEqual(up.code, 0);
-    // The gateway resets the data connection at the limit, then answers 552. curl reads the 552
-    // unless the reset reaches it while it is still sending (exit 55/56, "Connection reset"): it
-    // then gives up on the control connection too. Either way nothing is stored (below).
-    assert.ok(/< 552 /.test(up.stderr) || up.code === 55 || up.code === 56, up.stderr);
-    assert.equal(existsSync(join(vs.uploadDir, 'too-big.bin')), false);
+    const { gw, vs, gwDir } = await gateway('none', { maxFileSize: '3MB', tooBigDrain: '1MB' });
+    const up = await curl(gw, 'none', '/pub/too-big-reset.bin', ['-T', tooBigFile()]);
+    // 20 MB past the limit: curl's send fails on the reset (55 or 56) or, if it had handed all
+    // to its socket first, it reads the 552 (70). Never success, never a stored file; but after a
+    // reset curl leaves at once, while the gateway may still be waiting for the DELE's answer.
+    assert.ok([55, 56, 70].includes(up.code ?? -1), up.stderr);
+    assert.deepEqual(await storedAfterWhile(vs, 'too-big-'), []);
     assert.deepEqual(await spoolEmpty(gwDir), []);
+  });
+
+  test('a streamed upload found infected before maxFileSize is refused as infected (550 and its event), not as too big', async (t) => {
+    if (!havePeers(t)) return;
+    const { gw, vs } = await gateway('none', { maxFileSize: '8MB' });
+    const path = join(dir, 'early-too-big.bin');
+    writeFileSync(path, Buffer.concat([randomBytes(1.5 * MB), EICAR, randomBytes(14 * MB)]));
+    const up = await curl(gw, 'none', '/pub/early-too-big.bin', ['-T', path]);
+    assert.notEqual(up.code, 0);
+    assert.match(up.stderr, new RegExp(`< 550 .*${EICAR_NAME}`));
+    assert.deepEqual(stored(vs, 'early-too-big'), []);
+    const verdicts = gw.events.events.filter((e) => e.kind === 'verdict');
+    assert.deepEqual(
+      verdicts.map((v) => [v.action, v.signature]),
+      [['partiallyblocked', EICAR_NAME]],
+    );
   });
 
   test('scanner error after bytes were released: 451 up (file deleted) and down (no 226)', async (t) => {
@@ -341,6 +378,24 @@ describe('FTP gateway: files above holdLimit stream with a held-back tail', { co
     );
   });
 });
+
+/** A 24 MB file of fresh random bytes (written once), for the maxFileSize tests. */
+function tooBigFile(): string {
+  const path = join(dir, 'too-big.bin');
+  if (!existsSync(path)) writeFileSync(path, randomBytes(24 * MB));
+  return path;
+}
+
+/** Files in vsftpd's upload folder whose name starts with `prefix`. */
+function stored(vs: Vsftpd, prefix: string): string[] {
+  return readdirSync(vs.uploadDir).filter((n) => n.startsWith(prefix));
+}
+
+/** stored(), once it is empty or after a bounded wait: work the gateway finishes after the client left. */
+async function storedAfterWhile(vs: Vsftpd, prefix: string): Promise<string[]> {
+  for (let i = 0; i < 100 && stored(vs, prefix).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  return stored(vs, prefix);
+}
 
 /** Reads a socket to its end; the error code when it ended with one. */
 function readAll(s: Socket): Promise<{ bytes: number; error?: string }> {

@@ -24,6 +24,7 @@ import {
   lftpSettings,
   runClient,
   startFtpGateway,
+  startFtpGatewayFor,
 } from '../helpers/ftp-gateway.js';
 import { startVsftpd, type Vsftpd } from '../helpers/ftp-vsftpd.js';
 import { peer } from '../helpers/peers.js';
@@ -81,16 +82,12 @@ async function gateway(
   extra: Record<string, unknown> = {},
 ): Promise<{ gw: FtpGatewayUnderTest; vs: Vsftpd }> {
   const vs = await server(upstream);
-  const gw = await startFtpGateway({
+  const gw = await startFtpGatewayFor(vs, {
     dir: mkdtempSync(join(dir, 'gw-')),
     scanner,
-    upstreamCa: [vs.caFile],
-    listener: {
-      upstream: `127.0.0.1:${vs.port}`,
-      tls: { client, upstream },
-      passivePorts: '46000-46199',
-      ...extra,
-    },
+    tls: { client, upstream },
+    passivePorts: '46000-46199',
+    listener: extra,
   });
   cleanups.push(() => gw.close());
   return { gw, vs };

@@ -13,6 +13,7 @@ import { ScangateError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { resetConnection } from '../../net/splice.js';
 import { sameAddress } from './address.js';
+import { discardRest, type Overflow } from './overflow.js';
 
 export class DataConnectionError extends ScangateError {}
 
@@ -143,8 +144,10 @@ export function serveTls(socket: Socket, context: SecureContext, timeoutMs: numb
 
 export interface ReceiveResult {
   bytes: number;
-  /** More than `max` bytes arrived; reading stopped there. */
+  /** More than `max` bytes arrived; reading for the sink stopped there. */
   tooBig: boolean;
+  /** tooBig with `drain` set: the rest of the sender's bytes, being read and dropped. */
+  overflow?: Overflow;
 }
 
 /** Received bytes are handed to the sink in batches of about this size (one spool or socket write each). */
@@ -155,6 +158,11 @@ const BATCHES_IN_FLIGHT = 4;
 export interface ReceiveOptions {
   /** Most bytes accepted; past it reading stops and the result says tooBig. */
   max: number;
+  /**
+   * Past `max`, read and drop up to this many more bytes so that the sender can finish its send and
+   * read the reply (overflow.ts); 0 or absent: destroy the connection at once.
+   */
+  drain?: number;
   /** Longest silence on the connection. */
   idleMs: number;
   signal?: AbortSignal;
@@ -212,8 +220,13 @@ export function receiveAll(
     const onData = (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > max) {
-        stream.destroy();
-        finish(null, { bytes, tooBig: true });
+        // Nothing past max reaches the sink: this chunk and the rest are dropped or never read.
+        const drain = o.drain ?? 0;
+        const result: ReceiveResult = { bytes, tooBig: true };
+        if (drain <= 0) stream.destroy();
+        finish(null, result);
+        // After finish: it clears this function's idle timer, the drain sets its own.
+        if (drain > 0) result.overflow = discardRest(stream, drain, idleMs);
         return;
       }
       batch.push(chunk);

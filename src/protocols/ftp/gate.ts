@@ -102,6 +102,11 @@ export class TransferGate {
     await writeChunks(this.out!, out);
   }
 
+  /** Streaming: the verdict if the scanner has given it before the end (an early hit), else null. */
+  get decided(): Verdict | null {
+    return this.scan?.decided ?? null;
+  }
+
   /** Streaming, after the last byte: the verdict on the whole file (the tail is still held). */
   verdict(): Promise<Verdict> {
     return this.scan!.finish();

@@ -55,6 +55,11 @@ export class KeepBackScan {
     return { release: this.held.beyondKeepBack(), caughtUp };
   }
 
+  /** The verdict when the scanner has already answered (an early hit), else null. */
+  get decided(): Verdict | null {
+    return this.settled;
+  }
+
   /** The input is complete: the verdict on all of it. */
   finish(): Promise<Verdict> {
     if (!this.settled) this.input.end();

@@ -30,7 +30,8 @@ import { type FtpCommand, parseCommand, redactCommand } from './command.js';
 import type { FtpContext } from './context.js';
 import { rewriteFeat } from './feat.js';
 import { type FtpReply, formatReply, reply } from './reply.js';
-import { download, type TransferHost, upload } from './transfer.js';
+import { download, type TransferHost } from './transfer.js';
+import { upload } from './upload.js';
 import { ServerLeg } from './upstream.js';
 
 /** Consecutive errors after which the client is dropped. */

@@ -1,17 +1,16 @@
 /**
- * One file transfer through the gateway. Files up to holdLimit are store-and-forward:
+ * One file transfer through the gateway: downloads here, uploads in upload.ts, and what both share
+ * (the gate, the verdict's meaning, the keepalive). Files up to holdLimit are store-and-forward:
  * - download (RETR): the server's data is spooled whole and scanned; only a clean file is offered
  *   to the client (the server's own 150, the data, the server's 226). An infected file gets 550 as
  *   the first and only reply, so the client never receives a byte of it (frox's shape, §2.1 of the
  *   reference notes, but fail-closed and for TLS data channels too).
- * - upload (STOR, APPE, STOU): the client's data is spooled whole and scanned before the server is
- *   even asked to open a data connection; an infected file gets 550 and the server never hears of
- *   it. The server's refusal of a clean upload (553, 452, …) reaches the client unchanged.
+ * - upload (STOR, APPE, STOU): the client's data is spooled whole and scanned before the server
+ *   gets a byte; an infected file gets 550. The server's refusal of a clean upload (553, 452, …)
+ *   reaches the client unchanged.
  * Larger files stream through with the last keepBack bytes held until the verdict (gate.ts); an
  * infected one is cut: the receiver's data connection is reset, never ended cleanly, the client
- * gets 550 and no 226, and a partial upload is deleted on the server (DELE). APPE, STOR after REST
- * and STOU are held whole whatever their size: the part of a file an append extends cannot be taken
- * back, and STOU's file name is only in the server's free-text 150.
+ * gets 550 and no 226, and a partial upload is deleted on the server (DELE).
  * Listings (LIST, NLST, MLSD) take the download path, held, without the scan.
  * While a scan or a slow client holds the server leg idle, NOOPs keep it from timing out.
  */
@@ -19,12 +18,11 @@ import type { Duplex } from 'node:stream';
 import type { SecurityEvent } from '../../admin/events.js';
 import { Spool } from '../../engine/source.js';
 import { scanFailure, type Verdict } from '../../engine/types.js';
-import { existingWithTail } from './append.js';
 import type { FtpCommand } from './command.js';
 import type { FtpContext } from './context.js';
 import { DataConnectionError, type ReceiveResult, receiveAll, sendAll } from './data.js';
 import { TransferGate } from './gate.js';
-import { type FtpReply, reply, replySafe, replySummary } from './reply.js';
+import { type FtpReply, reply, replySafe } from './reply.js';
 import type { ServerLeg } from './upstream.js';
 
 export interface TransferHost {
@@ -50,12 +48,12 @@ export interface TransferHost {
 /** Names remembered in cutFiles, at most. */
 const CUT_FILES_MAX = 64;
 
-const ABORTED = [
+export const ABORTED = [
   reply(426, 'Connection closed; transfer aborted.'),
   reply(226, 'Closing data connection; ABOR successful.'),
 ];
 
-function isAbort(e: unknown): boolean {
+export function isAbort(e: unknown): boolean {
   return (e as DataConnectionError)?.code === 'ERR_FTP_ABORTED';
 }
 
@@ -87,7 +85,12 @@ export async function keepServerAlive<T>(server: ServerLeg, every: number, work:
  * event: 'blocked' when no byte of the file left, 'partiallyblocked' when part of it had (the HTTP
  * gateway's and c-icap's word for a transfer cut short).
  */
-function refusalFor(h: TransferHost, verdict: Verdict, name: string, streamed: boolean): FtpReply | null {
+export function refusalFor(
+  h: TransferHost,
+  verdict: Verdict,
+  name: string,
+  streamed: boolean,
+): FtpReply | null {
   if (verdict.status === 'clean') return null;
   const object = replySafe(name, 300);
   const stopped = streamed ? 'partiallyblocked' : 'blocked';
@@ -112,7 +115,7 @@ function refusalFor(h: TransferHost, verdict: Verdict, name: string, streamed: b
  * Scans a finished spool. Its scan input carries the SHA-256 computed while the bytes arrived, so the
  * builtin engine matches the file without hashing it again (a second pass over 200 MB cost ~0.2 s).
  */
-async function judgeHeld(h: TransferHost, spool: Spool, name: string): Promise<FtpReply | null> {
+export async function judgeHeld(h: TransferHost, spool: Spool, name: string): Promise<FtpReply | null> {
   let verdict: Verdict;
   try {
     verdict = await h.ctx.deps.scanner.scan(spool.scanInput(), { name, size: spool.size });
@@ -122,11 +125,11 @@ async function judgeHeld(h: TransferHost, spool: Spool, name: string): Promise<F
   return refusalFor(h, verdict, name, false);
 }
 
-function tooBig(h: TransferHost): FtpReply {
+export function tooBig(h: TransferHost): FtpReply {
   return reply(552, `Requested file action aborted: larger than ${h.ctx.cfg.maxFileSize} bytes.`);
 }
 
-async function sayAll(h: TransferHost, replies: readonly FtpReply[]): Promise<void> {
+export async function sayAll(h: TransferHost, replies: readonly FtpReply[]): Promise<void> {
   for (const r of replies) await h.say(r);
 }
 
@@ -141,10 +144,11 @@ export function announcedSize(r: FtpReply): number | null {
  * cuts the receiving side too: a receiver that stopped reading would otherwise hold the abort up.
  * A failed data connection is returned, not thrown.
  */
-async function receiveInto(
+export async function receiveInto(
   h: TransferHost,
   data: () => Promise<Duplex> | Duplex,
   gate: TransferGate,
+  drain = 0,
 ): Promise<ReceiveResult | DataConnectionError> {
   const { cfg } = h.ctx;
   let stream: Duplex | null = null;
@@ -155,6 +159,7 @@ async function receiveInto(
       stream = await data();
       return receiveAll(stream, (c) => gate.write(c), {
         max: cfg.maxFileSize,
+        drain,
         idleMs: cfg.dataTimeout,
         signal,
       });
@@ -193,7 +198,7 @@ export async function download(
   const data = t.data;
   const spool = newSpool(h);
   const size = scan ? announcedSize(t.reply) : null;
-  const gate = newGate(h, cmd, spool, {
+  const gate = newGate(h, cmd.arg, spool, {
     hold: !scan || h.cutFiles.has(cmd.arg),
     skip,
     // Announced above holdLimit: stream from the first byte rather than spool holdLimit first.
@@ -273,139 +278,9 @@ async function endStreamedDownload(
   await h.say(final);
 }
 
-/** STOR, APPE, STOU: judged before the server gets all of the file (before any of it up to holdLimit). */
-export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: number): Promise<void> {
-  const { cfg } = h.ctx;
-  const restPending = restOffset > 0;
-  // APPE, and STOR after REST, extend a file on the server: what must be judged is the file as
-  // it will be, or malware could arrive in harmless pieces.
-  const extending = cmd.verb === 'APPE' || (cmd.verb === 'STOR' && restPending);
-  const spool = newSpool(h);
-  let whole: Spool | null = null;
-  /** Set when the stream starts: the server's refusal of the command, or its hold on the server leg. */
-  const started: { refusedBy: FtpReply | null; serverBusy: (() => void) | null } = {
-    refusedBy: null,
-    serverBusy: null,
-  };
-  const gate = newGate(h, cmd, spool, {
-    hold: extending || cmd.verb === 'STOU',
-    skip: 0,
-    early: false,
-    open: async () => {
-      const t = await h.upstream(() => h.server.transfer(cmd.raw));
-      if (!t.data) {
-        started.refusedBy = t.reply;
-        throw new DataConnectionError(
-          'ERR_FTP_REFUSED',
-          `server refused ${cmd.verb}: ${replySummary(t.reply)}`,
-        );
-      }
-      // The server leg is in this transfer until its final reply: no keepalive NOOP meanwhile.
-      started.serverBusy = h.server.hold();
-      return t.data;
-    },
-  });
-  try {
-    await h.say(reply(150, 'Ok to send data.'));
-    const received = await keepServerAlive(
-      h.server,
-      keepaliveMs(h),
-      receiveInto(h, () => h.openClientData(), gate),
-    );
-    if (started.refusedBy) return h.say(started.refusedBy);
-    if (gate.streaming) return await endStreamedUpload(h, cmd, gate, received);
-    const refuse = async (r: FtpReply | readonly FtpReply[]) => {
-      // A REST the server accepted would apply to the next transfer: cancel it.
-      if (restPending) await h.upstream(() => h.server.command('REST 0'));
-      await sayAll(h, [r].flat());
-    };
-    if (received instanceof DataConnectionError) {
-      h.ctx.log.info({ err: received.message, code: received.code }, 'ftp: upload data connection failed');
-      return refuse(isAbort(received) ? ABORTED : reply(426, 'Connection closed; transfer aborted.'));
-    }
-    if (received.tooBig) return refuse(tooBig(h));
-    const { source } = await spool.finish();
-    let judged = spool;
-    if (extending) {
-      whole = newSpool(h);
-      const ok = await keepServerAlive(
-        h.server,
-        keepaliveMs(h),
-        existingWithTail(h, { cmd, restOffset, tail: source }, whole),
-      );
-      if (!ok) return refuse(tooBig(h));
-      await whole.finish();
-      judged = whole;
-    }
-    const refusal = await keepServerAlive(h.server, keepaliveMs(h), judgeHeld(h, judged, cmd.arg));
-    if (refusal) return refuse(refusal);
-    if (extending && restPending) {
-      const r = await h.upstream(() => h.server.command(`REST ${restOffset}`));
-      if (r.code !== 350) return h.say(r);
-    }
-    const t = await h.upstream(() => h.server.transfer(cmd.raw));
-    if (!t.data) return h.say(t.reply);
-    let failed = false;
-    try {
-      await sendAll(t.data, source, cfg.dataTimeout);
-    } catch (e) {
-      if (!(e instanceof DataConnectionError)) throw e;
-      failed = true;
-    }
-    const final = await h.upstream(() => h.server.readReply());
-    if (failed && final.code < 300) return h.say(reply(426, 'Data connection to the server failed.'));
-    await h.say(final);
-  } finally {
-    started.serverBusy?.();
-    await gate.dispose();
-    await whole?.dispose();
-  }
-}
-
-/**
- * An upload that streamed: the server has all but the held tail. A clean verdict sends the tail
- * and ends the server's data connection cleanly, and the server's reply goes to the client. Any
- * other outcome resets the server's data connection (so it never sees a complete transfer), reads
- * its failure reply and deletes the partial file.
- */
-async function endStreamedUpload(
+export function newGate(
   h: TransferHost,
-  cmd: FtpCommand,
-  gate: TransferGate,
-  received: ReceiveResult | DataConnectionError,
-): Promise<void> {
-  const cut = async (r: FtpReply | readonly FtpReply[]) => {
-    gate.cut();
-    const answer = await h.upstream(() => h.server.readReply());
-    h.ctx.log.info({ file: cmd.arg, server: replySummary(answer) }, 'ftp: streamed upload cut');
-    await removePartial(h, cmd.arg);
-    await sayAll(h, [r].flat());
-  };
-  if (received instanceof DataConnectionError) {
-    h.ctx.log.info({ err: received.message, code: received.code }, 'ftp: upload data connection failed');
-    return cut(isAbort(received) ? ABORTED : reply(426, 'Connection closed; transfer aborted.'));
-  }
-  if (received.tooBig) return cut(tooBig(h));
-  const refusal = refusalFor(h, await gate.verdict(), cmd.arg, gate.released > 0);
-  if (refusal) return cut(refusal);
-  const sent = await gate.deliver().catch((e: Error) => e);
-  if (sent instanceof Error && !(sent instanceof DataConnectionError)) throw sent;
-  const final = await h.upstream(() => h.server.readReply());
-  if (sent instanceof Error && final.code < 300)
-    return h.say(reply(426, 'Data connection to the server failed.'));
-  await h.say(final);
-}
-
-/** The partial file a cut upload left on the server (RFC 959 DELE); a refusal is logged. */
-async function removePartial(h: TransferHost, name: string): Promise<void> {
-  const r = await h.upstream(() => h.server.command(`DELE ${name}`));
-  if (r.code !== 250)
-    h.ctx.log.warn({ file: name, reply: replySummary(r) }, 'ftp: partial upload could not be deleted');
-}
-
-function newGate(
-  h: TransferHost,
-  cmd: FtpCommand,
+  name: string,
   spool: Spool,
   o: { hold: boolean; early: boolean; skip: number; open: () => Promise<Duplex> },
 ): TransferGate {
@@ -415,7 +290,7 @@ function newGate(
     holdLimit: o.hold ? Number.POSITIVE_INFINITY : cfg.holdLimit,
     keepBack: cfg.keepBack,
     scanner: deps.scanner,
-    name: cmd.arg,
+    name,
     early: o.early && !o.hold,
     skip: o.skip,
     idleMs: cfg.dataTimeout,
@@ -424,10 +299,10 @@ function newGate(
 }
 
 /** Memory up to spoolMemory, then a 0600 temp file in dataDir/spool; SHA-256 computed on the way in. */
-function newSpool(h: TransferHost): Spool {
+export function newSpool(h: TransferHost): Spool {
   return new Spool({ dir: h.ctx.spoolDir, memoryLimit: h.ctx.cfg.spoolMemory });
 }
 
-function keepaliveMs(h: TransferHost): number {
+export function keepaliveMs(h: TransferHost): number {
   return h.ctx.cfg.keepalive;
 }
