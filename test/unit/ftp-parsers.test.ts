@@ -1,6 +1,7 @@
 /**
- * FTP control-channel parsers: replies (multi-line, RFC 959 §4.2), commands (Telnet sequences,
- * control characters), and the four data-address notations (PORT/227, EPRT/229, RFC 2428).
+ * FTP control-channel parsers: replies (multi-line, RFC 959 §4.2; the STOU name, RFC 1123
+ * §4.1.2.9), commands (Telnet sequences, control characters), and the four data-address notations
+ * (PORT/227, EPRT/229, RFC 2428).
  * Properties: format∘parse round trips, chunking-free reply assembly; hostile input never throws
  * anything but the typed refusal.
  */
@@ -23,7 +24,12 @@ import {
 } from '../../src/protocols/ftp/address.js';
 import { parseCommand, redactCommand } from '../../src/protocols/ftp/command.js';
 import { rewriteFeat } from '../../src/protocols/ftp/feat.js';
-import { type FtpReply, FtpReplyAssembler, formatReply } from '../../src/protocols/ftp/reply.js';
+import {
+  type FtpReply,
+  FtpReplyAssembler,
+  formatReply,
+  stouFileName,
+} from '../../src/protocols/ftp/reply.js';
 
 const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
 const port = fc.integer({ min: 1, max: 65_535 });
@@ -225,5 +231,19 @@ describe('FEAT rewriting', () => {
   test('a refusal passes unchanged', () => {
     const r = { code: 502, lines: ['no'] };
     assert.equal(rewriteFeat(r, 'explicit'), r);
+  });
+});
+
+describe('STOU file name (RFC 1123 §4.1.2.9: "150 FILE: pppp")', () => {
+  test('the name as the server gave it, spaces included; none when the reply has no FILE: line', () => {
+    assert.equal(stouFileName({ code: 150, lines: ['FILE: STOU.1'] }), 'STOU.1');
+    assert.equal(stouFileName({ code: 125, lines: ['FILE: a name with  spaces '] }), 'a name with  spaces ');
+    assert.equal(
+      stouFileName({ code: 150, lines: ['Opening data connection.', 'FILE: x/y.2', 'ok'] }),
+      'x/y.2',
+    );
+    assert.equal(stouFileName({ code: 150, lines: ['Ok to send data.'] }), null);
+    assert.equal(stouFileName({ code: 150, lines: ['FILE: '] }), null);
+    assert.equal(stouFileName({ code: 150, lines: ['FILE: a\0b'] }), null);
   });
 });

@@ -100,3 +100,17 @@ export function replySummary(r: FtpReply): string {
 export function isPreliminary(r: FtpReply): boolean {
   return r.code >= 100 && r.code < 200;
 }
+
+/**
+ * The file name a server gives in its reply to STOU: RFC 1123 §4.1.2.9 fixes the text of that 125
+ * or 150 as `FILE: name` (vsftpd and ProFTPD write it so). Null when no line has that form, or when the name holds
+ * a character that could not be sent back in a command (DELE).
+ */
+export function stouFileName(r: FtpReply): string | null {
+  for (const line of r.lines) {
+    // Exactly one space after the colon: a name's own leading or trailing spaces are part of it.
+    const m = /^FILE: (.+)$/.exec(line);
+    if (m?.[1] && !/[\r\n\0]/.test(m[1])) return m[1];
+  }
+  return null;
+}

@@ -5,9 +5,14 @@
  * streams with the last keepBack bytes held back (gate.ts); an infected one is cut: the server's
  * data connection is reset, never ended cleanly, and the partial file deleted (DELE).
  *
- * APPE, STOR after REST and STOU are held whole whatever their size: the part of a file an append
- * extends cannot be taken back (append.ts judges the file as it will be), and STOU's file name is
- * only in the server's free-text 150.
+ * STOU is the exception to "the server hears of it only after the scan": the server picks the name
+ * and says it in its 150 ("150 FILE: name", RFC 1123 §4.1.2.9), and that 150 must reach the client
+ * before the client sends a byte. So STOU goes to the server first, its 150 is the client's, and the
+ * server's data connection waits, idle, while the file is held. A refused STOU leaves no file behind
+ * either: the (empty or partial) file is deleted under the name the server gave.
+ *
+ * APPE and STOR after REST are held whole whatever their size: the part of a file an append extends
+ * cannot be taken back (append.ts judges the file as it will be).
  */
 import type { Duplex } from 'node:stream';
 import type { Spool } from '../../engine/source.js';
@@ -17,7 +22,7 @@ import type { FtpCommand } from './command.js';
 import { DataConnectionError, sendAll } from './data.js';
 import type { TransferGate } from './gate.js';
 import type { Overflow } from './overflow.js';
-import { type FtpReply, reply, replySummary } from './reply.js';
+import { type FtpReply, reply, replySummary, stouFileName } from './reply.js';
 import {
   ABORTED,
   isAbort,
@@ -34,20 +39,20 @@ import {
 } from './transfer.js';
 import type { Transfer } from './upstream.js';
 
-/** The server's side of one upload: started when the first byte is to go out. */
+/** The server's side of one upload: started when the first byte is to go out (STOU: at once). */
 class ServerUpload {
   started: Extract<Transfer, { data: Duplex }> | null = null;
   /** The server's refusal of the command (553, 452, …), to go to the client unchanged. */
   refusedBy: FtpReply | null = null;
-  /** The file as the server knows it, for DELE. */
-  readonly name: string;
+  /** The file as the server knows it, for DELE; STOU: from its 150, null when it gave none. */
+  name: string | null;
   private release: (() => void) | null = null;
 
   constructor(
     private readonly h: TransferHost,
     private readonly cmd: FtpCommand,
   ) {
-    this.name = cmd.arg;
+    this.name = cmd.verb === 'STOU' ? null : cmd.arg;
   }
 
   /** Sends the command; the server's data connection, or null when it refused (refusedBy). */
@@ -61,6 +66,7 @@ class ServerUpload {
     // The server leg is in this transfer until its final reply: no keepalive NOOP meanwhile.
     this.release = this.h.server.hold();
     this.started = t;
+    if (this.cmd.verb === 'STOU') this.name = stouFileName(t.reply);
     return t.data;
   }
 
@@ -74,7 +80,14 @@ class ServerUpload {
     if (!t.data.destroyed) resetConnection(t.data);
     const answer = await this.h.upstream(() => this.h.server.readReply());
     const { log } = this.h.ctx;
-    log.info({ file: this.name, server: replySummary(answer) }, 'ftp: upload cut');
+    log.info({ file: this.name ?? this.cmd.arg, server: replySummary(answer) }, 'ftp: upload cut');
+    if (this.name === null) {
+      log.warn(
+        { reply: replySummary(t.reply) },
+        'ftp: STOU file could not be deleted: the server gave no name',
+      );
+      return;
+    }
     const r = await this.h.upstream(() => this.h.server.command(`DELE ${this.name}`));
     if (r.code !== 250)
       log.warn({ file: this.name, reply: replySummary(r) }, 'ftp: partial upload could not be deleted');
@@ -91,11 +104,13 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: numbe
   // it will be, or malware could arrive in harmless pieces.
   const extending = cmd.verb === 'APPE' || (cmd.verb === 'STOR' && restPending);
   const server = new ServerUpload(h, cmd);
-  const name = cmd.arg;
+  if (cmd.verb === 'STOU' && !(await server.start())) return h.say(server.refusedBy!);
+  const name = server.name ?? cmd.arg;
   const spool = newSpool(h);
   let whole: Spool | null = null;
+  // A STOU file the server did not name cannot be deleted after a cut: it is held whole.
   const gate = newGate(h, name, spool, {
-    hold: extending || cmd.verb === 'STOU',
+    hold: extending || (cmd.verb === 'STOU' && server.name === null),
     skip: 0,
     early: false,
     open: async () => {
@@ -109,7 +124,7 @@ export async function upload(h: TransferHost, cmd: FtpCommand, restOffset: numbe
   });
   let overflow: Overflow | undefined;
   try {
-    await h.say(reply(150, 'Ok to send data.'));
+    await h.say(server.started?.reply ?? reply(150, 'Ok to send data.'));
     const received = await keepServerAlive(
       h.server,
       keepaliveMs(h),
