@@ -9,7 +9,8 @@
  * and says it in its 150 ("150 FILE: name", RFC 1123 §4.1.2.9), and that 150 must reach the client
  * before the client sends a byte. So STOU goes to the server first, its 150 is the client's, and the
  * server's data connection waits, idle, while the file is held. A refused STOU leaves no file behind
- * either: the (empty or partial) file is deleted under the name the server gave.
+ * either: the (empty or partial) file is deleted under the name the server gave; a server that gave
+ * none gets the file held whole, and keeps the empty file of a refused one (logged).
  *
  * APPE and STOR after REST are held whole whatever their size: the part of a file an append extends
  * cannot be taken back (append.ts judges the file as it will be).
