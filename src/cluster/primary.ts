@@ -17,6 +17,7 @@ import { loadOrCreateToken } from '../admin/token.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { CertificateAuthority } from '../tls/ca.js';
+import { clusterTicketEnv } from '../tls/ticket-keys.js';
 import { parseAddress } from '../util/units.js';
 import { isSgMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
@@ -124,6 +125,7 @@ export async function runPrimary(
 
   function fork(): Worker {
     const w = cluster.fork({
+      ...clusterTicketEnv(),
       SCANGATE_WORKER_ID: String(Object.keys(cluster.workers ?? {}).length + 1),
       SCANGATE_RELOAD_EPOCH: String(epoch),
     });

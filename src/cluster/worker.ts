@@ -8,6 +8,7 @@ import { registry } from '../admin/metrics.js';
 import type { Config } from '../config/schema.js';
 import { startGateway } from '../gateway.js';
 import type { Logger } from '../logger.js';
+import { adoptClusterTicketSecret } from '../tls/ticket-keys.js';
 import { tuneHeapGrowth } from '../util/heap.js';
 import { ClusterVerdictCache } from './cache.js';
 import { isSgMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -24,6 +25,7 @@ class RelayEventSink implements EventSink {
 }
 
 export async function runWorker(config: Config, logger: Logger, load: () => Promise<Config>): Promise<void> {
+  adoptClusterTicketSecret();
   const log = logger.child({ worker: process.env.SCANGATE_WORKER_ID ?? String(process.pid) });
   // With Redis configured the workers already share verdicts through it; otherwise through the primary.
   const cache = config.engine.cache.redis ? null : new ClusterVerdictCache(config.engine.cache.entries, send);

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { ConfigError } from '../errors.js';
 import { type CertNames, type LeafMinter, namesFromPeerCertificate } from './leaf.js';
+import { ticketKeys } from './ticket-keys.js';
 
 export type ClientLegContext = (upstreamCert: PeerCertificate | null) => Promise<SecureContext>;
 
@@ -31,7 +32,12 @@ export async function clientLegContext(opts: {
   if (tls.cert || tls.key) {
     if (!tls.cert || !tls.key) throw new ConfigError(key, 'cert and key must be given together');
     try {
-      fixed = createSecureContext({ cert: await readFile(tls.cert), key: await readFile(tls.key) });
+      const [cert, pem] = await Promise.all([readFile(tls.cert), readFile(tls.key)]);
+      fixed = createSecureContext({
+        cert,
+        key: pem,
+        ticketKeys: ticketKeys('listener', opts.listener, cert),
+      });
     } catch (e) {
       throw new ConfigError(key, `cannot load cert/key: ${(e as Error).message}`);
     }

@@ -18,6 +18,7 @@ import { isIP } from 'node:net';
 import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import type { CertificateAuthority } from './ca.js';
+import { ticketKeys } from './ticket-keys.js';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -240,7 +241,12 @@ export class LeafMinter {
     this.minted++;
     // The chain carries the CA when it is an intermediate (an operator's CA under their own root), so
     // clients that trust only that root still build a path; a self-signed CA is left out, clients hold it.
-    const context = createSecureContext({ key: key.pem, cert: `${certPem}\n${this.ca.chainPem}` });
+    const context = createSecureContext({
+      key: key.pem,
+      cert: `${certPem}\n${this.ca.chainPem}`,
+      // Each worker mints its own leaf for a host; the same ticket keys let a client resume on any.
+      ticketKeys: ticketKeys('leaf', this.ca.chainPem, ...n.dnsNames, '', ...n.ipAddresses),
+    });
     return { certPem, keyPem: key.pem, notAfter, context };
   }
 }

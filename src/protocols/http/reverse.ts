@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { ConfigError } from '../../errors.js';
 import { resetConnection } from '../../net/splice.js';
+import { ticketKeys } from '../../tls/ticket-keys.js';
 import {
   describeError,
   emitConnectionEvent,
@@ -49,7 +50,12 @@ export function reverseSetup(ctx: ListenerContext): ReverseSetup {
   let context: SecureContext | null = null;
   if (cert && keyFile) {
     try {
-      context = createSecureContext({ cert: readFileSync(cert), key: readFileSync(keyFile) });
+      const certPem = readFileSync(cert);
+      context = createSecureContext({
+        cert: certPem,
+        key: readFileSync(keyFile),
+        ticketKeys: ticketKeys('listener', ctx.cfg.name, certPem),
+      });
     } catch (e) {
       throw new ConfigError(`${key}.tls`, `cannot load certificate/key: ${(e as Error).message}`);
     }

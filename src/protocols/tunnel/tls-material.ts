@@ -2,17 +2,20 @@
  * The gateway's TLS material (certificate, key, client CA, CRL), reloaded without dropping
  * connections: on SIGHUP (via the service's reload()) and when one of the files changes.
  * tls.Server#setSecureContext swaps the context for new handshakes only; existing TLS sessions keep
- * theirs. Ticket keys are rotated on every reload so a client cannot resume a session that was
- * authenticated under the old CA or CRL (a revoked client must do a full handshake and fail).
+ * theirs. Session-ticket keys are derived from the material itself (tls/ticket-keys.ts): new
+ * material, new keys, so a client cannot resume a session that was authenticated under the old CA or
+ * CRL (a revoked client must do a full handshake and fail), while every worker of a cluster holds
+ * the same keys and a client resumes on whichever worker its connection reaches.
  * A reload that fails (a half-written file, a key that does not match) keeps the running material.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { createSecureContext, type SecureContextOptions, type Server } from 'node:tls';
 import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { ticketKeys } from '../../tls/ticket-keys.js';
 
 export interface TunnelTlsFiles {
   cert: string;
@@ -37,7 +40,15 @@ export async function readTlsMaterial(files: TunnelTlsFiles, keyPath = 'tls'): P
     read('clientCa', files.clientCa),
     files.crl ? read('crl', files.crl) : Promise.resolve(undefined),
   ]);
-  const options: SecureContextOptions = { cert, key, ca, ...(crl ? { crl } : {}) };
+  const material = createHash('sha256');
+  for (const part of [cert, key, ca, crl ?? '']) material.update(part).update('\0');
+  const options: SecureContextOptions = {
+    cert,
+    key,
+    ca,
+    ...(crl ? { crl } : {}),
+    ticketKeys: ticketKeys('tunnel', keyPath, material.digest()),
+  };
   try {
     // Throws on a key that does not match the certificate, or an unparsable PEM/CRL.
     createSecureContext(options);
@@ -68,7 +79,7 @@ export class TlsMaterialReloader {
       .then(async () => {
         const options = await readTlsMaterial(this.files, this.keyPath);
         this.server.setSecureContext(options);
-        this.server.setTicketKeys(randomBytes(48));
+        this.server.setTicketKeys(options.ticketKeys as Buffer);
         this.generation++;
         this.log.info({ generation: this.generation }, 'tunnel TLS material reloaded');
       });
