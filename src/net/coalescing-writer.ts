@@ -2,7 +2,7 @@
  * The write side of a relay that reads into a shared buffer (shared-read.ts): each chunk is copied
  * into a slab, and what one turn of the event loop read leaves in one write at its end — one syscall
  * and one wake-up of the reader on the other side instead of one per chunk (a TLS socket delivers
- * 16 KB records, several per socket read).
+ * 16 KB records, several per socket read). A short chunk ends a burst and is written at once.
  *
  * A slab goes back to a small pool the process shares once its write has completed, so an idle
  * connection holds none, and a busy one reuses the same few instead of allocating per write.
@@ -11,6 +11,8 @@ import type { Writable } from 'node:stream';
 
 /** Far above one TLS record, and what one write of a busy relay carries. */
 const SLAB_SIZE = 256 * 1024;
+/** TLS delivers at most 16 KB per record: anything shorter ends a burst. */
+const EAGER_BELOW = 16 * 1024;
 /** Slabs kept for reuse, process-wide (2 MB): enough for the relays busy in any one turn. */
 const POOL_MAX = 8;
 const pool: Buffer[] = [];
@@ -39,7 +41,11 @@ export class CoalescingWriter {
       from += n;
       if (this.used === this.slab.length) this.flush();
     }
-    if (!this.scheduled && this.used > 0) {
+    // A chunk short of a full TLS record (or of a socket read that filled most of it) is the end of
+    // what the sender wrote: nothing more is coming this turn, so it leaves now rather than after
+    // every other callback of the turn (a request or an answer waits for nobody).
+    if (chunk.length < EAGER_BELOW) this.flush();
+    else if (!this.scheduled && this.used > 0) {
       this.scheduled = true;
       setImmediate(this.flushNow);
     }
